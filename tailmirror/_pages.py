@@ -1,0 +1,241 @@
+"""
+Project pages: served from the journal while fresh, refreshed from
+upstream after the TTL with one conditional request per project at a time,
+served stale while upstream fails.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ._bodies import Body, RenderCache, Rendered
+from ._coalesce import Coalescer
+from ._errors import NotFound, StoreError, Unavailable, UpstreamError
+from ._journal import Entry, Journal
+from ._parse import MalformedPage, ParsedPage, parseHTML, parseJSON
+from ._render import renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
+from ._upstream import Fetched, Upstream
+
+__all__ = ["ProjectPages", "Served", "RunInThread"]
+
+log = Logger()
+T = TypeVar("T")
+
+#: How CPU and disk work leaves the reactor thread:
+#: C{runInThread(f, *args)} returns a L{Deferred} of C{f(*args)}.
+RunInThread = Callable[..., Deferred[Any]]
+
+_JSON_TYPES = ("application/vnd.pypi.simple.v1+json", "application/json")
+_HTML_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
+
+
+@dataclass
+class Served:
+    """
+    A page ready to serve: both forms, how many seconds it stays fresh, and
+    why it is stale if upstream could not refresh it.
+    """
+
+    rendered: Rendered
+    freshFor: float = 0.0
+    staleBecause: str | None = None
+
+
+@dataclass
+class _Prepared:
+    """
+    An upstream page made ready off the reactor thread.
+    """
+
+    pageJSON: bytes
+    rendered: Rendered
+    dropped: list[str] = field(default_factory=list)
+
+
+def renderPage(page: dict[str, Any]) -> Rendered:
+    """
+    Both forms of a project page.
+    """
+    return Rendered(Body.of(renderProjectHTML(page)), Body.of(renderProjectJSON(page)))
+
+
+def preparePage(name: str, fetched: Fetched) -> _Prepared:
+    """
+    Parse an upstream page, and render and serialize it.  CPU work: run it
+    off the reactor thread.
+
+    @raise MalformedPage: if upstream sent no readable project page.
+    """
+    mediaType, _, params = fetched.contentType.partition(";")
+    mediaType = mediaType.strip()
+    parsed: ParsedPage
+    if mediaType in _JSON_TYPES:
+        parsed = parseJSON(fetched.body, fetched.url, name)
+    elif mediaType in _HTML_TYPES:
+        charset = params.partition("charset=")[2].strip().strip('"') or None
+        parsed = parseHTML(fetched.body, fetched.url, name, charset)
+    else:
+        raise MalformedPage(f"content type {mediaType or 'none'!r:.80} is not a Simple API page")
+    page = parsed.page
+    pageJSON = json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _Prepared(pageJSON, renderPage(page), parsed.dropped)
+
+
+class ProjectPages:
+    """
+    The mirror's knowledge of project pages.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        upstream: Upstream,
+        clock: IReactorTime,
+        runInThread: RunInThread,
+        ttl: float = 900.0,
+        renderCacheBytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._journal = journal
+        self._upstream = upstream
+        self._clock = clock
+        self._run = runInThread
+        self.ttl = ttl
+        self._index: dict[str, Entry] = {}
+        self._renders = RenderCache(renderCacheBytes)
+        self._refreshing: Coalescer[Entry] = Coalescer()
+        self._rendering: Coalescer[Rendered] = Coalescer()
+        self._generation = 0
+        self._root: tuple[int, Rendered] | None = None
+
+    def open(self) -> None:
+        """
+        Replay the journal.
+        """
+        self._index = self._journal.open()
+        self._generation += 1
+        log.info("journal replayed: {count} projects known", count=len(self._index))
+
+    def close(self) -> None:
+        """
+        Close the journal.
+        """
+        self._journal.close()
+
+    def known(self) -> list[str]:
+        """
+        The normalized names of the projects this mirror knows.
+        """
+        return sorted(self._index)
+
+    def _age(self, entry: Entry) -> float:
+        return self._clock.seconds() - entry.fetched
+
+    async def get(self, name: str, revalidate: bool = False) -> Served:
+        """
+        A project page, by normalized name.
+
+        @param revalidate: ask upstream even if the page is fresh.
+        @raise NotFound: if upstream has no such project.
+        @raise Unavailable: if upstream fails and there is no copy to serve.
+        """
+        entry = self._index.get(name)
+        stale = None
+        if entry is None or revalidate or not (0 <= self._age(entry) < self.ttl):
+            try:
+                entry = await self._refreshing.run(name, lambda: self._refresh(name))
+            except Unavailable as e:
+                if entry is None:
+                    raise
+                log.warn("serving {name} stale: {reason}", name=name, reason=e.reason)
+                stale = e.reason
+        rendered = await self._rendered(entry)
+        freshFor = 0.0 if stale else max(0.0, self.ttl - self._age(entry))
+        return Served(rendered, freshFor, stale)
+
+    async def _refresh(self, name: str) -> Entry:
+        """
+        Ask upstream for a page, and record what it says.
+        """
+        old = self._index.get(name)
+        try:
+            fetched = await self._upstream.fetchPage(name, old.etag if old else None)
+        except NotFound:
+            if old is not None:
+                self._write(self._journal.appendGone, name, self._clock.seconds())
+                del self._index[name]
+                self._generation += 1
+            raise
+        now = self._clock.seconds()
+        if fetched.status == 304 and old is not None:
+            self._write(self._journal.appendFresh, old, now)
+            return old
+        try:
+            prepared = await self._run(preparePage, name, fetched)
+        except MalformedPage as e:
+            log.error("upstream page of {name} is malformed: {why}", name=name, why=str(e))
+            raise UpstreamError(502, f"upstream sent a malformed page: {e}") from None
+        for why in prepared.dropped:
+            log.warn("dropped a link from the page of {name}: {why}", name=name, why=why)
+        entry = self._write(self._journal.appendPage, name, fetched.etag, now, prepared.pageJSON)
+        self._index[name] = entry
+        if old is None:
+            self._generation += 1
+        self._renders.put((name, entry.offset), prepared.rendered)
+        log.info("fetched {name} from upstream", name=name)
+        return entry
+
+    def _write(self, append: Callable[..., T], *args: Any) -> T:
+        """
+        Append to the journal, turning a failed write into a clear error.
+        """
+        try:
+            return append(*args)
+        except OSError as e:
+            log.error("cannot write the journal: {why}", why=str(e))
+            raise StoreError(507, f"the mirror cannot write its cache: {e.strerror}") from None
+
+    async def _rendered(self, entry: Entry) -> Rendered:
+        """
+        Both forms of a page, rendered once per change.
+        """
+        key = (entry.name, entry.offset)
+        rendered = self._renders.get(key)
+        if rendered is None:
+            rendered = await self._rendering.run(key, lambda: self._renderFromJournal(entry))
+        return rendered
+
+    async def _renderFromJournal(self, entry: Entry) -> Rendered:
+        """
+        Read a page back from the journal and render it, off the reactor.
+        """
+        key = (entry.name, entry.offset)
+
+        def readAndRender() -> Rendered:
+            return renderPage(self._journal.readPage(entry))
+
+        try:
+            rendered: Rendered = await self._run(readAndRender)
+        except ValueError as e:
+            log.error("cannot read the page of {name} back: {why}", name=entry.name, why=str(e))
+            raise StoreError(503, "the mirror's copy of this page is damaged") from None
+        self._renders.put(key, rendered)
+        return rendered
+
+    async def root(self) -> Rendered:
+        """
+        Both forms of the root index, rendered once per change of the list.
+        """
+        if self._root is None or self._root[0] != self._generation:
+            generation, names = self._generation, self.known()
+
+            def render() -> Rendered:
+                return Rendered(Body.of(renderRootHTML(names)), Body.of(renderRootJSON(names)))
+
+            self._root = (generation, await self._run(render))
+        return self._root[1]

@@ -1,0 +1,80 @@
+"""
+The mirror as a Twisted service: it owns the journal and the pooled HTTP
+client to upstream, opened at start and closed at stop.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import treq
+from twisted.application.service import Service
+from twisted.internet.threads import deferToThreadPool
+from twisted.web.client import (
+    Agent,
+    ContentDecoderAgent,
+    GzipDecoder,
+    HTTPConnectionPool,
+)
+from twisted.web.server import Site
+
+from ._journal import Journal
+from ._pages import ProjectPages
+from ._upstream import Upstream
+from ._web import MirrorWeb
+
+__all__ = ["MirrorService"]
+
+
+class MirrorService(Service):
+    """
+    A mirror of one upstream index, keeping its state in C{cacheDir}.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        upstream: str,
+        cacheDir: str,
+        ttl: float,
+        timeout: float,
+    ) -> None:
+        self.cacheDir = cacheDir
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool.maxPersistentPerHost = 8
+        agent = ContentDecoderAgent(
+            Agent(reactor, pool=self._pool, connectTimeout=timeout),
+            [(b"gzip", GzipDecoder)],
+        )
+        client = treq.client.HTTPClient(agent)
+        pool = reactor.getThreadPool()
+
+        def runInThread(f: Any, *args: Any) -> Any:
+            return deferToThreadPool(reactor, pool, f, *args)
+
+        self.pages = ProjectPages(
+            Journal(os.path.join(cacheDir, "journal.jsonl")),
+            Upstream(client, upstream, reactor, timeout=timeout),
+            reactor,
+            runInThread,
+            ttl=ttl,
+        )
+        self.site = Site(MirrorWeb(self.pages).resource())
+        self.site.displayTracebacks = False
+
+    def startService(self) -> None:
+        """
+        Replay the journal before the mirror answers anyone.
+        """
+        os.makedirs(self.cacheDir, exist_ok=True)
+        self.pages.open()
+        super().startService()
+
+    def stopService(self) -> Any:
+        """
+        Close the connections to upstream and the journal.
+        """
+        super().stopService()
+        self.pages.close()
+        return self._pool.closeCachedConnections()

@@ -1,0 +1,202 @@
+"""
+Fetching project pages from the upstream index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredSemaphore,
+    TimeoutError,
+)
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IResponse
+
+from ._errors import NotFound, UpstreamError
+from ._version import __version__
+
+__all__ = ["Fetched", "Upstream"]
+
+#: What the mirror asks upstream for: JSON first, for it carries sizes and
+#: upload times; HTML when that is all upstream speaks.
+ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, "
+    "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+)
+USER_AGENT = f"tailmirror/{__version__}"
+
+
+class PageTooLarge(Exception):
+    """
+    An upstream body grew past the cap.
+    """
+
+
+@dataclass
+class Fetched:
+    """
+    An upstream answer: C{status} 200 with a body, or 304.
+    """
+
+    status: int
+    url: str
+    etag: str | None = None
+    contentType: str = ""
+    body: bytes = b""
+
+
+class _CappedBody(Protocol):
+    """
+    Collect a response body up to a cap; cancelling the L{Deferred} drops
+    the connection.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.done: Deferred[bytes] = Deferred(lambda d: self._stop())
+
+    def _stop(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self.size += len(data)
+        if self.size > self.cap:
+            self._stop()
+            self.done.errback(PageTooLarge())
+            return
+        self.parts.append(data)
+
+    def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.parts))
+        else:
+            self.done.errback(reason)
+
+
+def readBody(response: IResponse, cap: int) -> Deferred[bytes]:
+    """
+    Read a response body of at most C{cap} bytes.
+    """
+    protocol = _CappedBody(cap)
+    response.deliverBody(protocol)
+    return protocol.done
+
+
+def _reason(failure: Failure, timeout: float) -> UpstreamError:
+    """
+    The answer to give for a failed upstream request.
+    """
+    if failure.check(TimeoutError, CancelledError):
+        return UpstreamError(504, f"upstream did not answer within {timeout:g} s")
+    if failure.check(PageTooLarge):
+        return UpstreamError(502, "upstream page is larger than the page size cap")
+    if failure.check(DNSLookupError):
+        return UpstreamError(502, "upstream host name does not resolve")
+    if failure.check(ConnectError):
+        return UpstreamError(502, "upstream refused or dropped the connection")
+    summary = " ".join(failure.getErrorMessage().split())[:200]
+    return UpstreamError(502, f"upstream request failed: {failure.type.__name__}: {summary}")
+
+
+class Upstream:
+    """
+    The upstream index, asked for project pages through a pooled
+    C{treq.HTTPClient}, a few requests at a time.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        root: str,
+        clock: IReactorTime,
+        timeout: float = 15.0,
+        maxPageBytes: int = 64 * 1024 * 1024,
+        concurrency: int = 16,
+    ) -> None:
+        self._client = client
+        self.root = root if root.endswith("/") else root + "/"
+        self._clock = clock
+        self.timeout = timeout
+        self.maxPageBytes = maxPageBytes
+        self._semaphore = DeferredSemaphore(concurrency)
+
+    def pageURL(self, name: str) -> str:
+        """
+        Where upstream keeps the page of a project, by its normalized name.
+        """
+        return f"{self.root}{name}/"
+
+    def fetchPage(self, name: str, etag: str | None) -> Deferred[Fetched]:
+        """
+        Ask upstream for a project page, conditionally if we have its ETag.
+
+        @return: a L{Deferred} firing with L{Fetched}, or failing with
+            L{NotFound} or L{UpstreamError}, within the timeout.
+        """
+        d = self._semaphore.run(self._fetchWithin, name, etag)
+        return d
+
+    def _fetchWithin(self, name: str, etag: str | None) -> Deferred[Fetched]:
+        """
+        One fetch, failed after the timeout with whatever it had in flight
+        cancelled.
+        """
+        d = Deferred.fromCoroutine(self._fetch(name, etag))
+        d.addTimeout(self.timeout, self._clock)
+
+        def translate(failure: Failure) -> Failure:
+            if failure.check(NotFound, UpstreamError):
+                return failure
+            return Failure(_reason(failure, self.timeout))
+
+        return d.addErrback(translate)
+
+    async def _fetch(self, name: str, etag: str | None) -> Fetched:
+        url = self.pageURL(name)
+        headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
+        if etag is not None:
+            headers["If-None-Match"] = etag
+        response = await self._client.get(url, headers=headers, unbuffered=True)
+        finalURL = response.request.absoluteURI.decode("utf-8", "replace")
+        code = response.code
+        if code == 304 and etag is not None:
+            await readBody(response, self.maxPageBytes)
+            return Fetched(304, finalURL, etag)
+        if code in (404, 410):
+            response.deliverBody(Protocol())
+            raise NotFound(name)
+        if code != 200:
+            response.deliverBody(Protocol())
+            raise UpstreamError(502, f"upstream answered {code} for {name}")
+        body = await readBody(response, self.maxPageBytes)
+        return Fetched(
+            200,
+            finalURL,
+            _header(response, b"etag"),
+            (_header(response, b"content-type") or "").lower(),
+            body,
+        )
+
+
+def _header(response: IResponse, name: bytes) -> str | None:
+    """
+    The first value of a response header, as text.
+    """
+    values = response.headers.getRawHeaders(name)
+    return values[0].decode("latin-1") if values else None

@@ -1,0 +1,206 @@
+"""
+The mirror's HTTP face: a Klein application over the pages (and, later,
+the files) it keeps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from ._bodies import Rendered
+from ._errors import NotFound, Unavailable
+from ._names import canonicalName
+from ._negotiate import Form, contentType, negotiate
+from ._pages import ProjectPages
+
+__all__ = ["MirrorWeb"]
+
+log = Logger()
+
+_READ = ["GET", "HEAD"]
+STALE_HEADER = "Tailmirror-Stale"
+
+
+def plain(request: IRequest, status: int, text: str) -> bytes:
+    """
+    Answer with a status and a one-line plain-text reason.
+    """
+    request.setResponseCode(status)
+    request.setHeader("Content-Type", "text/plain; charset=utf-8")
+    request.setHeader("Cache-Control", "no-store")
+    body = (" ".join(text.split()) + "\n").encode("utf-8")
+    request.setHeader("Content-Length", str(len(body)))
+    return body
+
+
+def redirect(request: IRequest, location: str) -> bytes:
+    """
+    A permanent redirect to a location relative to the request's path,
+    keeping its query string.
+    """
+    query = request.uri.partition(b"?")[2]
+    if query:
+        location += "?" + query.decode("latin-1")
+    request.setHeader("Location", location)
+    return plain(request, 301, f"moved to {location}")
+
+
+def _header(request: IRequest, name: str) -> str | None:
+    value = request.getHeader(name)
+    return None if value is None else str(value)
+
+
+def wantsRevalidation(request: IRequest) -> bool:
+    """
+    Whether a client asks for an answer checked with upstream
+    (C{Cache-Control: no-cache} or C{max-age=0}, or C{Pragma: no-cache}).
+    """
+    directives = {
+        d.strip().lower().replace(" ", "")
+        for d in (_header(request, "cache-control") or "").split(",")
+    }
+    return bool(directives & {"no-cache", "max-age=0"}) or (
+        "no-cache" in (_header(request, "pragma") or "").lower()
+    )
+
+
+def acceptsGzip(request: IRequest) -> bool:
+    """
+    Whether the client takes gzip content coding.
+    """
+    accept = _header(request, "accept-encoding")
+    return bool(accept) and parse_accept_header(accept, MIMEAccept).quality("gzip") > 0
+
+
+def etagMatches(header: str | None, etags: tuple[str, ...]) -> bool:
+    """
+    Whether an C{If-None-Match} header names one of C{etags} (by weak
+    comparison, as RFC 9110 asks for this header).
+    """
+    if header is None:
+        return False
+    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in candidates or bool(candidates & set(etags))
+
+
+def sendPage(
+    request: IRequest,
+    rendered: Rendered,
+    chosen: tuple[Form, str],
+    cacheControl: str,
+) -> bytes:
+    """
+    Serve one form of a page with its validators, gzipped if the client
+    takes that, or 304 if the client has it already.
+    """
+    form, mediaType = chosen
+    body = rendered.json if form == "json" else rendered.html
+    gzipped = acceptsGzip(request)
+    request.setHeader("Vary", "Accept, Accept-Encoding")
+    request.setHeader("Cache-Control", cacheControl)
+    request.setHeader("ETag", body.gzipEtag if gzipped else body.etag)
+    if etagMatches(_header(request, "if-none-match"), (body.etag, body.gzipEtag)):
+        request.setResponseCode(304)
+        return b""
+    request.setHeader("Content-Type", contentType(mediaType))
+    data = body.data
+    if gzipped:
+        request.setHeader("Content-Encoding", "gzip")
+        data = body.gzipped
+    request.setHeader("Content-Length", str(len(data)))
+    return data
+
+
+def _chosenForm(request: IRequest) -> tuple[Form, str] | None:
+    """
+    The form a request asks for, by C{?format=} or C{Accept}.
+    """
+    formats = request.args.get(b"format")
+    fmt = formats[-1].decode("latin-1") if formats else None
+    return negotiate(_header(request, "accept"), fmt)
+
+
+class MirrorWeb:
+    """
+    The routes of the mirror.
+    """
+
+    app = Klein()
+
+    def __init__(self, pages: ProjectPages) -> None:
+        self._pages = pages
+
+    @app.route("/", methods=_READ)
+    def home(self, request: IRequest) -> bytes:
+        """
+        The mirror's root leads to the Simple API.
+        """
+        return redirect(request, "simple/")
+
+    @app.route("/simple", methods=_READ)
+    def simpleWithoutSlash(self, request: IRequest) -> bytes:
+        """
+        The Simple API root's canonical URL ends in a slash.
+        """
+        return redirect(request, "simple/")
+
+    @app.route("/simple/", methods=_READ)
+    async def rootIndex(self, request: IRequest) -> bytes:
+        """
+        The projects this mirror knows.
+        """
+        chosen = _chosenForm(request)
+        if chosen is None:
+            return plain(request, 406, "acceptable forms: HTML (PEP 503) and JSON (PEP 691)")
+        return sendPage(request, await self._pages.root(), chosen, "no-cache")
+
+    @app.route("/simple/<name>", methods=_READ)
+    def projectWithoutSlash(self, request: IRequest, name: str) -> bytes:
+        """
+        A project page's canonical URL is its normalized name with a slash.
+        """
+        canonical = canonicalName(name)
+        if canonical is None:
+            return plain(request, 404, "not a valid project name")
+        return redirect(request, f"{canonical}/")
+
+    @app.route("/simple/<name>/", methods=_READ)
+    async def project(self, request: IRequest, name: str) -> bytes:
+        """
+        A project page, fetched from upstream on first request.
+        """
+        canonical = canonicalName(name)
+        if canonical is None:
+            return plain(request, 404, "not a valid project name")
+        if canonical != name:
+            return redirect(request, f"../{canonical}/")
+        chosen = _chosenForm(request)
+        if chosen is None:
+            return plain(request, 406, "acceptable forms: HTML (PEP 503) and JSON (PEP 691)")
+        try:
+            served = await self._pages.get(canonical, wantsRevalidation(request))
+        except NotFound:
+            return plain(request, 404, f"upstream has no project {canonical}")
+        except Unavailable as e:
+            return plain(request, e.status, e.reason)
+        except Exception:
+            log.failure("serving the page of {name}", name=canonical)
+            return plain(request, 500, "internal error; the mirror's log says more")
+        if served.staleBecause is not None:
+            request.setHeader(STALE_HEADER, served.staleBecause)
+            cacheControl = "max-age=0, must-revalidate"
+        else:
+            cacheControl = f"max-age={int(served.freshFor)}"
+        return sendPage(request, served.rendered, chosen, cacheControl)
+
+    def resource(self) -> Any:
+        """
+        The twisted.web resource of these routes.
+        """
+        return self.app.resource()

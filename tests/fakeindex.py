@@ -1,0 +1,231 @@
+"""
+A fake upstream index for the tests and benchmarks: generated projects
+served as Simple API pages, HTML (PEP 503) and JSON (PEP 691) by the
+request's C{Accept}, with ETags, and their files.
+
+In memory it is a twisted.web resource for C{treq.testing.StubTreq}; run as
+C{python -m tests.fakeindex} it listens on 127.0.0.1 and prints its port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+@dataclass
+class FakeFile:
+    """
+    One file of a fake project, and the markers its page gives for it.
+    """
+
+    filename: str
+    content: bytes
+    requiresPython: str | None = None
+    yanked: bool | str = False
+    metadata: bytes | None = None
+    uploadTime: str | None = "2024-01-02T03:04:05.000000Z"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+    def jsonEntry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "filename": self.filename,
+            "url": f"../../files/{self.filename}",
+            "hashes": {"sha256": self.sha256},
+            "size": len(self.content),
+        }
+        if self.requiresPython is not None:
+            entry["requires-python"] = self.requiresPython
+        if self.yanked:
+            entry["yanked"] = self.yanked
+        if self.metadata is not None:
+            digest = {"sha256": hashlib.sha256(self.metadata).hexdigest()}
+            entry["core-metadata"] = digest
+            entry["dist-info-metadata"] = digest
+        if self.uploadTime is not None:
+            entry["upload-time"] = self.uploadTime
+        entry.update(self.extra)
+        return entry
+
+    def anchor(self) -> str:
+        attrs = [("href", f"../../files/{self.filename}#sha256={self.sha256}")]
+        if self.requiresPython is not None:
+            attrs.append(("data-requires-python", self.requiresPython))
+        if self.yanked:
+            attrs.append(("data-yanked", "" if self.yanked is True else str(self.yanked)))
+        if self.metadata is not None:
+            digest = "sha256=" + hashlib.sha256(self.metadata).hexdigest()
+            attrs += [("data-core-metadata", digest), ("data-dist-info-metadata", digest)]
+        rendered = " ".join(f'{k}="{escape(v)}"' for k, v in attrs)
+        return f'<a {rendered}>{escape(self.filename)}</a><br/>\n'
+
+
+@dataclass
+class FakeProject:
+    """
+    A fake project: its files and any page-level fields.
+    """
+
+    name: str
+    files: list[FakeFile]
+    versions: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def jsonPage(self) -> bytes:
+        page: dict[str, Any] = {
+            "meta": {"api-version": "1.4", "_last-serial": 7},
+            "name": self.name,
+            "files": [f.jsonEntry() for f in self.files],
+            "versions": self.versions if self.versions is not None else sorted(
+                {f.filename.split("-")[1].removesuffix(".tar.gz") for f in self.files}
+            ),
+        }
+        page.update(self.extra)
+        return json.dumps(page).encode()
+
+    def htmlPage(self) -> bytes:
+        status = self.extra.get("project-status") or {}
+        metas = "".join(
+            f'<meta name="pypi:{k}" content="{escape(v)}">'
+            for k, v in (("project-status", status.get("status")), ("project-status-reason", status.get("reason")))
+            if v
+        )
+        return (
+            '<!DOCTYPE html><html><head><meta name="pypi:repository-version" content="1.0">'
+            f"{metas}<title>Links for {self.name}</title></head><body>"
+            f"<h1>Links for {self.name}</h1>\n" + "".join(f.anchor() for f in self.files) + "</body></html>"
+        ).encode()
+
+
+def sdist(name: str, version: str, size: int = 64, **markers: Any) -> FakeFile:
+    """
+    A fake sdist file of a project (its bytes are not a real archive).
+    """
+    seed = f"{name}-{version}".encode()
+    content = (hashlib.sha256(seed).digest() * (size // 32 + 1))[:size]
+    return FakeFile(f"{name}-{version}.tar.gz", content, **markers)
+
+
+def generated(name: str, versions: int = 3, **markers: Any) -> FakeProject:
+    """
+    A fake project with a few sdist releases.
+    """
+    return FakeProject(name, [sdist(name, f"1.{i}", **markers) for i in range(versions)])
+
+
+class FakeIndex(Resource):
+    """
+    The fake index as a resource.  Set C{forms} to limit what it speaks,
+    C{failWith} to a status to fail every page, C{hang} to never answer.
+    """
+
+    isLeaf = True
+
+    def __init__(self, projects: list[FakeProject] = ()) -> None:  # type: ignore[assignment]
+        super().__init__()
+        self.projects = {p.name: p for p in projects}
+        self.forms = ("json", "html")
+        self.failWith: int | None = None
+        self.hang = False
+        self.hung: list[Any] = []
+        self.requests: Counter[str] = Counter()
+        self.lastHeaders: dict[str, str] = {}
+        self.contentTypeOverride: str | None = None
+        self.bodyOverride: bytes | None = None
+
+    def add(self, project: FakeProject) -> FakeProject:
+        self.projects[project.name] = project
+        return project
+
+    def render_GET(self, request: Any) -> Any:
+        path = request.path.decode()
+        self.requests[path] = self.requests[path] + 1
+        self.lastHeaders = {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
+        if self.hang:
+            self.hung.append(request)
+            return NOT_DONE_YET
+        if self.failWith is not None:
+            request.setResponseCode(self.failWith)
+            return b"failing on purpose"
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "simple":
+            return self._page(request, parts[1])
+        if len(parts) == 2 and parts[0] == "files":
+            return self._file(request, parts[1])
+        request.setResponseCode(404)
+        return b"no such thing"
+
+    def _page(self, request: Any, name: str) -> bytes:
+        project = self.projects.get(name)
+        if project is None:
+            request.setResponseCode(404)
+            return b"no such project"
+        accept = (request.getHeader("accept") or "").lower()
+        if "json" in self.forms and (JSON_TYPE in accept or "html" not in self.forms):
+            body, ctype = project.jsonPage(), JSON_TYPE
+        else:
+            body, ctype = project.htmlPage(), "text/html; charset=utf-8"
+        if self.bodyOverride is not None:
+            body = self.bodyOverride
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        request.setHeader("ETag", etag)
+        if request.getHeader("if-none-match") == etag:
+            request.setResponseCode(304)
+            return b""
+        request.setHeader("Content-Type", self.contentTypeOverride or ctype)
+        return body
+
+    def _file(self, request: Any, filename: str) -> bytes:
+        for project in self.projects.values():
+            for f in project.files:
+                if f.filename == filename:
+                    return f.content
+                if f.metadata is not None and f.filename + ".metadata" == filename:
+                    return f.metadata
+        request.setResponseCode(404)
+        return b"no such file"
+
+
+def main(argv: list[str]) -> None:
+    """
+    Serve generated projects on 127.0.0.1 and print the port.
+    """
+    from twisted.internet import endpoints, reactor
+    from twisted.web.server import Site
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--projects", type=int, default=10, help="how many generated projects")
+    parser.add_argument("--files", type=int, default=3, help="files per project")
+    parser.add_argument("--forms", default="json,html")
+    args = parser.parse_args(argv)
+    index = FakeIndex([generated(f"project{i}", args.files) for i in range(args.projects)])
+    index.forms = tuple(args.forms.split(","))
+    site = Site(index)
+    site.log = lambda request: None  # type: ignore[method-assign]
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1")
+
+    def listening(port: Any) -> None:
+        print(port.getHost().port, flush=True)
+
+    endpoint.listen(site).addCallback(listening)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
