@@ -11,12 +11,7 @@ from typing import Any
 import treq
 from twisted.application.service import Service
 from twisted.internet.threads import deferToThreadPool
-from twisted.web.client import (
-    Agent,
-    ContentDecoderAgent,
-    GzipDecoder,
-    HTTPConnectionPool,
-)
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
 from ._journal import Journal
@@ -43,11 +38,8 @@ class MirrorService(Service):
         self.cacheDir = cacheDir
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 8
-        agent = ContentDecoderAgent(
-            Agent(reactor, pool=self._pool, connectTimeout=timeout),
-            [(b"gzip", GzipDecoder)],
-        )
-        client = treq.client.HTTPClient(agent)
+        # treq's client asks for gzip and decodes it.
+        client = treq.client.HTTPClient(Agent(reactor, pool=self._pool, connectTimeout=timeout))
         pool = reactor.getThreadPool()
 
         def runInThread(f: Any, *args: Any) -> Any:

@@ -75,7 +75,7 @@ def acceptsGzip(request: IRequest) -> bool:
     Whether the client takes gzip content coding.
     """
     accept = _header(request, "accept-encoding")
-    return bool(accept) and parse_accept_header(accept, MIMEAccept).quality("gzip") > 0
+    return bool(accept) and parse_accept_header(accept).quality("gzip") > 0
 
 
 def etagMatches(header: str | None, etags: tuple[str, ...]) -> bool:

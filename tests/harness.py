@@ -1,0 +1,140 @@
+"""
+An in-memory mirror for unit tests: the real Klein resource, driven through
+C{treq.testing.StubTreq}, fetching from a L{FakeIndex} through another
+StubTreq, with a L{Clock} for time and thread work done synchronously.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import treq
+from treq.testing import RequestTraversalAgent, StubTreq
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
+from twisted.web.http_headers import Headers
+
+from tailmirror._journal import Journal
+from tailmirror._pages import ProjectPages
+from tailmirror._upstream import Upstream
+from tailmirror._web import MirrorWeb
+
+from .fakeindex import FakeIndex, FakeProject
+
+UPSTREAM = "http://upstream.test/simple/"
+MIRROR = "http://mirror.test"
+PIP_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, "
+    "application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
+)
+UV_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, "
+    "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
+)
+
+
+def runSynchronously(f: Any, *args: Any) -> Deferred[Any]:
+    """
+    The unit tests' stand-in for a thread pool.
+    """
+    return maybeDeferred(f, *args)
+
+
+@dataclass
+class Answer:
+    """
+    A response as the tests see it.
+    """
+
+    code: int
+    headers: dict[str, str]
+    body: bytes
+    length: int | None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class Harness:
+    """
+    A mirror over a fake index, all in memory.
+    """
+
+    def __init__(
+        self,
+        projects: list[FakeProject] = (),  # type: ignore[assignment]
+        cacheDir: str | None = None,
+        ttl: float = 900.0,
+        timeout: float = 15.0,
+        clock: Clock | None = None,
+        index: FakeIndex | None = None,
+    ) -> None:
+        self.clock = clock or Clock()
+        self.clock.advance(1_700_000_000)
+        self.index = index or FakeIndex(projects)
+        self.cacheDir = cacheDir or tempfile.mkdtemp(prefix="tailmirror-test-")
+        self.journalPath = os.path.join(self.cacheDir, "journal.jsonl")
+        self.upstreamHTTP = StubTreq(self.index)
+        self.upstream = Upstream(self.upstreamHTTP, UPSTREAM, self.clock, timeout=timeout)
+        self.pages = ProjectPages(
+            Journal(self.journalPath), self.upstream, self.clock, runSynchronously, ttl=ttl
+        )
+        self.pages.open()
+        self.http = RequestTraversalAgent(MirrorWeb(self.pages).resource())
+
+    def restart(self, **kwargs: Any) -> "Harness":
+        """
+        A new mirror on the same cache directory, index and clock.
+        """
+        self.pages.close()
+        kwargs.setdefault("clock", self.clock)
+        clock = kwargs["clock"]
+        clock.advance(-1_700_000_000)
+        return Harness(cacheDir=self.cacheDir, index=self.index, **kwargs)
+
+    def flush(self) -> None:
+        """
+        Let every in-memory request in flight make progress.
+        """
+        for _ in range(20):
+            self.upstreamHTTP.flush()
+            self.http.flush()
+
+    def start(self, method: str, path: str, headers: dict[str, str] | None = None) -> Deferred[Any]:
+        """
+        Start a request; its L{Deferred} fires with the response.
+        """
+        raw = Headers({k: [v] for k, v in (headers or {}).items()})
+        return self.http.request(method.encode(), (MIRROR + path).encode(), raw)
+
+    def finish(self, d: Deferred[Any]) -> Answer:
+        """
+        Pump until a started request is answered, and read it whole.
+        """
+        self.flush()
+        results: list[Any] = []
+        d.addBoth(results.append)
+        self.flush()
+        if not results:
+            raise AssertionError("the mirror did not answer")
+        response = results[0]
+        if not hasattr(response, "code"):
+            response.raiseException()
+        body: list[Any] = []
+        treq.content(response).addBoth(body.append)
+        self.flush()
+        headers = {
+            k.decode().lower(): b", ".join(v).decode()
+            for k, v in response.headers.getAllRawHeaders()
+        }
+        length = response.length if isinstance(response.length, int) else None
+        return Answer(response.code, headers, body[0], length)
+
+    def get(self, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> Answer:
+        """
+        One whole request.
+        """
+        return self.finish(self.start(method, path, headers))
