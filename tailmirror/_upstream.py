@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import (
-    CancelledError,
     Deferred,
     DeferredSemaphore,
     TimeoutError,
@@ -102,7 +101,7 @@ def _reason(failure: Failure, timeout: float) -> UpstreamError:
     """
     The answer to give for a failed upstream request.
     """
-    if failure.check(TimeoutError, CancelledError):
+    if failure.check(TimeoutError):
         return UpstreamError(504, f"upstream did not answer within {timeout:g} s")
     if failure.check(PageTooLarge):
         return UpstreamError(502, "upstream page is larger than the page size cap")
@@ -158,7 +157,11 @@ class Upstream:
         cancelled.
         """
         d = Deferred.fromCoroutine(self._fetch(name, etag))
-        d.addTimeout(self.timeout, self._clock)
+
+        def timedOut(result: object, timeout: float) -> None:
+            raise TimeoutError()
+
+        d.addTimeout(self.timeout, self._clock, onTimeoutCancel=timedOut)
 
         def translate(failure: Failure) -> Failure:
             if failure.check(NotFound, UpstreamError):

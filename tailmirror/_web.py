@@ -10,7 +10,6 @@ from typing import Any
 from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
-from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
 from ._bodies import Rendered
@@ -122,7 +121,8 @@ def _chosenForm(request: IRequest) -> tuple[Form, str] | None:
     The form a request asks for, by C{?format=} or C{Accept}.
     """
     formats = request.args.get(b"format")
-    fmt = formats[-1].decode("latin-1") if formats else None
+    # A media type holds no spaces: a space here is a "+" left unescaped.
+    fmt = formats[-1].decode("latin-1").replace(" ", "+") if formats else None
     return negotiate(_header(request, "accept"), fmt)
 
 
@@ -132,6 +132,8 @@ class MirrorWeb:
     """
 
     app = Klein()
+    # Paths are matched as given: "//" is not folded into "/" by a redirect.
+    app.url_map.merge_slashes = False
 
     def __init__(self, pages: ProjectPages) -> None:
         self._pages = pages
@@ -198,6 +200,13 @@ class MirrorWeb:
         else:
             cacheControl = f"max-age={int(served.freshFor)}"
         return sendPage(request, served.rendered, chosen, cacheControl)
+
+    @app.route("/<path:anything>", methods=_READ)
+    def elsewhere(self, request: IRequest, anything: str) -> bytes:
+        """
+        Nothing else is here.
+        """
+        return plain(request, 404, "not found")
 
     def resource(self) -> Any:
         """
