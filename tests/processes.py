@@ -1,0 +1,113 @@
+"""
+Real processes for integration tests and benchmarks: the fake index as a
+loopback server, the real C{twistd tailmirror}, and clients run with every
+site-wide pip and uv setting shut out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def cleanEnv(**extra: str) -> dict[str, str]:
+    """
+    The environment for a client run: no PIP_* or UV_* variables, no pip
+    configuration file, so only the index we name is used.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", UV_NO_CONFIG="1")
+    env.update(extra)
+    return env
+
+
+def freePort() -> int:
+    """
+    A TCP port on 127.0.0.1 that nothing listens on now.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def waitForHTTP(url: str, seconds: float = 30.0) -> None:
+    """
+    Wait until something answers HTTP at C{url}.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError as e:
+            if getattr(e, "code", None):
+                return
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class FakeUpstreamProcess:
+    """
+    C{python -m tests.fakeindex} on 127.0.0.1.
+    """
+
+    def __init__(self, *args: str, port: int = 0) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakeindex", "--port", str(port), *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+        self.url = f"http://127.0.0.1:{self.port}/simple/"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+class MirrorProcess:
+    """
+    The real C{twistd -n tailmirror}, from the working tree.
+    """
+
+    def __init__(self, upstream: str, cacheDir: str | Path, *args: str, port: int | None = None) -> None:
+        self.port = port or freePort()
+        self.url = f"http://127.0.0.1:{self.port}/simple/"
+        self.log = Path(cacheDir).parent / f"mirror-{self.port}.log"
+        self.command = [
+            str(BIN / "twistd"), "-n", "--pidfile=", "--logfile", str(self.log),
+            "tailmirror", "--upstream", upstream, "--cache-dir", str(cacheDir),
+            "--listen", f"tcp:{self.port}:interface=127.0.0.1", *args,
+        ]
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(self.command, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        waitForHTTP(self.url)
+        self.ready = time.monotonic() - self.started
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.process.send_signal(sig)
+        self.process.wait(20)
+
+    def logText(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """
+    Run a client command with a clean environment, capturing its output.
+    """
+    kwargs.setdefault("env", cleanEnv())
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)

@@ -1,0 +1,67 @@
+"""
+End-to-end tests: the real C{twistd tailmirror} process between real pip
+and a fake upstream index on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from .processes import BIN, FakeUpstreamProcess, MirrorProcess, run
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstreamProcess]:
+    process = FakeUpstreamProcess("--projects", "4")
+    yield process
+    process.stop()
+
+
+def pipIndexVersions(mirror: MirrorProcess, project: str) -> str:
+    """
+    What C{pip index versions} says of a project through the mirror.
+    """
+    result = run(
+        [sys.executable, "-m", "pip", "index", "versions", project,
+         "--index-url", mirror.url, "--no-cache-dir", "--disable-pip-version-check"]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_twistdListsPlugin(tmp_path: Path) -> None:
+    """
+    The installed package gives twistd its C{tailmirror} subcommand.
+    """
+    result = run([str(BIN / "twistd"), "--help"], cwd=tmp_path)
+    assert "tailmirror" in result.stdout
+
+
+def test_pipThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
+    """
+    C{pip index versions} works through the mirror; the page is kept, so
+    it goes on working with upstream gone, and after a restart too.
+    """
+    cache = tmp_path / "cache"
+    mirror = MirrorProcess(upstream.url, cache)
+    try:
+        assert "Available versions: 1.2, 1.1, 1.0" in pipIndexVersions(mirror, "Project1")
+        assert '"name":"project1"' in (cache / "journal.jsonl").read_text()
+        upstream.stop()
+        assert "Available versions: 1.2, 1.1, 1.0" in pipIndexVersions(mirror, "project1")
+        assert "serving project1 stale" in mirror.logText()
+    finally:
+        mirror.stop()
+    mirror = MirrorProcess(upstream.url, cache)
+    try:
+        assert "Available versions: 1.2, 1.1, 1.0" in pipIndexVersions(mirror, "project1")
+        missing = run([sys.executable, "-m", "pip", "index", "versions", "project2",
+                       "--index-url", mirror.url, "--no-cache-dir"])
+        assert missing.returncode != 0
+    finally:
+        mirror.stop()
+    assert "Traceback" not in mirror.logText()
