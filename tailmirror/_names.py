@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from urllib.parse import quote
 
 from packaging.utils import InvalidName, canonicalize_name
@@ -17,6 +18,7 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 MAX_FILENAME_BYTES = 255
 
 
+@lru_cache(maxsize=4096)
 def canonicalName(name: str) -> str | None:
     """
     The PEP 503 normalized form of a project name, or L{None} when C{name}

@@ -4,6 +4,7 @@ Content negotiation between the two forms of the Simple API (PEP 691).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 from werkzeug.datastructures import MIMEAccept
@@ -31,6 +32,7 @@ HTML = _OFFERS[TEXT_HTML]
 JSON = _OFFERS[JSON_V1]
 
 
+@lru_cache(maxsize=1024)
 def negotiate(accept: str | None, format: str | None = None) -> tuple[Form, str] | None:
     """
     Choose the form of a page and the media type to name for it.
@@ -39,6 +41,9 @@ def negotiate(accept: str | None, format: str | None = None) -> tuple[Form, str]
     @param format: the C{format} query parameter, if any, which overrides it.
     @return: C{(form, media type)}, or L{None} if the client accepts neither
         form (406).
+
+    Clients send the same few headers again and again, so answers are
+    memoized.
     """
     if format is not None:
         return _OFFERS.get(format.strip().lower())

@@ -136,6 +136,22 @@ class ProjectPages:
     def _age(self, entry: Entry) -> float:
         return self._clock.seconds() - entry.fetched
 
+    def _fresh(self, entry: Entry) -> bool:
+        return 0 <= self._age(entry) < self.ttl
+
+    def cached(self, name: str) -> Served | None:
+        """
+        A page that is fresh and rendered already, without waiting for
+        anything; L{None} if it is not.
+        """
+        entry = self._index.get(name)
+        if entry is None or not self._fresh(entry):
+            return None
+        rendered = self._renders.get((name, entry.offset))
+        if rendered is None:
+            return None
+        return Served(rendered, self.ttl - self._age(entry))
+
     async def get(self, name: str, revalidate: bool = False) -> Served:
         """
         A project page, by normalized name.
@@ -146,7 +162,7 @@ class ProjectPages:
         """
         entry = self._index.get(name)
         stale = None
-        if entry is None or revalidate or not (0 <= self._age(entry) < self.ttl):
+        if entry is None or revalidate or not self._fresh(entry):
             try:
                 entry = await self._refreshing.run(name, lambda: self._refresh(name))
             except Unavailable as e:

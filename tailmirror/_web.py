@@ -5,18 +5,21 @@ the files) it keeps.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
 from werkzeug.http import parse_accept_header
 
 from ._bodies import Rendered
 from ._errors import NotFound, Unavailable
 from ._names import canonicalName
 from ._negotiate import Form, contentType, negotiate
-from ._pages import ProjectPages
+from ._pages import ProjectPages, Served
 
 __all__ = ["MirrorWeb"]
 
@@ -69,12 +72,17 @@ def wantsRevalidation(request: IRequest) -> bool:
     )
 
 
+@lru_cache(maxsize=256)
+def _takesGzip(acceptEncoding: str) -> bool:
+    return parse_accept_header(acceptEncoding).quality("gzip") > 0
+
+
 def acceptsGzip(request: IRequest) -> bool:
     """
     Whether the client takes gzip content coding.
     """
     accept = _header(request, "accept-encoding")
-    return bool(accept) and parse_accept_header(accept).quality("gzip") > 0
+    return bool(accept) and _takesGzip(accept)
 
 
 def etagMatches(header: str | None, etags: tuple[str, ...]) -> bool:
@@ -114,6 +122,18 @@ def sendPage(
         data = body.gzipped
     request.setHeader("Content-Length", str(len(data)))
     return data
+
+
+def sendServed(request: IRequest, served: Served, chosen: tuple[Form, str]) -> bytes:
+    """
+    Serve a project page, saying so if it is stale.
+    """
+    if served.staleBecause is not None:
+        request.setHeader(STALE_HEADER, served.staleBecause)
+        cacheControl = "max-age=0, must-revalidate"
+    else:
+        cacheControl = f"max-age={int(served.freshFor)}"
+    return sendPage(request, served.rendered, chosen, cacheControl)
 
 
 def _chosenForm(request: IRequest) -> tuple[Form, str] | None:
@@ -173,7 +193,7 @@ class MirrorWeb:
         return redirect(request, f"{canonical}/")
 
     @app.route("/simple/<name>/", methods=_READ)
-    async def project(self, request: IRequest, name: str) -> bytes:
+    def project(self, request: IRequest, name: str) -> bytes | Deferred[bytes]:
         """
         A project page, fetched from upstream on first request.
         """
@@ -185,21 +205,28 @@ class MirrorWeb:
         chosen = _chosenForm(request)
         if chosen is None:
             return plain(request, 406, "acceptable forms: HTML (PEP 503) and JSON (PEP 691)")
+        revalidate = wantsRevalidation(request)
+        served = None if revalidate else self._pages.cached(canonical)
+        if served is not None:
+            return sendServed(request, served, chosen)
+        return Deferred.fromCoroutine(self._project(request, canonical, chosen, revalidate))
+
+    async def _project(
+        self, request: IRequest, name: str, chosen: tuple[Form, str], revalidate: bool
+    ) -> bytes:
+        """
+        A project page that is not fresh in memory: wait for it.
+        """
         try:
-            served = await self._pages.get(canonical, wantsRevalidation(request))
+            served = await self._pages.get(name, revalidate)
         except NotFound:
-            return plain(request, 404, f"upstream has no project {canonical}")
+            return plain(request, 404, f"upstream has no project {name}")
         except Unavailable as e:
             return plain(request, e.status, e.reason)
         except Exception:
-            log.failure("serving the page of {name}", name=canonical)
+            log.failure("serving the page of {name}", name=name)
             return plain(request, 500, "internal error; the mirror's log says more")
-        if served.staleBecause is not None:
-            request.setHeader(STALE_HEADER, served.staleBecause)
-            cacheControl = "max-age=0, must-revalidate"
-        else:
-            cacheControl = f"max-age={int(served.freshFor)}"
-        return sendPage(request, served.rendered, chosen, cacheControl)
+        return sendServed(request, served, chosen)
 
     @app.route("/<path:anything>", methods=_READ)
     def elsewhere(self, request: IRequest, anything: str) -> bytes:
@@ -210,6 +237,43 @@ class MirrorWeb:
 
     def resource(self) -> Any:
         """
-        The twisted.web resource of these routes.
+        The twisted.web resource of these routes, behind the fast path for
+        fresh pages.
         """
-        return self.app.resource()
+        return FreshPages(self._pages, self.app.resource())
+
+
+class FreshPages(Resource):
+    """
+    The front of the resource tree.  A request for a fresh project page
+    that is rendered already, by its canonical URL, is served here at once;
+    everything else goes on to the Klein routes, which give the same
+    answer for it, only slower.  Warm pages are what a mirror serves most.
+    """
+
+    isLeaf = True
+
+    def __init__(self, pages: ProjectPages, routes: Any) -> None:
+        super().__init__()
+        self._pages = pages
+        self._routes = routes
+
+    def render(self, request: IRequest) -> Any:
+        if request.method in (b"GET", b"HEAD"):
+            body = self._fresh(request)
+            if body is not None:
+                return body
+        return self._routes.render(request)
+
+    def _fresh(self, request: IRequest) -> bytes | None:
+        path = request.path
+        if not (path.startswith(b"/simple/") and path.endswith(b"/")):
+            return None
+        name = path[8:-1].decode("latin-1")
+        if canonicalName(name) != name or wantsRevalidation(request):
+            return None
+        chosen = _chosenForm(request)
+        served = self._pages.cached(name) if chosen is not None else None
+        if served is None or chosen is None:
+            return None
+        return sendServed(request, served, chosen)

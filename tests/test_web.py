@@ -475,3 +475,39 @@ class RestartTests(SynchronousTestCase):
         h.index.failWith = None
         h.get("/simple/foo/")
         self.assertEqual(h.index.requests["/simple/foo/"], 2)
+
+
+class FastPathTests(SynchronousTestCase):
+    """
+    The fast path for fresh pages answers exactly as the Klein routes do.
+    """
+
+    def test_sameAnswers(self) -> None:
+        """
+        For every form, encoding, validator and method, the front resource
+        and the Klein routes alone give the same status, headers and body.
+        """
+        from treq.testing import RequestTraversalAgent
+
+        from tailmirror._web import MirrorWeb
+
+        h = Harness([generated("foo")])
+        h.get("/simple/foo/")
+        etag = h.get("/simple/foo/", JSON).header("etag")
+        klein = Harness.__new__(Harness)
+        klein.__dict__.update(h.__dict__)
+        klein.http = RequestTraversalAgent(MirrorWeb(h.pages).app.resource())
+        cases = [
+            ("GET", {}),
+            ("GET", JSON),
+            ("GET", {"Accept": PIP_ACCEPT, "Accept-Encoding": "gzip"}),
+            ("GET", dict(JSON, **{"If-None-Match": etag})),
+            ("HEAD", {"Accept": "application/vnd.pypi.simple.latest+html"}),
+            ("GET", {"Accept": "application/xml"}),
+        ]
+        for method, headers in cases:
+            fast = h.get("/simple/foo/", headers, method=method)
+            slow = klein.get("/simple/foo/", headers, method=method)
+            fast.headers.pop("date"), slow.headers.pop("date")
+            self.assertEqual((fast.code, fast.headers, fast.body), (slow.code, slow.headers, slow.body), headers)
+        self.assertEqual(h.index.requests["/simple/foo/"], 1)
