@@ -84,7 +84,7 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"--listen takes a Twisted endpoint such as {DEFAULT_LISTEN}, "
                     f"not {endpoint!r} ({e})"
-                )
+                ) from None
         upstream = self["upstream"] or os.environ.get(UPSTREAM_ENV)
         if not upstream:
             raise usage.UsageError(

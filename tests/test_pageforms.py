@@ -213,7 +213,7 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(back["project-status"], model["project-status"])
         self.assertEqual(back["tracks"], model["tracks"])
         self.assertEqual(back["alternate-locations"], model["alternate-locations"])
-        for ours, theirs in zip(back["files"], model["files"]):
+        for ours, theirs in zip(back["files"], model["files"], strict=True):
             for key in ("filename", "requires-python", "yanked", "core-metadata", "dist-info-metadata", "gpg-sig", "provenance"):
                 self.assertEqual(ours.get(key), theirs.get(key), key)
             self.assertEqual(ours["hashes"], {"sha256": theirs["hashes"]["sha256"]})
