@@ -189,7 +189,13 @@ class ProjectPages:
             raise
         now = self._clock.seconds()
         if fetched.status == 304 and old is not None:
-            self._write(self._journal.appendFresh, old, now)
+            if self._fresh(old):
+                # A client asked to revalidate (pip always does): recording it
+                # would grow the journal with every request.  Unrecorded, a
+                # restart at worst revalidates once more.
+                old.fetched = now
+            else:
+                self._write(self._journal.appendFresh, old, now)
             return old
         try:
             prepared = await self._run(preparePage, name, fetched)

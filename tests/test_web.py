@@ -511,3 +511,31 @@ class FastPathTests(SynchronousTestCase):
             fast.headers.pop("date"), slow.headers.pop("date")
             self.assertEqual((fast.code, fast.headers, fast.body), (slow.code, slow.headers, slow.body), headers)
         self.assertEqual(h.index.requests["/simple/foo/"], 1)
+
+
+class JournalGrowthTests(SynchronousTestCase):
+    """
+    Revalidations that change nothing do not grow the journal per request.
+    """
+
+    def test_forcedRevalidationsNotRecorded(self) -> None:
+        """
+        A client forcing revalidation within the TTL (pip sends max-age=0
+        with every page request) appends nothing when upstream says 304;
+        a revalidation after the TTL is recorded once, so freshness
+        survives a restart.
+        """
+        import os
+
+        h = Harness([generated("foo")], ttl=100)
+        h.get("/simple/foo/")
+        size = os.path.getsize(h.journalPath)
+        for _ in range(5):
+            self.assertEqual(h.get("/simple/foo/", {"Cache-Control": "max-age=0"}).code, 200)
+        self.assertEqual(h.index.requests["/simple/foo/"], 6)
+        self.assertEqual(os.path.getsize(h.journalPath), size)
+        h.clock.advance(101)
+        h.get("/simple/foo/")
+        grown = os.path.getsize(h.journalPath)
+        self.assertGreater(grown, size)
+        self.assertLess(grown - size, 100)
