@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -223,6 +223,8 @@ class MirrorWeb:
             return plain(request, 404, f"upstream has no project {name}")
         except Unavailable as e:
             return plain(request, e.status, e.reason)
+        except CancelledError:
+            raise  # the client hung up; nobody is left to answer
         except Exception:
             log.failure("serving the page of {name}", name=name)
             return plain(request, 500, "internal error; the mirror's log says more")

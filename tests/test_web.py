@@ -434,6 +434,16 @@ class ConcurrencyTests(SynchronousTestCase):
         A client that hangs up while the page is fetched does not cancel the
         fetch for the others, and the page is kept.
         """
+        from twisted.logger import globalLogPublisher
+
+        failures: list = []
+
+        def observe(event: dict) -> None:
+            if "log_failure" in event:
+                failures.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
         h = Harness([generated("foo")])
         h.index.hang = True
         leaving = h.start("GET", "/simple/foo/")
@@ -441,6 +451,7 @@ class ConcurrencyTests(SynchronousTestCase):
         h.flush()
         leaving.cancel()
         self.failureResultOf(leaving)
+        h.flush()
         h.index.hang = False
         request = h.index.hung[0]
         request.setHeader("Content-Type", JSON_V1)
@@ -448,6 +459,7 @@ class ConcurrencyTests(SynchronousTestCase):
         request.finish()
         self.assertEqual(h.finish(staying).code, 200)
         self.assertEqual(h.pages.known(), ["foo"])
+        self.assertEqual(failures, [])
 
 
 class RestartTests(SynchronousTestCase):
