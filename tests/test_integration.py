@@ -6,6 +6,8 @@ and a fake upstream index on 127.0.0.1.
 from __future__ import annotations
 
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -62,6 +64,10 @@ def test_pipThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> None
         missing = run([sys.executable, "-m", "pip", "index", "versions", "project2",
                        "--index-url", mirror.url, "--no-cache-dir"])
         assert missing.returncode != 0
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(mirror.url + "project2/", timeout=30)
+        assert raised.value.code == 502
+        assert raised.value.read() == b"upstream refused or dropped the connection\n"
     finally:
         mirror.stop()
     assert "Traceback" not in mirror.logText()
