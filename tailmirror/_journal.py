@@ -168,6 +168,13 @@ class Journal:
         """
         self._append({"name": name, "fetched": fetched, "gone": True})
 
+    def holds(self, entry: Entry, page: bytes) -> bool:
+        """
+        Whether the journal holds exactly C{page} as C{entry}'s page.  This
+        is disk work: run it off the reactor thread.
+        """
+        return entry.length == len(page) and os.pread(self._fd, entry.length, entry.offset) == page
+
     def readPage(self, entry: Entry) -> dict[str, Any]:
         """
         Read a page back from the journal.  This is disk work: run it off the

@@ -189,21 +189,44 @@ class ProjectPages:
             raise
         now = self._clock.seconds()
         if fetched.status == 304 and old is not None:
-            if self._fresh(old):
-                # A client asked to revalidate (pip always does): recording it
-                # would grow the journal with every request.  Unrecorded, a
-                # restart at worst revalidates once more.
-                old.fetched = now
-            else:
-                self._write(self._journal.appendFresh, old, now)
-            return old
+            return self._unchanged(old, now)
+        prepared = await self._prepare(name, fetched)
+        if old is not None and await self._run(self._journal.holds, old, prepared.pageJSON):
+            # An upstream without ETags answers every revalidation in full.
+            return self._unchanged(old, now)
+        return self._record(name, fetched, now, prepared)
+
+    def _unchanged(self, old: Entry, now: float) -> Entry:
+        """
+        Upstream confirmed a page unchanged: it is fresh again.
+        """
+        if self._fresh(old):
+            # A client asked to revalidate (pip always does): recording it
+            # would grow the journal with every request.  Unrecorded, a
+            # restart at worst revalidates once more.
+            old.fetched = now
+        else:
+            self._write(self._journal.appendFresh, old, now)
+        return old
+
+    async def _prepare(self, name: str, fetched: Fetched) -> _Prepared:
+        """
+        Parse and render an upstream page off the reactor thread.
+        """
         try:
-            prepared = await self._run(preparePage, name, fetched)
+            prepared: _Prepared = await self._run(preparePage, name, fetched)
         except MalformedPage as e:
             log.error("upstream page of {name} is malformed: {why}", name=name, why=str(e))
             raise UpstreamError(502, f"upstream sent a malformed page: {e}") from None
         for why in prepared.dropped:
             log.warn("dropped a link from the page of {name}: {why}", name=name, why=why)
+        return prepared
+
+    def _record(self, name: str, fetched: Fetched, now: float, prepared: _Prepared) -> Entry:
+        """
+        Keep a new page: in the journal, the index and the render cache.
+        """
+        old = self._index.get(name)
         entry = self._write(self._journal.appendPage, name, fetched.etag, now, prepared.pageJSON)
         self._index[name] = entry
         if old is None:

@@ -147,6 +147,7 @@ class FakeIndex(Resource):
         self.lastHeaders: dict[str, str] = {}
         self.contentTypeOverride: str | None = None
         self.bodyOverride: bytes | None = None
+        self.etags = True
 
     def add(self, project: FakeProject) -> FakeProject:
         self.projects[project.name] = project
@@ -183,8 +184,9 @@ class FakeIndex(Resource):
         if self.bodyOverride is not None:
             body = self.bodyOverride
         etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-        request.setHeader("ETag", etag)
-        if request.getHeader("if-none-match") == etag:
+        if self.etags:
+            request.setHeader("ETag", etag)
+        if self.etags and request.getHeader("if-none-match") == etag:
             request.setResponseCode(304)
             return b""
         request.setHeader("Content-Type", self.contentTypeOverride or ctype)

@@ -551,3 +551,22 @@ class JournalGrowthTests(SynchronousTestCase):
         grown = os.path.getsize(h.journalPath)
         self.assertGreater(grown, size)
         self.assertLess(grown - size, 100)
+
+    def test_unchangedPagesWithoutETags(self) -> None:
+        """
+        An upstream without ETags answers every revalidation in full; an
+        unchanged page appends nothing, a changed one is recorded.
+        """
+        import os
+
+        h = Harness([generated("foo")], ttl=100)
+        h.index.etags = False
+        first = h.get("/simple/foo/").body
+        size = os.path.getsize(h.journalPath)
+        for _ in range(3):
+            self.assertEqual(h.get("/simple/foo/", {"Cache-Control": "no-cache"}).body, first)
+        self.assertEqual(h.index.requests["/simple/foo/"], 4)
+        self.assertEqual(os.path.getsize(h.journalPath), size)
+        h.index.projects["foo"].files.append(sdist("foo", "9.9"))
+        self.assertIn(b"foo-9.9", h.get("/simple/foo/", {"Cache-Control": "no-cache"}).body)
+        self.assertGreater(os.path.getsize(h.journalPath), size)
