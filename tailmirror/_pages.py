@@ -194,7 +194,7 @@ class ProjectPages:
         if old is not None and await self._run(self._journal.holds, old, prepared.pageJSON):
             # An upstream without ETags answers every revalidation in full.
             return self._unchanged(old, now)
-        return self._record(name, fetched, now, prepared)
+        return self._record(name, fetched, now, prepared, isNew=old is None)
 
     def _unchanged(self, old: Entry, now: float) -> Entry:
         """
@@ -222,14 +222,15 @@ class ProjectPages:
             log.warn("dropped a link from the page of {name}: {why}", name=name, why=why)
         return prepared
 
-    def _record(self, name: str, fetched: Fetched, now: float, prepared: _Prepared) -> Entry:
+    def _record(
+        self, name: str, fetched: Fetched, now: float, prepared: _Prepared, isNew: bool
+    ) -> Entry:
         """
         Keep a new page: in the journal, the index and the render cache.
         """
-        old = self._index.get(name)
         entry = self._write(self._journal.appendPage, name, fetched.etag, now, prepared.pageJSON)
         self._index[name] = entry
-        if old is None:
+        if isNew:
             self._generation += 1
         self._renders.put((name, entry.offset), prepared.rendered)
         log.info("fetched {name} from upstream", name=name)

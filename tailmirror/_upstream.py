@@ -148,8 +148,7 @@ class Upstream:
         @return: a L{Deferred} firing with L{Fetched}, or failing with
             L{NotFound} or L{UpstreamError}, within the timeout.
         """
-        d = self._semaphore.run(self._fetchWithin, name, etag)
-        return d
+        return self._semaphore.run(self._fetchWithin, name, etag)
 
     def _fetchWithin(self, name: str, etag: str | None) -> Deferred[Fetched]:
         """

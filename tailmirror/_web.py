@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -193,9 +193,10 @@ class MirrorWeb:
         return redirect(request, f"{canonical}/")
 
     @app.route("/simple/<name>/", methods=_READ)
-    def project(self, request: IRequest, name: str) -> bytes | Deferred[bytes]:
+    async def project(self, request: IRequest, name: str) -> bytes:
         """
-        A project page, fetched from upstream on first request.
+        A project page, fetched from upstream on first request.  (Fresh,
+        rendered pages are answered by L{FreshPages} before routing.)
         """
         canonical = canonicalName(name)
         if canonical is None:
@@ -205,28 +206,16 @@ class MirrorWeb:
         chosen = _chosenForm(request)
         if chosen is None:
             return plain(request, 406, "acceptable forms: HTML (PEP 503) and JSON (PEP 691)")
-        revalidate = wantsRevalidation(request)
-        served = None if revalidate else self._pages.cached(canonical)
-        if served is not None:
-            return sendServed(request, served, chosen)
-        return Deferred.fromCoroutine(self._project(request, canonical, chosen, revalidate))
-
-    async def _project(
-        self, request: IRequest, name: str, chosen: tuple[Form, str], revalidate: bool
-    ) -> bytes:
-        """
-        A project page that is not fresh in memory: wait for it.
-        """
         try:
-            served = await self._pages.get(name, revalidate)
+            served = await self._pages.get(canonical, wantsRevalidation(request))
         except NotFound:
-            return plain(request, 404, f"upstream has no project {name}")
+            return plain(request, 404, f"upstream has no project {canonical}")
         except Unavailable as e:
             return plain(request, e.status, e.reason)
         except CancelledError:
             raise  # the client hung up; nobody is left to answer
         except Exception:
-            log.failure("serving the page of {name}", name=name)
+            log.failure("serving the page of {name}", name=canonical)
             return plain(request, 500, "internal error; the mirror's log says more")
         return sendServed(request, served, chosen)
 
@@ -275,7 +264,7 @@ class FreshPages(Resource):
         if canonicalName(name) != name or wantsRevalidation(request):
             return None
         chosen = _chosenForm(request)
-        served = self._pages.cached(name) if chosen is not None else None
-        if served is None or chosen is None:
+        served = self._pages.cached(name)
+        if chosen is None or served is None:
             return None
         return sendServed(request, served, chosen)
