@@ -1,7 +1,9 @@
 """
-An in-memory mirror for unit tests: the real Klein resource, driven through
-C{treq.testing.StubTreq}, fetching from a L{FakeIndex} through another
-StubTreq, with a L{Clock} for time and thread work done synchronously.
+An in-memory mirror for unit tests: the real resource tree, driven through
+C{treq.testing.RequestTraversalAgent} (so tests see the bytes and headers
+as sent, gzip included), fetching from a L{FakeIndex} through
+C{treq.testing.StubTreq}, with a L{Clock} for time and thread work done
+synchronously.
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ class Harness:
         clock: Clock | None = None,
         index: FakeIndex | None = None,
     ) -> None:
-        self.clock = clock or Clock()
-        self.clock.advance(1_700_000_000)
+        if clock is None:
+            clock = Clock()
+            clock.advance(1_700_000_000)
+        self.clock = clock
         self.index = index or FakeIndex(projects)
         self.cacheDir = cacheDir or tempfile.mkdtemp(prefix="tailmirror-test-")
         self.journalPath = os.path.join(self.cacheDir, "journal.jsonl")
@@ -91,8 +95,6 @@ class Harness:
         """
         self.pages.close()
         kwargs.setdefault("clock", self.clock)
-        clock = kwargs["clock"]
-        clock.advance(-1_700_000_000)
         return Harness(cacheDir=self.cacheDir, index=self.index, **kwargs)
 
     def flush(self) -> None:

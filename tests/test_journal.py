@@ -7,6 +7,7 @@ import os
 import tempfile
 
 from hypothesis import given, settings, strategies as st
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._journal import Journal
@@ -23,6 +24,20 @@ class JournalTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.path = os.path.join(tempfile.mkdtemp(), "journal.jsonl")
+
+    def reports(self) -> list[str]:
+        """
+        Capture what the journal reports at warning level or above.
+        """
+        seen: list[str] = []
+
+        def observe(event: dict) -> None:
+            if event.get("log_level", LogLevel.info) >= LogLevel.warn:
+                seen.append(event.get("log_format", ""))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        return seen
 
     def reopen(self) -> tuple[Journal, dict]:
         journal = Journal(self.path)
@@ -76,7 +91,10 @@ class JournalTests(SynchronousTestCase):
         whole = os.path.getsize(self.path)
         with open(self.path, "ab") as f:
             f.write(b'[{"name":"b","fetched":2.0},{"meta":{},"fi')
+        reports = self.reports()
         journal, index = self.reopen()
+        self.assertEqual(len(reports), 1)
+        self.assertIn("torn last record", reports[0])
         self.assertEqual(sorted(index), ["a"])
         self.assertEqual(os.path.getsize(self.path), whole)
         journal.appendPage("c", None, 3.0, page(3))
@@ -95,12 +113,14 @@ class JournalTests(SynchronousTestCase):
         journal.close()
         with open(self.path, "ab") as f:
             f.write(b"\x00\x00garbage\n")
+        reports = self.reports()
         journal, _ = self.reopen()
+        self.assertEqual(len(reports), 1)
+        self.assertIn("unreadable record", reports[0])
         journal.appendPage("b", None, 2.0, page(2))
         journal.close()
         journal, index = self.reopen()
         self.assertEqual(sorted(index), ["a", "b"])
-        self.assertEqual(len(self.flushLoggedErrors()), 0)
 
     def test_failedWriteLeavesNoTrace(self) -> None:
         """

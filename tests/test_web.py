@@ -51,6 +51,16 @@ class RoutingTests(SynchronousTestCase):
             self.assertEqual(answer.header("content-type"), "text/plain; charset=utf-8")
         self.assertEqual(sum(self.h.index.requests.values()), 0)
 
+    def test_unknownPaths(self) -> None:
+        """
+        Any other path is a plain-text 404, never a framework page.
+        """
+        for path in ["/nothing", "/root/", "/simple//", "/simple/foo/bar/", "/%00"]:
+            answer = self.h.get(path)
+            self.assertEqual(answer.code, 404, path)
+            self.assertEqual(answer.header("content-type"), "text/plain; charset=utf-8", path)
+        self.assertEqual(sum(self.h.index.requests.values()), 0)
+
     def test_upstream404(self) -> None:
         """
         A project upstream does not have is 404, with a one-line reason.
@@ -499,6 +509,8 @@ class FastPathTests(SynchronousTestCase):
         For every form, encoding, validator and method, the front resource
         and the Klein routes alone give the same status, headers and body.
         """
+        import copy
+
         from treq.testing import RequestTraversalAgent
 
         from tailmirror._web import MirrorWeb
@@ -506,8 +518,7 @@ class FastPathTests(SynchronousTestCase):
         h = Harness([generated("foo")])
         h.get("/simple/foo/")
         etag = h.get("/simple/foo/", JSON).header("etag")
-        klein = Harness.__new__(Harness)
-        klein.__dict__.update(h.__dict__)
+        klein = copy.copy(h)
         klein.http = RequestTraversalAgent(MirrorWeb(h.pages).app.resource())
         cases = [
             ("GET", {}),
