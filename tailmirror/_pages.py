@@ -27,6 +27,11 @@ __all__ = ["ProjectPages", "Served", "RunInThread"]
 log = Logger()
 T = TypeVar("T")
 
+#: A page that lacks a file asked for is asked for again, in case the file
+#: is new, only if it was fetched at least this many seconds ago: a client
+#: asking for files that do not exist cannot make every request go upstream.
+RECHECK_AFTER = 10.0
+
 #: How CPU and disk work leaves the reactor thread:
 #: C{runInThread(f, *args)} returns a L{Deferred} of C{f(*args)}.
 RunInThread = Callable[..., Deferred[Any]]
@@ -160,9 +165,21 @@ class ProjectPages:
         @raise NotFound: if upstream has no such project.
         @raise Unavailable: if upstream fails and there is no copy to serve.
         """
+        entry, stale, _ = await self._current(name, revalidate)
+        rendered = await self._rendered(entry)
+        freshFor = 0.0 if stale else max(0.0, self.ttl - self._age(entry))
+        return Served(rendered, freshFor, stale)
+
+    async def _current(self, name: str, revalidate: bool) -> tuple[Entry, str | None, bool]:
+        """
+        The journal entry of a page, refreshed from upstream if it is not
+        fresh or C{revalidate} asks for it: with why it is stale, if
+        upstream failed, and whether upstream was asked.
+        """
         entry = self._index.get(name)
         stale = None
-        if entry is None or revalidate or not self._fresh(entry):
+        asked = entry is None or revalidate or not self._fresh(entry)
+        if asked:
             try:
                 entry = await self._refreshing.run(name, lambda: self._refresh(name))
             except Unavailable as e:
@@ -170,9 +187,39 @@ class ProjectPages:
                     raise
                 log.warn("serving {name} stale: {reason}", name=name, reason=e.reason)
                 stale = e.reason
-        rendered = await self._rendered(entry)
-        freshFor = 0.0 if stale else max(0.0, self.ttl - self._age(entry))
-        return Served(rendered, freshFor, stale)
+        assert entry is not None
+        return entry, stale, asked
+
+    async def findFile(self, name: str, find: Callable[[dict[str, Any]], T | None]) -> T | None:
+        """
+        Look for a file on a project's page: C{find(page)}, run off the
+        reactor thread on the page as kept, says what it finds.  A page that
+        does not list the file is asked for again once, for the file may be
+        new upstream, unless upstream was asked for it just now.
+
+        @raise NotFound: if upstream has no such project.
+        @raise Unavailable: if upstream fails and there is no copy to look in.
+        """
+        entry, stale, asked = await self._current(name, revalidate=False)
+        found = await self._search(entry, find)
+        if found is None and not asked and stale is None and self._age(entry) >= RECHECK_AFTER:
+            entry, stale, asked = await self._current(name, revalidate=True)
+            found = await self._search(entry, find)
+        return found
+
+    async def _search(self, entry: Entry, find: Callable[[dict[str, Any]], T | None]) -> T | None:
+        """
+        Read a page back from the journal and look in it, off the reactor.
+        """
+
+        def readAndFind() -> T | None:
+            return find(self._journal.readPage(entry))
+
+        try:
+            return await self._run(readAndFind)  # type: ignore[no-any-return]
+        except ValueError as e:
+            log.error("cannot read the page of {name} back: {why}", name=entry.name, why=str(e))
+            raise StoreError(503, "the mirror's copy of this page is damaged") from None
 
     async def _refresh(self, name: str) -> Entry:
         """
@@ -260,17 +307,9 @@ class ProjectPages:
         """
         Read a page back from the journal and render it, off the reactor.
         """
-        key = (entry.name, entry.offset)
-
-        def readAndRender() -> Rendered:
-            return renderPage(self._journal.readPage(entry))
-
-        try:
-            rendered: Rendered = await self._run(readAndRender)
-        except ValueError as e:
-            log.error("cannot read the page of {name} back: {why}", name=entry.name, why=str(e))
-            raise StoreError(503, "the mirror's copy of this page is damaged") from None
-        self._renders.put(key, rendered)
+        rendered = await self._search(entry, renderPage)
+        assert rendered is not None
+        self._renders.put((entry.name, entry.offset), rendered)
         return rendered
 
     async def root(self) -> Rendered:

@@ -14,6 +14,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
+from ._files import FileStore
 from ._journal import Journal
 from ._pages import ProjectPages
 from ._upstream import Upstream
@@ -45,22 +46,26 @@ class MirrorService(Service):
         def runInThread(f: Any, *args: Any) -> Any:
             return deferToThreadPool(reactor, pool, f, *args)
 
+        fetcher = Upstream(client, upstream, reactor, timeout=timeout)
         self.pages = ProjectPages(
             Journal(os.path.join(cacheDir, "journal.jsonl")),
-            Upstream(client, upstream, reactor, timeout=timeout),
+            fetcher,
             reactor,
             runInThread,
             ttl=ttl,
         )
-        self.site = Site(MirrorWeb(self.pages).resource())
+        self.files = FileStore(cacheDir, self.pages, fetcher, reactor, runInThread)
+        self.site = Site(MirrorWeb(self.pages, self.files).resource())
         self.site.displayTracebacks = False
 
     def startService(self) -> None:
         """
-        Replay the journal before the mirror answers anyone.
+        Replay the journal and clear unfinished downloads before the mirror
+        answers anyone.
         """
         os.makedirs(self.cacheDir, exist_ok=True)
         self.pages.open()
+        self.files.open()
         super().startService()
 
     def stopService(self) -> Any:

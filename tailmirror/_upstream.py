@@ -1,11 +1,12 @@
 """
-Fetching project pages from the upstream index.
+Fetching project pages and files from the upstream index.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Coroutine, TypeVar
+from urllib.parse import urldefrag
 
 from twisted.internet.defer import (
     Deferred,
@@ -32,6 +33,7 @@ ACCEPT = (
     "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 )
 USER_AGENT = f"tailmirror/{__version__}"
+T = TypeVar("T")
 
 
 class PageTooLarge(Exception):
@@ -79,7 +81,7 @@ class _CappedBody(Protocol):
             return
         self.parts.append(data)
 
-    def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if self.done.called:
             return
         if reason.check(ResponseDone, PotentialDataLoss):
@@ -127,6 +129,7 @@ class Upstream:
         timeout: float = 15.0,
         maxPageBytes: int = 64 * 1024 * 1024,
         concurrency: int = 16,
+        fileConcurrency: int = 16,
     ) -> None:
         self._client = client
         self.root = root if root.endswith("/") else root + "/"
@@ -134,6 +137,9 @@ class Upstream:
         self.timeout = timeout
         self.maxPageBytes = maxPageBytes
         self._semaphore = DeferredSemaphore(concurrency)
+        #: Downloads hold a slot of their own from request to last byte, so
+        #: long downloads never keep project pages waiting.
+        self.fileSlots = DeferredSemaphore(fileConcurrency)
 
     def pageURL(self, name: str) -> str:
         """
@@ -148,14 +154,14 @@ class Upstream:
         @return: a L{Deferred} firing with L{Fetched}, or failing with
             L{NotFound} or L{UpstreamError}, within the timeout.
         """
-        return self._semaphore.run(self._fetchWithin, name, etag)
+        return self._semaphore.run(lambda: self._within(self._fetch(name, etag)))
 
-    def _fetchWithin(self, name: str, etag: str | None) -> Deferred[Fetched]:
+    def _within(self, work: Coroutine[Any, Any, T]) -> Deferred[T]:
         """
-        One fetch, failed after the timeout with whatever it had in flight
-        cancelled.
+        Run C{work}, failed after the timeout with whatever it had in flight
+        cancelled, and its failures put in a line a client can read.
         """
-        d = Deferred.fromCoroutine(self._fetch(name, etag))
+        d = Deferred.fromCoroutine(work)
 
         def timedOut(result: object, timeout: float) -> None:
             raise TimeoutError()
@@ -168,6 +174,25 @@ class Upstream:
             return Failure(_reason(failure, self.timeout))
 
         return d.addErrback(translate)
+
+    def openFile(self, url: str) -> Deferred[IResponse]:
+        """
+        Ask upstream for a file, by the URL its project page gives.  The
+        caller holds a slot of L{fileSlots} and reads the body.
+
+        @return: a L{Deferred} firing with a 200 response whose body is not
+            read yet, within the timeout; or failing with L{UpstreamError}.
+        """
+        return self._within(self._openFile(url))
+
+    async def _openFile(self, url: str) -> IResponse:
+        response = await self._client.get(
+            urldefrag(url)[0], headers={"User-Agent": USER_AGENT}, unbuffered=True
+        )
+        if response.code != 200:
+            response.deliverBody(Protocol())
+            raise UpstreamError(502, f"upstream answered {response.code} for the file")
+        return response
 
     async def _fetch(self, name: str, etag: str | None) -> Fetched:
         url = self.pageURL(name)

@@ -17,9 +17,12 @@ from werkzeug.http import parse_accept_header
 
 from ._bodies import Rendered
 from ._errors import NotFound, Unavailable
+from ._files import FileStore
+from ._http import header, plain
 from ._names import canonicalName
 from ._negotiate import Form, contentType, negotiate
 from ._pages import ProjectPages, Served
+from ._send import FileResource
 
 __all__ = ["MirrorWeb"]
 
@@ -27,18 +30,6 @@ log = Logger()
 
 _READ = ["GET", "HEAD"]
 STALE_HEADER = "Tailmirror-Stale"
-
-
-def plain(request: IRequest, status: int, text: str) -> bytes:
-    """
-    Answer with a status and a one-line plain-text reason.
-    """
-    request.setResponseCode(status)
-    request.setHeader("Content-Type", "text/plain; charset=utf-8")
-    request.setHeader("Cache-Control", "no-store")
-    body = (" ".join(text.split()) + "\n").encode("utf-8")
-    request.setHeader("Content-Length", str(len(body)))
-    return body
 
 
 def redirect(request: IRequest, location: str) -> bytes:
@@ -53,11 +44,6 @@ def redirect(request: IRequest, location: str) -> bytes:
     return plain(request, 301, f"moved to {location}")
 
 
-def _header(request: IRequest, name: str) -> str | None:
-    value = request.getHeader(name)
-    return None if value is None else str(value)
-
-
 def wantsRevalidation(request: IRequest) -> bool:
     """
     Whether a client asks for an answer checked with upstream
@@ -65,10 +51,10 @@ def wantsRevalidation(request: IRequest) -> bool:
     """
     directives = {
         d.strip().lower().replace(" ", "")
-        for d in (_header(request, "cache-control") or "").split(",")
+        for d in (header(request, "cache-control") or "").split(",")
     }
     return bool(directives & {"no-cache", "max-age=0"}) or (
-        "no-cache" in (_header(request, "pragma") or "").lower()
+        "no-cache" in (header(request, "pragma") or "").lower()
     )
 
 
@@ -81,7 +67,7 @@ def acceptsGzip(request: IRequest) -> bool:
     """
     Whether the client takes gzip content coding.
     """
-    accept = _header(request, "accept-encoding")
+    accept = header(request, "accept-encoding")
     return bool(accept) and _takesGzip(accept)
 
 
@@ -112,7 +98,7 @@ def sendPage(
     request.setHeader("Vary", "Accept, Accept-Encoding")
     request.setHeader("Cache-Control", cacheControl)
     request.setHeader("ETag", body.gzipEtag if gzipped else body.etag)
-    if etagMatches(_header(request, "if-none-match"), (body.etag, body.gzipEtag)):
+    if etagMatches(header(request, "if-none-match"), (body.etag, body.gzipEtag)):
         request.setResponseCode(304)
         return b""
     request.setHeader("Content-Type", contentType(mediaType))
@@ -143,7 +129,7 @@ def _chosenForm(request: IRequest) -> tuple[Form, str] | None:
     formats = request.args.get(b"format")
     # A media type holds no spaces: a space here is a "+" left unescaped.
     fmt = formats[-1].decode("latin-1").replace(" ", "+") if formats else None
-    return negotiate(_header(request, "accept"), fmt)
+    return negotiate(header(request, "accept"), fmt)
 
 
 class MirrorWeb:
@@ -155,8 +141,9 @@ class MirrorWeb:
     # Paths are matched as given: "//" is not folded into "/" by a redirect.
     app.url_map.merge_slashes = False
 
-    def __init__(self, pages: ProjectPages) -> None:
+    def __init__(self, pages: ProjectPages, files: FileStore) -> None:
         self._pages = pages
+        self._files = files
 
     @app.route("/", methods=_READ)
     def home(self, request: IRequest) -> bytes:
@@ -196,7 +183,7 @@ class MirrorWeb:
     async def project(self, request: IRequest, name: str) -> bytes:
         """
         A project page, fetched from upstream on first request.  (Fresh,
-        rendered pages are answered by L{FreshPages} before routing.)
+        rendered pages are answered by L{Front} before routing.)
         """
         canonical = canonicalName(name)
         if canonical is None:
@@ -228,28 +215,32 @@ class MirrorWeb:
 
     def resource(self) -> Any:
         """
-        The twisted.web resource of these routes, behind the fast path for
-        fresh pages.
+        The twisted.web resource of these routes, behind the fast paths for
+        fresh pages and for files.
         """
-        return FreshPages(self._pages, self.app.resource())
+        return Front(self._pages, FileResource(self._files), self.app.resource())
 
 
-class FreshPages(Resource):
+class Front(Resource):
     """
-    The front of the resource tree.  A request for a fresh project page
-    that is rendered already, by its canonical URL, is served here at once;
-    everything else goes on to the Klein routes, which give the same
-    answer for it, only slower.  Warm pages are what a mirror serves most.
+    The front of the resource tree.  Files go straight to their resource.
+    A request for a fresh project page that is rendered already, by its
+    canonical URL, is served here at once; everything else goes on to the
+    Klein routes, which give the same answer for it, only slower.  Warm
+    pages and files are what a mirror serves most.
     """
 
     isLeaf = True
 
-    def __init__(self, pages: ProjectPages, routes: Any) -> None:
+    def __init__(self, pages: ProjectPages, files: Resource, routes: Any) -> None:
         super().__init__()
         self._pages = pages
+        self._files = files
         self._routes = routes
 
     def render(self, request: IRequest) -> Any:
+        if request.path.startswith(b"/root/pypi/+f/"):
+            return self._files.render(request)
         if request.method in (b"GET", b"HEAD"):
             body = self._fresh(request)
             if body is not None:

@@ -148,6 +148,13 @@ class FakeIndex(Resource):
         self.contentTypeOverride: str | None = None
         self.bodyOverride: bytes | None = None
         self.etags = True
+        #: File names served with their last byte changed.
+        self.corrupt: set[str] = set()
+        #: File names served cut short, the connection dropped.
+        self.truncate: set[str] = set()
+        #: Hold file requests in L{heldFiles} to be answered by hand.
+        self.holdFiles = False
+        self.heldFiles: list[tuple[Any, bytes]] = []
 
     def add(self, project: FakeProject) -> FakeProject:
         self.projects[project.name] = project
@@ -192,15 +199,36 @@ class FakeIndex(Resource):
         request.setHeader("Content-Type", self.contentTypeOverride or ctype)
         return body
 
-    def _file(self, request: Any, filename: str) -> bytes:
+    def content(self, filename: str) -> bytes | None:
+        """
+        The bytes of a file or core metadata file, by name.
+        """
         for project in self.projects.values():
             for f in project.files:
                 if f.filename == filename:
                     return f.content
                 if f.metadata is not None and f.filename + ".metadata" == filename:
                     return f.metadata
-        request.setResponseCode(404)
-        return b"no such file"
+        return None
+
+    def _file(self, request: Any, filename: str) -> Any:
+        content = self.content(filename)
+        if content is None:
+            request.setResponseCode(404)
+            return b"no such file"
+        if filename in self.corrupt:
+            content = content[:-1] + bytes([content[-1] ^ 1])
+        request.setHeader("Content-Type", "application/octet-stream")
+        if filename in self.truncate:
+            request.setHeader("Content-Length", str(len(content)))
+            request.write(content[: len(content) // 2])
+            request.channel.transport.abortConnection()
+            return NOT_DONE_YET
+        if self.holdFiles:
+            request.setHeader("Content-Length", str(len(content)))
+            self.heldFiles.append((request, content))
+            return NOT_DONE_YET
+        return content
 
 
 def main(argv: list[str]) -> None:

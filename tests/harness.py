@@ -17,8 +17,10 @@ import treq
 from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from tailmirror._files import FileStore
 from tailmirror._journal import Journal
 from tailmirror._pages import ProjectPages
 from tailmirror._upstream import Upstream
@@ -87,7 +89,9 @@ class Harness:
             Journal(self.journalPath), self.upstream, self.clock, runSynchronously, ttl=ttl
         )
         self.pages.open()
-        self.http = RequestTraversalAgent(MirrorWeb(self.pages).resource())
+        self.files = FileStore(self.cacheDir, self.pages, self.upstream, self.clock, runSynchronously)
+        self.files.open()
+        self.http = RequestTraversalAgent(MirrorWeb(self.pages, self.files).resource())
 
     def restart(self, **kwargs: Any) -> "Harness":
         """
@@ -133,7 +137,11 @@ class Harness:
             for k, v in response.headers.getAllRawHeaders()
         }
         length = response.length if isinstance(response.length, int) else None
-        return Answer(response.code, headers, body[0], length)
+        if not body:
+            raise AssertionError("the response body never ended")
+        # A body cut short arrives as the exception that says so.
+        content = body[0].value if isinstance(body[0], Failure) else body[0]
+        return Answer(response.code, headers, content, length)
 
     def get(self, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> Answer:
         """

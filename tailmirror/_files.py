@@ -1,0 +1,591 @@
+"""
+Package files: where they live on disk, which upstream URL each mirror path
+stands for, and the one download per file that fills the tree.
+
+A file's upstream URL and hash come only from its project's page; a path a
+client asks for is matched against the links on that page, so the mirror
+never fetches a URL a client chose.  A download streams into a temporary
+file under C{+tmp/}, hashed as it is written, and is renamed into the
+C{+files/} tree only when its hash (and size, where the page gives one)
+match.  Present in the tree means complete and verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
+from urllib.parse import quote, unquote, urldefrag, urlsplit, urlunsplit
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone, ResponseFailed
+from twisted.web.http import PotentialDataLoss
+from twisted.web.iweb import IResponse
+
+from ._errors import NotFound, StoreError, Unavailable, UpstreamError
+from ._names import canonicalName, mirrorPath, safeFilename
+from ._upstream import Upstream
+
+if TYPE_CHECKING:
+    from ._pages import ProjectPages, RunInThread
+
+__all__ = ["FileKey", "FileLink", "FileStore", "Download", "parseFilePath"]
+
+log = Logger()
+T = TypeVar("T")
+
+_HEX3 = re.compile(r"[0-9a-f]{3}")
+_HEX13 = re.compile(r"[0-9a-f]{13}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+_HEXDIGEST = re.compile(r"[0-9a-f]+")
+METADATA = ".metadata"
+
+#: Hashes a link may give, strongest first; the first one present is checked.
+_ALGORITHMS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", "sha1", "md5")
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """
+    A path below C{/root/pypi/+f/} that may name a file of the mirror.
+
+    @ivar shard: C{(<3 hex>, <13 hex>)} or C{("_url", <16 hex>)}.
+    @ivar filename: the distribution's file name, unquoted.
+    @ivar metadata: whether the path names the file's core metadata.
+    """
+
+    shard: tuple[str, str]
+    filename: str
+    metadata: bool
+
+    @property
+    def linkPath(self) -> str:
+        """
+        The distribution's mirror path as the pages write it.
+        """
+        return f"root/pypi/+f/{self.shard[0]}/{self.shard[1]}/{quote(self.filename)}"
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """
+        The path's segments below the tree's root, unquoted.
+        """
+        name = self.filename + METADATA if self.metadata else self.filename
+        return ("root", "pypi", "+f", *self.shard, name)
+
+    @property
+    def etag(self) -> str:
+        """
+        A strong entity tag: what the path names never changes.
+        """
+        suffix = METADATA if self.metadata else ""
+        return f'"{self.shard[0]}{self.shard[1]}{suffix}"'
+
+    def __str__(self) -> str:
+        return "/".join(self.parts)
+
+
+def parseFilePath(path: bytes) -> FileKey | None:
+    """
+    The file a request path names, or L{None} when it cannot name one.
+    """
+    segments = path.split(b"/")
+    if len(segments) != 7 or segments[:4] != [b"", b"root", b"pypi", b"+f"]:
+        return None
+    try:
+        first, second, name = (unquote(s.decode("ascii"), errors="strict") for s in segments[4:])
+    except UnicodeDecodeError:
+        return None
+    if not (
+        (first == "_url" and _HEX16.fullmatch(second))
+        or (_HEX3.fullmatch(first) and _HEX13.fullmatch(second))
+    ):
+        return None
+    metadata = name.endswith(METADATA)
+    if metadata:
+        name = name[: -len(METADATA)]
+    if not safeFilename(name):
+        return None
+    return FileKey((first, second), name, metadata)
+
+
+@dataclass(frozen=True)
+class FileLink:
+    """
+    Where upstream keeps a file, and what its bytes must be.
+
+    @ivar algorithm: the hash checked, or L{None} if the link gives none.
+    @ivar size: the size the page gives, if any.
+    """
+
+    url: str
+    algorithm: str | None
+    digest: str | None
+    size: int | None
+
+
+def _check(hashes: object) -> tuple[str | None, str | None]:
+    """
+    The strongest well-formed hash among a link's C{hashes}.
+    """
+    if isinstance(hashes, dict):
+        for algorithm in _ALGORITHMS:
+            digest = hashes.get(algorithm)
+            if isinstance(digest, str) and _HEXDIGEST.fullmatch(digest.lower()):
+                return algorithm, digest.lower()
+    return None, None
+
+
+def metadataURL(url: str) -> str:
+    """
+    Where a distribution's core metadata file is (PEP 658): its URL with
+    C{.metadata} after the path.
+    """
+    parts = urlsplit(urldefrag(url)[0])
+    return urlunsplit(parts._replace(path=parts.path + METADATA))
+
+
+def linkFor(key: FileKey, page: dict[str, Any]) -> FileLink | None:
+    """
+    The link on a project page that C{key} names, or L{None}: for a
+    C{.metadata} path, only where the page advertises core metadata.
+    """
+    for entry in page.get("files", ()):
+        if entry.get("filename") != key.filename:
+            continue
+        if mirrorPath(entry["filename"], entry["url"], entry.get("hashes")) != key.linkPath:
+            continue
+        if key.metadata:
+            advertised = entry.get("core-metadata", entry.get("dist-info-metadata"))
+            if not advertised:
+                return None
+            return FileLink(metadataURL(entry["url"]), *_check(advertised), None)
+        size = entry.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            size = None
+        return FileLink(entry["url"], *_check(entry.get("hashes")), size)
+    return None
+
+
+def projectsOf(filename: str) -> list[str]:
+    """
+    The normalized names of the projects a file may belong to, likeliest
+    first: a wheel's name is exact; an sdist's is everything before its last
+    dash; older formats put the version after the first dash.
+    """
+    names = []
+    if filename.endswith(".whl"):
+        try:
+            names.append(parse_wheel_filename(filename)[0])
+        except InvalidWheelFilename:
+            pass
+    try:
+        names.append(parse_sdist_filename(filename)[0])
+    except InvalidSdistFilename:
+        for suffix in (".tar.bz2", ".tar.xz", ".tgz", ".tar", ".egg", ".exe", ".msi", ".rpm", ".dmg"):
+            if filename.endswith(suffix):
+                names.append(filename[: -len(suffix)].rpartition("-")[0])
+    names.append(filename.partition("-")[0])
+    found: list[str] = []
+    for name in names:
+        canonical = canonicalName(name)
+        if canonical is not None and canonical not in found:
+            found.append(canonical)
+    return found
+
+
+class Signal(Generic[T]):
+    """
+    An outcome many may wait for, each on a L{Deferred} of its own that they
+    may cancel without touching the outcome or the others.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: list[Deferred[T]] = []
+        self._outcome: T | Failure | None = None
+        self.fired = False
+
+    def wait(self) -> Deferred[T]:
+        """
+        A L{Deferred} of the outcome.
+        """
+        if self.fired:
+            if isinstance(self._outcome, Failure):
+                return fail(self._outcome)
+            return succeed(self._outcome)  # type: ignore[arg-type]
+        d: Deferred[T] = Deferred(lambda d: self._waiters.remove(d))
+        self._waiters.append(d)
+        return d
+
+    def fire(self, outcome: T | Failure) -> None:
+        """
+        Give every waiter, present and future, the outcome.
+        """
+        if self.fired:
+            return
+        self.fired, self._outcome = True, outcome
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+
+class Follower:
+    """
+    What a L{Download} tells of its progress: something sending its bytes.
+    """
+
+    def progress(self) -> None:
+        """
+        More bytes may be read, or the download ended.
+        """
+        raise NotImplementedError()
+
+
+class _BodyTooLong(Exception):
+    pass
+
+
+class _Receiver(Protocol):
+    """
+    Hands an upstream body to a download as it arrives; drops the
+    connection if upstream goes quiet for longer than the timeout.
+    """
+
+    def __init__(self, download: "Download", clock: IReactorTime, idle: float) -> None:
+        self._download = download
+        self._clock = clock
+        self._idle = idle
+        self._timer: IDelayedCall | None = None
+        self.quiet = False
+        self.done: Deferred[None] = Deferred(lambda d: self._stop())
+
+    def connectionMade(self) -> None:
+        self._timer = self._clock.callLater(self._idle, self._quiet)
+
+    def _quiet(self) -> None:
+        self.quiet = True
+        self._timer = None
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        if self._timer is not None:
+            self._timer.reset(self._idle)
+        try:
+            self._download.append(data)
+        except BaseException:
+            failure = Failure()
+            self._stop()
+            self._end(failure)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        # A body without a length ends when the connection does; the hash
+        # tells whether it was whole.
+        self._end(None if reason.check(ResponseDone, PotentialDataLoss) else reason)
+
+    def _end(self, failure: Failure | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.done.called:
+            return
+        if failure is None:
+            self.done.callback(None)
+        else:
+            self.done.errback(failure)
+
+
+class Download:
+    """
+    One download of one file from upstream into the tree.  Its bytes are
+    readable from L{fd} as they arrive, to every L{Follower}; all but the
+    last byte until the whole file is verified, so nobody can receive a
+    complete copy of a wrong file.
+    """
+
+    def __init__(self, store: "FileStore", key: FileKey) -> None:
+        self._store = store
+        self.key = key
+        self.link: FileLink | None = None
+        #: The length clients are told, where known before the end.
+        self.length: int | None = None
+        self.written = 0
+        self.verified = False
+        self.failed = False
+        self.fd = -1
+        self._tmp: str | None = None
+        self._hash: Any = None
+        self.followers: set[Follower] = set()
+        #: Fires with this download when bytes start to arrive.
+        self.started: Signal[Download] = Signal()
+        #: Fires with the file's path in the tree once it is there.
+        self.finished: Signal[str] = Signal()
+
+    @property
+    def readable(self) -> int:
+        """
+        How many bytes may be sent to clients now.
+        """
+        return self.written if self.verified else max(0, self.written - 1)
+
+    def append(self, data: bytes) -> None:
+        """
+        Write more of the body to the temporary file, hashing it.
+        """
+        if self.length is not None and self.written + len(data) > self.length:
+            raise _BodyTooLong()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        if self._hash is not None:
+            self._hash.update(data)
+        self.written += len(data)
+        self._tell()
+
+    def _tell(self) -> None:
+        for follower in list(self.followers):
+            try:
+                follower.progress()
+            except Exception:
+                # One client's trouble is never the download's.
+                log.failure("sending {file} to a client", file=str(self.key))
+                self.followers.discard(follower)
+
+    async def run(self) -> None:
+        """
+        Find the file's link, download and verify it, and keep it.
+        """
+        store = self._store
+        try:
+            self.link = link = await store.resolve(self.key)
+            await store.upstream.fileSlots.acquire()
+            try:
+                response = await store.upstream.openFile(link.url)
+                self._begin(link, response)
+                receiver = _Receiver(self, store.clock, store.upstream.timeout)
+                response.deliverBody(receiver)
+                try:
+                    await receiver.done
+                except Exception:
+                    if receiver.quiet:
+                        raise UpstreamError(504, "upstream stopped sending the file") from None
+                    raise
+            finally:
+                store.upstream.fileSlots.release()
+            self._verify(link)
+            self.verified = True
+            self._tell()
+            path = await store.keep(self)
+        except BaseException as e:
+            self._fail(e)
+        else:
+            log.info("kept {file} ({size} bytes)", file=str(self.key), size=self.written)
+            self.finished.fire(path)
+        finally:
+            store.forget(self)
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+
+    def _begin(self, link: FileLink, response: IResponse) -> None:
+        """
+        Upstream answered: open the temporary file, and let clients start.
+        """
+        length = response.length if isinstance(response.length, int) else None
+        self.length = link.size if link.size is not None else length
+        if link.algorithm is not None:
+            self._hash = hashlib.new(link.algorithm)
+        try:
+            self.fd, self._tmp = self._store.temporary()
+        except OSError as e:
+            response.deliverBody(Protocol())
+            raise self._store.cannotWrite(e) from None
+        self.started.fire(self)
+
+    def _verify(self, link: FileLink) -> None:
+        """
+        Check the whole body against the link.
+        """
+        if self.length is not None and self.written != self.length:
+            raise _Corrupt(f"{self.written} bytes where {self.length} were expected")
+        if self._hash is not None and self._hash.hexdigest() != link.digest:
+            raise _Corrupt(f"{link.algorithm} {self._hash.hexdigest()} where {link.digest} was expected")
+
+    def _fail(self, e: BaseException) -> None:
+        """
+        Keep nothing, and end every client's response without its end.
+        """
+        reason = _reason(e, self)
+        if not isinstance(e, NotFound):
+            log.error("download of {file} failed, nothing kept: {why}", file=str(self.key), why=reason.reason)
+        self.failed = True
+        if self._tmp is not None:
+            self._store.discard(self._tmp)
+        failure = Failure(e if isinstance(e, (NotFound, Unavailable)) else reason)
+        self.started.fire(failure)
+        self.finished.fire(failure)
+        self._tell()
+
+
+class _Corrupt(Exception):
+    """
+    Upstream's bytes are not the file its page links.
+    """
+
+
+def _reason(e: BaseException, download: Download) -> Unavailable:
+    """
+    What to tell clients of a failed download.
+    """
+    if isinstance(e, Unavailable):
+        return e
+    if isinstance(e, NotFound):
+        return Unavailable(404, "no such file")
+    if isinstance(e, _Corrupt):
+        return UpstreamError(502, f"upstream sent a corrupt file: {e}")
+    if isinstance(e, _BodyTooLong):
+        return UpstreamError(502, f"upstream sent more than the {download.length} bytes expected")
+    if isinstance(e, OSError):
+        return download._store.cannotWrite(e)
+    if isinstance(e, ResponseFailed):
+        return UpstreamError(502, "upstream broke off the file")
+    failure = Failure(e)
+    summary = " ".join(failure.getErrorMessage().split())[:200]
+    return UpstreamError(502, f"download from upstream failed: {failure.type.__name__}: {summary}")
+
+
+class FileStore:
+    """
+    The file tree under a cache directory, and the downloads filling it.
+    """
+
+    def __init__(
+        self,
+        cacheDir: str,
+        pages: "ProjectPages",
+        upstream: Upstream,
+        clock: IReactorTime,
+        runInThread: "RunInThread",
+    ) -> None:
+        self.root = os.path.join(cacheDir, "+files")
+        self.tmp = os.path.join(cacheDir, "+tmp")
+        self.pages = pages
+        self.upstream = upstream
+        self.clock = clock
+        self._run = runInThread
+        self._downloads: dict[FileKey, Download] = {}
+
+    def open(self) -> None:
+        """
+        Make the tree, and clear downloads a previous run left unfinished.
+        """
+        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.tmp, exist_ok=True)
+        for name in os.listdir(self.tmp):
+            self.discard(os.path.join(self.tmp, name))
+
+    def path(self, key: FileKey) -> str:
+        """
+        Where a file is in the tree.
+        """
+        return os.path.join(self.root, *key.parts)
+
+    def download(self, key: FileKey) -> Download:
+        """
+        The download of a file, started now unless it runs already.
+        """
+        download = self._downloads.get(key)
+        if download is None:
+            download = self._downloads[key] = Download(self, key)
+            Deferred.fromCoroutine(download.run())
+        return download
+
+    def downloading(self) -> Iterable[Download]:
+        """
+        The downloads running now.
+        """
+        return self._downloads.values()
+
+    def forget(self, download: Download) -> None:
+        """
+        A download ended: the next request for its file looks afresh.
+        """
+        if self._downloads.get(download.key) is download:
+            del self._downloads[download.key]
+
+    async def resolve(self, key: FileKey) -> FileLink:
+        """
+        The link a path names, from its project's page, fetched if need be.
+
+        @raise NotFound: if no page of a project the file may belong to
+            links it.
+        """
+        for name in projectsOf(key.filename):
+            try:
+                link = await self.pages.findFile(name, lambda page: linkFor(key, page))
+            except NotFound:
+                continue
+            if link is not None:
+                return link
+        raise NotFound(str(key))
+
+    def temporary(self) -> tuple[int, str]:
+        """
+        A new temporary file for a download.
+        """
+        return tempfile.mkstemp(dir=self.tmp, prefix="download-")
+
+    async def keep(self, download: Download) -> str:
+        """
+        Put a verified download in its place in the tree, durably.
+        """
+        path = self.path(download.key)
+        try:
+            await self._run(os.fsync, download.fd)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            assert download._tmp is not None
+            os.rename(download._tmp, path)
+        except OSError as e:
+            raise self.cannotWrite(e) from None
+        download._tmp = None
+        return path
+
+    def discard(self, path: str) -> None:
+        """
+        Remove a temporary file, if it is there.
+        """
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.error("cannot remove {path}: {why}", path=path, why=str(e))
+
+    @staticmethod
+    def cannotWrite(e: OSError) -> StoreError:
+        """
+        The error for a file the mirror cannot write.
+        """
+        return StoreError(507, f"the mirror cannot write its cache: {e.strerror}")
+

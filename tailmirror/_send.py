@@ -1,0 +1,333 @@
+"""
+Sending package files: from the tree, by a producer reading a bounded chunk
+at a time (ranges, validators and HEAD included), or from a download in
+progress as its bytes arrive.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
+
+from ._errors import NotFound, Unavailable
+from ._files import Download, FileKey, FileStore, Follower, parseFilePath
+from ._http import header, plain
+
+__all__ = ["FileResource", "Stream", "parseRange"]
+
+log = Logger()
+
+#: Bytes read from disk and written to a client at a time.
+CHUNK = 256 * 1024
+IMMUTABLE = "public, max-age=31536000, immutable"
+ALLOW = "GET, HEAD"
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parseRange(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """
+    The byte range a C{Range} header asks for, as C{(first, end)} with
+    C{end} exclusive; L{None} to send the whole file (no header, or one this
+    server ignores, as several ranges); C{False} if unsatisfiable.
+    """
+    if header is None:
+        return None
+    match = _RANGE.fullmatch(header.strip().replace(" ", ""))
+    if match is None:
+        return None
+    first, last = match.groups()
+    if first:
+        start = int(first)
+        if last and int(last) < start:
+            return None
+        if start >= size:
+            return False
+        return start, min(int(last) + 1 if last else size, size)
+    if not last:
+        return None
+    suffix = int(last)
+    if suffix == 0 or size == 0:
+        return False
+    return max(0, size - suffix), size
+
+
+@implementer(IPushProducer)
+class Stream(Follower):
+    """
+    Send bytes C{[offset, end)} of a file to a request as a push producer,
+    reading at most L{CHUNK} bytes at a time and only while the client
+    keeps up.  With a L{Download} as source, it sends what the download
+    lets out, waits for more, and ends the connection abruptly, without the
+    end of the body, if the download fails.
+    """
+
+    def __init__(
+        self,
+        request: IRequest,
+        fd: int,
+        offset: int,
+        end: int | None,
+        source: Download | None = None,
+    ) -> None:
+        self._request = request
+        self._fd = fd
+        self.offset = offset
+        self._end = end
+        self._source = source
+        self._paused = False
+        self.done = False
+
+    def begin(self) -> None:
+        """
+        Start sending.
+        """
+        self._request.registerProducer(self, True)
+        self._request.notifyFinish().addErrback(self._gone)
+        if self._source is not None:
+            self._source.followers.add(self)
+        self.progress()
+
+    def progress(self) -> None:
+        """
+        Send what may be sent, as far as the client takes it.
+        """
+        if self.done:
+            return
+        source = self._source
+        if source is not None and source.failed:
+            self._abort()
+            return
+        limit = source.readable if source is not None else self._end
+        if self._end is not None:
+            limit = min(limit, self._end)  # type: ignore[type-var]
+        assert limit is not None
+        while not self._paused and not self.done and self.offset < limit:
+            try:
+                data = os.pread(self._fd, min(CHUNK, limit - self.offset), self.offset)
+            except OSError as e:
+                log.error("cannot read a file being sent: {why}", why=str(e))
+                data = b""
+            if not data:
+                self._abort()
+                return
+            self.offset += len(data)
+            self._request.write(data)
+        if self.done:
+            return
+        if source is None or source.verified:
+            end = self._end if self._end is not None else source.written  # type: ignore[union-attr]
+            if self.offset >= end:
+                self._close()
+                self._request.unregisterProducer()
+                self._request.finish()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self.progress()
+
+    def stopProducing(self) -> None:
+        self._close()
+
+    def _gone(self, reason: Failure) -> None:
+        """
+        The client went away: stop, and leave the download to the others.
+        """
+        self._close()
+
+    def _close(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self._source is not None:
+            self._source.followers.discard(self)
+        os.close(self._fd)
+
+    def _abort(self) -> None:
+        """
+        End the response without its end, so the client knows it is broken.
+        """
+        self._close()
+        self._request.unregisterProducer()
+        transport = getattr(self._request.channel, "transport", None)
+        if transport is not None and hasattr(transport, "abortConnection"):
+            transport.abortConnection()
+        else:
+            self._request.loseConnection()
+
+
+def _respond(request: IRequest, status: int, text: str) -> None:
+    """
+    Finish a request with a plain-text answer.
+    """
+    request.write(plain(request, status, text))
+    request.finish()
+
+
+def _describe(request: IRequest, key: FileKey) -> bool:
+    """
+    Set the headers every answer for a file has; answer 304 and say so if
+    the client has it already.
+    """
+    request.setHeader("Content-Type", "application/octet-stream")
+    request.setHeader("ETag", key.etag)
+    request.setHeader("Cache-Control", IMMUTABLE)
+    request.setHeader("Accept-Ranges", "bytes")
+    match = header(request, "if-none-match")
+    if match is not None:
+        candidates = {t.strip().removeprefix("W/") for t in match.split(",")}
+        if "*" in candidates or key.etag in candidates:
+            request.setResponseCode(304)
+            request.finish()
+            return True
+    return False
+
+
+def _wantedRange(request: IRequest, key: FileKey) -> str | None:
+    """
+    The C{Range} header to honour: none if C{If-Range} names another
+    version (by strong comparison) or a date, which this server never gives.
+    """
+    wanted = header(request, "range")
+    condition = header(request, "if-range")
+    if wanted is not None and condition is not None and condition.strip() != key.etag:
+        return None
+    return wanted
+
+
+class FileResource(Resource):
+    """
+    C{/root/pypi/+f/...}: package files and their core metadata.
+    """
+
+    isLeaf = True
+
+    def __init__(self, store: FileStore) -> None:
+        super().__init__()
+        self._store = store
+
+    def render(self, request: IRequest) -> Any:
+        key = parseFilePath(request.path)
+        if key is None:
+            return plain(request, 404, "not found")
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader("Allow", ALLOW)
+            return plain(request, 405, f"only {ALLOW} here")
+        try:
+            fd = os.open(self._store.path(key), os.O_RDONLY)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.error("cannot open {file}: {why}", file=str(key), why=str(e))
+            return plain(request, 503, "the mirror cannot read its copy of this file")
+        else:
+            self._fromDisk(request, key, fd)
+            return NOT_DONE_YET
+        d = ensureDeferred(self._cold(request, key))
+        d.addErrback(self._failed, request, key)
+        return NOT_DONE_YET
+
+    def _fromDisk(self, request: IRequest, key: FileKey, fd: int) -> None:
+        """
+        Serve a file from the tree.
+        """
+        try:
+            size = os.fstat(fd).st_size
+            if _describe(request, key):
+                os.close(fd)
+                return
+            wanted = parseRange(_wantedRange(request, key), size)
+        except BaseException:
+            os.close(fd)
+            raise
+        start, end = 0, size
+        if wanted is False:
+            os.close(fd)
+            request.setHeader("Content-Range", f"bytes */{size}")
+            _respond(request, 416, f"the file has {size} bytes")
+            return
+        if isinstance(wanted, tuple):
+            start, end = wanted
+            request.setResponseCode(206)
+            request.setHeader("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        request.setHeader("Content-Length", str(end - start))
+        if request.method == b"HEAD":
+            os.close(fd)
+            request.finish()
+            return
+        Stream(request, fd, start, end).begin()
+
+    async def _cold(self, request: IRequest, key: FileKey) -> None:
+        """
+        Serve a file that is not in the tree yet, as its download arrives.
+        """
+        download = self._store.download(key)
+        started = download.started.wait()
+        request.notifyFinish().addErrback(lambda _: started.cancel())
+        try:
+            await started
+        except CancelledError:
+            return  # the client hung up
+        except NotFound:
+            _respond(request, 404, "not found")
+            return
+        except Unavailable as e:
+            _respond(request, e.status, e.reason)
+            return
+        if _describe(request, key):
+            return
+        ranged = _wantedRange(request, key) is not None
+        if ranged or download.fd < 0 or download.length is None and request.method == b"HEAD":
+            # A range of a file, the size of one upstream does not tell, or
+            # a download that ended while this request waited to hear it
+            # began: wait for the file to be whole.
+            await self._whole(request, key, download)
+            return
+        if download.length is not None:
+            request.setHeader("Content-Length", str(download.length))
+        if request.method == b"HEAD":
+            request.finish()
+            return
+        Stream(request, os.dup(download.fd), 0, download.length, download).begin()
+
+    async def _whole(self, request: IRequest, key: FileKey, download: Download) -> None:
+        """
+        Serve a file from the tree once its download is kept.
+        """
+        finished = download.finished.wait()
+        request.notifyFinish().addErrback(lambda _: finished.cancel())
+        try:
+            path = await finished
+        except CancelledError:
+            return
+        except Unavailable as e:
+            # Not the file after all: none of its headers.
+            for name in (b"etag", b"accept-ranges", b"cache-control"):
+                request.responseHeaders.removeHeader(name)
+            _respond(request, e.status, e.reason)
+            return
+        self._fromDisk(request, key, os.open(path, os.O_RDONLY))
+
+    def _failed(self, failure: Failure, request: IRequest, key: FileKey) -> None:
+        """
+        Something unforeseen: log it, and tell the client plainly.
+        """
+        log.failure("serving {file}", failure, file=str(key))
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        if request.startedWriting:
+            request.loseConnection()
+        else:
+            _respond(request, 500, "internal error; the mirror's log says more")

@@ -1,0 +1,518 @@
+"""
+Package files: resolved from their project's page, downloaded once,
+verified, streamed to every waiting client, and served from disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from tailmirror._files import FileKey, parseFilePath, projectsOf
+from tailmirror._names import mirrorPath
+from tailmirror._send import parseRange
+
+from .fakeindex import FakeFile, FakeProject, sdist
+from .harness import Answer, Harness
+
+
+def filePath(f: FakeFile, metadata: bool = False) -> str:
+    """
+    The mirror's path of a fake file, as its pages link it.
+    """
+    path = "/" + mirrorPath(f.filename, "", {"sha256": f.sha256})
+    return path + ".metadata" if metadata else path
+
+
+class Captured:
+    """
+    The log events emitted while in use.
+    """
+
+    def __init__(self, test: SynchronousTestCase) -> None:
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def text(self) -> str:
+        from twisted.logger import formatEvent
+
+        return "\n".join(formatEvent(e) for e in self.events)
+
+
+def treeFiles(h: Harness, under: str = "+files") -> list[str]:
+    """
+    The files in a part of the cache directory.
+    """
+    found = []
+    for root, _, names in os.walk(os.path.join(h.cacheDir, under)):
+        found += [os.path.relpath(os.path.join(root, n), h.cacheDir) for n in names]
+    return sorted(found)
+
+
+class PathTests(SynchronousTestCase):
+    def test_sha256Path(self) -> None:
+        key = parseFilePath(b"/root/pypi/+f/abc/0123456789abc/foo-1.0.tar.gz")
+        self.assertEqual(key, FileKey(("abc", "0123456789abc"), "foo-1.0.tar.gz", False))
+        assert key is not None
+        self.assertEqual(key.linkPath, "root/pypi/+f/abc/0123456789abc/foo-1.0.tar.gz")
+        self.assertEqual(key.etag, '"abc0123456789abc"')
+
+    def test_metadataAndQuoting(self) -> None:
+        key = parseFilePath(b"/root/pypi/+f/_url/0123456789abcdef/a%2Bb-1.0-py3-none-any.whl.metadata")
+        self.assertEqual(key, FileKey(("_url", "0123456789abcdef"), "a+b-1.0-py3-none-any.whl", True))
+        assert key is not None
+        self.assertEqual(key.parts[-1], "a+b-1.0-py3-none-any.whl.metadata")
+        self.assertEqual(key.etag, '"_url0123456789abcdef.metadata"')
+
+    def test_refused(self) -> None:
+        for path in [
+            b"/root/pypi/+f/abc/0123456789abc",
+            b"/root/pypi/+f/ABC/0123456789abc/x.whl",
+            b"/root/pypi/+f/abc/0123456789ab/x.whl",
+            b"/root/pypi/+f/abc/0123456789abc/..",
+            b"/root/pypi/+f/abc/0123456789abc/%2e%2e",
+            b"/root/pypi/+f/abc/0123456789abc/a%2Fb",
+            b"/root/pypi/+f/abc/0123456789abc/a%00b",
+            b"/root/pypi/+f/abc/0123456789abc/.metadata",
+            b"/root/pypi/+f/abc/0123456789abc/x.whl/more",
+            b"/root/pypi/+f/_url/0123456789abcde/x.whl",
+            b"/root/pypi/+f/abc/0123456789abc/%ff.whl",
+            b"/root/other/+f/abc/0123456789abc/x.whl",
+        ]:
+            self.assertIsNone(parseFilePath(path), path)
+
+    @given(st.binary(max_size=120))
+    def test_anyPath(self, tail: bytes) -> None:
+        """
+        No path raises, and every accepted one stays inside its shard.
+        """
+        key = parseFilePath(b"/root/pypi/+f/abc/0123456789abc/" + tail)
+        if key is not None:
+            self.assertNotIn("/", key.parts[-1])
+            self.assertNotIn(key.parts[-1], ("", ".", ".."))
+
+    def test_projectsOf(self) -> None:
+        self.assertEqual(projectsOf("Foo_Bar-1.0-py3-none-any.whl"), ["foo-bar"])
+        self.assertEqual(projectsOf("foo-bar-1.0.tar.gz"), ["foo-bar", "foo"])
+        self.assertEqual(projectsOf("zope.interface-5.0.zip"), ["zope-interface"])
+        self.assertEqual(projectsOf("thing-1.0-py2.7.egg"), ["thing-1-0", "thing"])
+        self.assertEqual(projectsOf("-.whl"), [])
+
+
+class RangeTests(SynchronousTestCase):
+    def test_ranges(self) -> None:
+        self.assertIsNone(parseRange(None, 10))
+        self.assertEqual(parseRange("bytes=0-0", 10), (0, 1))
+        self.assertEqual(parseRange("bytes=2-5", 10), (2, 6))
+        self.assertEqual(parseRange("bytes=2-", 10), (2, 10))
+        self.assertEqual(parseRange("bytes=2-99", 10), (2, 10))
+        self.assertEqual(parseRange("bytes=-3", 10), (7, 10))
+        self.assertEqual(parseRange("bytes=-30", 10), (0, 10))
+        self.assertIs(parseRange("bytes=10-", 10), False)
+        self.assertIs(parseRange("bytes=-0", 10), False)
+        self.assertIs(parseRange("bytes=-1", 0), False)
+        # Ignored: several ranges, nonsense, another unit, last before first.
+        for header in ("bytes=0-1,3-4", "bytes=x", "lines=1-2", "bytes=5-2", "bytes=-"):
+            self.assertIsNone(parseRange(header, 10), header)
+
+
+def project(*files: FakeFile, name: str = "foo") -> FakeProject:
+    return FakeProject(name, list(files))
+
+
+class ColdFileTests(SynchronousTestCase):
+    """
+    A file not in the tree yet.
+    """
+
+    def setUp(self) -> None:
+        self.file = sdist("foo", "1.0", size=5000)
+        self.h = Harness([project(self.file, sdist("foo", "1.1"))])
+
+    def test_beforeItsPage(self) -> None:
+        """
+        A file asked for before its page: the page is fetched first, then
+        the file, whose bytes are served, verified, and kept.
+        """
+        answer = self.h.get(filePath(self.file))
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(answer.body, self.file.content)
+        self.assertEqual(answer.length, 5000)
+        self.assertEqual(answer.header("cache-control"), "public, max-age=31536000, immutable")
+        self.assertEqual(answer.header("accept-ranges"), "bytes")
+        self.assertEqual(answer.header("etag"), f'"{self.file.sha256[:16]}"')
+        self.assertEqual(self.h.index.requests["/simple/foo/"], 1)
+        self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz"], 1)
+        self.assertEqual(
+            treeFiles(self.h),
+            [f"+files/root/pypi/+f/{self.file.sha256[:3]}/{self.file.sha256[3:16]}/foo-1.0.tar.gz"],
+        )
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+
+    def test_warmAfterwards(self) -> None:
+        """
+        Once kept, a file is served from disk, upstream or no upstream.
+        """
+        self.h.get(filePath(self.file))
+        self.h.index.failWith = 500
+        h = self.h.restart()
+        answer = h.get(filePath(self.file))
+        self.assertEqual((answer.code, answer.body), (200, self.file.content))
+        self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz"], 1)
+
+    def test_unknownFile(self) -> None:
+        """
+        A path no link on the page names is 404, whatever the upstream has,
+        and nothing else is fetched.
+        """
+        other = sdist("foo", "9.9")
+        wrongHash = filePath(self.file).replace(self.file.sha256[:3], "000", 1)
+        for path in (filePath(other), wrongHash, "/root/pypi/+f/abc/0123456789abc/nothing-1.0.tar.gz"):
+            self.assertEqual(self.h.get(path).code, 404, path)
+        self.assertEqual([p for p in self.h.index.requests if p.startswith("/files/")], [])
+
+    def test_notAdvertisedMetadata(self) -> None:
+        self.assertEqual(self.h.get(filePath(self.file, metadata=True)).code, 404)
+
+    def test_newFileRechecksPage(self) -> None:
+        """
+        A file newer than the kept page: the page is asked for again, once
+        it is a little old, and the file is found.
+        """
+        self.h.get("/simple/foo/")
+        new = sdist("foo", "2.0")
+        self.h.index.projects["foo"].files.append(new)
+        self.assertEqual(self.h.get(filePath(new)).code, 404)
+        self.h.clock.advance(11)
+        self.assertEqual(self.h.get(filePath(new)).body, new.content)
+        self.assertEqual(self.h.index.requests["/simple/foo/"], 2)
+
+    def test_postRefused(self) -> None:
+        answer = self.h.get(filePath(self.file), method="POST")
+        self.assertEqual(answer.code, 405)
+        self.assertEqual(answer.header("allow"), "GET, HEAD")
+
+    def test_coldHead(self) -> None:
+        """
+        HEAD of a cold file gives its headers, and the file is kept.
+        """
+        answer = self.h.get(filePath(self.file), method="HEAD")
+        self.assertEqual((answer.code, answer.body), (200, b""))
+        self.assertEqual(answer.header("content-length"), "5000")
+        self.assertEqual(len(treeFiles(self.h)), 1)
+
+    def test_coldRange(self) -> None:
+        answer = self.h.get(filePath(self.file), {"Range": "bytes=-10"})
+        self.assertEqual(answer.code, 206)
+        self.assertEqual(answer.body, self.file.content[-10:])
+
+    def test_coldIfNoneMatch(self) -> None:
+        etag = f'"{self.file.sha256[:16]}"'
+        answer = self.h.get(filePath(self.file), {"If-None-Match": etag})
+        self.assertEqual(answer.code, 304)
+
+    def test_upstreamMissingFile(self) -> None:
+        """
+        Upstream lists a file it does not have: 502, nothing kept.
+        """
+        self.h.index.projects["foo"].files.append(ghost := sdist("foo", "3.0"))
+        self.h.index.content = lambda filename: None  # type: ignore[method-assign]
+        answer = self.h.get(filePath(ghost))
+        self.assertEqual(answer.code, 502)
+        self.assertEqual(answer.body, b"upstream answered 404 for the file\n")
+        self.assertEqual(treeFiles(self.h), [])
+
+    def test_upstreamDown(self) -> None:
+        """
+        Upstream refuses the page: 502, with why.
+        """
+        self.h.index.failWith = 503
+        answer = self.h.get(filePath(self.file))
+        self.assertEqual(answer.code, 502)
+        self.assertEqual(answer.header("etag"), None)
+
+    def test_cannotWrite(self) -> None:
+        """
+        The cache cannot take the file: 507, and the next request tries again.
+        """
+
+        def full() -> Any:
+            raise OSError(28, "No space left on device")
+
+        self.h.files.temporary = full  # type: ignore[method-assign]
+        answer = self.h.get(filePath(self.file))
+        self.assertEqual(answer.code, 507)
+        self.assertIn(b"No space left on device", answer.body)
+        del self.h.files.temporary
+        self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
+
+
+class MetadataTests(SynchronousTestCase):
+    def test_metadata(self) -> None:
+        """
+        A core metadata file the page advertises is fetched, verified
+        against its own hash, and kept beside the file.
+        """
+        f = sdist("foo", "1.0", metadata=b"Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n")
+        h = Harness([project(f)])
+        answer = h.get(filePath(f, metadata=True))
+        self.assertEqual((answer.code, answer.body), (200, f.metadata))
+        self.assertEqual(answer.header("etag"), f'"{f.sha256[:16]}.metadata"')
+        self.assertEqual(len(treeFiles(h)), 1)
+        self.assertTrue(treeFiles(h)[0].endswith("foo-1.0.tar.gz.metadata"), treeFiles(h))
+        h.index.corrupt.add("foo-1.0.tar.gz.metadata")
+        other = Harness([project(f)])
+        other.index.corrupt.add("foo-1.0.tar.gz.metadata")
+        assertNotWhole(self, other.get(filePath(f, metadata=True)))
+        self.assertEqual(treeFiles(other), [])
+
+    def test_htmlUpstream(self) -> None:
+        """
+        From an HTML page (no sizes), files and metadata work alike.
+        """
+        f = sdist("foo", "1.0", metadata=b"Metadata-Version: 2.1\nName: foo\n")
+        h = Harness([project(f)])
+        h.index.forms = ("html",)
+        self.assertEqual(h.get(filePath(f)).body, f.content)
+        self.assertEqual(h.get(filePath(f, metadata=True)).body, f.metadata)
+
+    def test_unhashedLink(self) -> None:
+        """
+        A link without a sha256 is served under C{_url/}, checked by the
+        hash it does give.
+        """
+        f = sdist("foo", "1.0")
+        f.extra = {"hashes": {"md5": hashlib.md5(f.content).hexdigest()}}
+        h = Harness([project(f)])
+        page = h.get("/simple/foo/", {"Accept": "application/vnd.pypi.simple.v1+json"})
+        url = page.body.decode().split('"url":"')[1].split('"')[0]
+        self.assertTrue(url.startswith("../../root/pypi/+f/_url/"), url)
+        self.assertEqual(h.get(url[5:]).body, f.content)
+        h.index.corrupt.add(f.filename)
+        other = Harness([project(f)])
+        other.index.corrupt.add(f.filename)
+        assertNotWhole(self, other.get(url[5:]))
+
+
+class WarmFileTests(SynchronousTestCase):
+    """
+    A file in the tree.
+    """
+
+    def setUp(self) -> None:
+        self.file = sdist("foo", "1.0", size=1000)
+        self.h = Harness([project(self.file)])
+        self.path = filePath(self.file)
+        self.assertEqual(self.h.get(self.path).code, 200)
+        self.etag = f'"{self.file.sha256[:16]}"'
+
+    def get(self, headers: dict[str, str] | None = None, method: str = "GET") -> Answer:
+        return self.h.get(self.path, headers, method)
+
+    def test_headers(self) -> None:
+        answer = self.get({"Accept-Encoding": "gzip"})
+        self.assertEqual(answer.body, self.file.content)
+        self.assertEqual(answer.length, 1000)
+        self.assertEqual(answer.header("etag"), self.etag)
+        self.assertEqual(answer.header("accept-ranges"), "bytes")
+        self.assertEqual(answer.header("cache-control"), "public, max-age=31536000, immutable")
+        self.assertIsNone(answer.header("content-encoding"))
+
+    def test_head(self) -> None:
+        answer = self.get(method="HEAD")
+        self.assertEqual((answer.code, answer.body), (200, b""))
+        self.assertEqual(answer.header("content-length"), "1000")
+
+    def test_ifNoneMatch(self) -> None:
+        self.assertEqual(self.get({"If-None-Match": self.etag}).code, 304)
+        self.assertEqual(self.get({"If-None-Match": f'"x", W/{self.etag}'}).code, 304)
+        self.assertEqual(self.get({"If-None-Match": '"other"'}).code, 200)
+
+    def test_ranges(self) -> None:
+        content = self.file.content
+        answer = self.get({"Range": "bytes=10-19"})
+        self.assertEqual((answer.code, answer.body), (206, content[10:20]))
+        self.assertEqual(answer.header("content-range"), "bytes 10-19/1000")
+        self.assertEqual(answer.length, 10)
+        answer = self.get({"Range": "bytes=-100"})
+        self.assertEqual((answer.code, answer.body), (206, content[-100:]))
+        self.assertEqual(answer.header("content-range"), "bytes 900-999/1000")
+        answer = self.get({"Range": "bytes=990-"})
+        self.assertEqual((answer.code, answer.body), (206, content[990:]))
+        answer = self.get({"Range": "bytes=1000-"})
+        self.assertEqual(answer.code, 416)
+        self.assertEqual(answer.header("content-range"), "bytes */1000")
+        self.assertEqual(self.get({"Range": "bytes=0-1,5-6"}).body, content)
+
+    def test_ifRange(self) -> None:
+        answer = self.get({"Range": "bytes=0-9", "If-Range": self.etag})
+        self.assertEqual((answer.code, answer.body), (206, self.file.content[:10]))
+        answer = self.get({"Range": "bytes=0-9", "If-Range": '"changed"'})
+        self.assertEqual((answer.code, answer.body), (200, self.file.content))
+        answer = self.get({"Range": "bytes=0-9", "If-Range": "Wed, 21 Oct 2015 07:28:00 GMT"})
+        self.assertEqual(answer.code, 200)
+
+
+class SharedDownloadTests(SynchronousTestCase):
+    """
+    One download per file, whoever asks, streamed to all.
+    """
+
+    def setUp(self) -> None:
+        self.file = sdist("foo", "1.0", size=300_000)
+        self.h = Harness([project(self.file)])
+        self.h.index.holdFiles = True
+        self.path = filePath(self.file)
+
+    def release(self, chunks: int = 3) -> None:
+        """
+        Send the held upstream response, a chunk at a time.
+        """
+        (request, content), = self.h.index.heldFiles
+        step = len(content) // chunks + 1
+        for i in range(0, len(content), step):
+            request.write(content[i : i + step])
+            self.h.flush()
+        finish(request)
+        self.h.flush()
+
+    def test_thirtyAtOnce(self) -> None:
+        """
+        Thirty concurrent cold requests, and one more joining late: one
+        upstream request, and every client gets the whole, right file.
+        """
+        started = [self.h.start("GET", self.path) for _ in range(30)]
+        self.h.flush()
+        (request, content), = self.h.index.heldFiles
+        request.write(content[:100_000])
+        self.h.flush()
+        started.append(self.h.start("GET", self.path))
+        request.write(content[100_000:])
+        finish(request)
+        answers = [self.h.finish(d) for d in started]
+        self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz"], 1)
+        self.assertEqual({a.body for a in answers}, {self.file.content})
+        self.assertEqual({a.code for a in answers}, {200})
+
+    def test_bytesFlowBeforeTheEnd(self) -> None:
+        """
+        Clients receive bytes as they arrive, all but the last until the
+        file is verified.
+        """
+        received: list[bytes] = []
+        d = self.h.start("GET", self.path)
+        self.h.flush()
+        d.addCallback(lambda r: r.deliverBody(Collector(received)))
+        self.h.flush()
+        (request, content), = self.h.index.heldFiles
+        request.write(content[:-10])
+        self.h.flush()
+        self.assertEqual(b"".join(received), content[:-11])
+        request.write(content[-10:])
+        finish(request)
+        self.h.flush()
+        self.assertEqual(b"".join(received), content)
+
+    def test_clientLeaves(self) -> None:
+        """
+        A client hanging up does not stop the download for others or the tree.
+        """
+        first = self.h.start("GET", self.path)
+        self.h.flush()
+        first.addCallback(lambda r: r.deliverBody(Collector([], stopAfterFirst=True)))
+        second = self.h.start("GET", self.path)
+        self.release()
+        self.assertEqual(self.h.finish(second).body, self.file.content)
+        self.assertEqual(len(treeFiles(self.h)), 1)
+
+    def test_corrupt(self) -> None:
+        """
+        Wrong bytes for the hash: no client gets a whole response, nothing
+        is kept, it is logged, and a fixed upstream then works.
+        """
+        log = Captured(self)
+        self.h.index.corrupt.add(self.file.filename)
+        started = [self.h.start("GET", self.path) for _ in range(3)]
+        self.release()
+        for d in started:
+            body = self.h.finish(d).body
+            self.assertIsInstance(body, Exception)
+        self.assertEqual(treeFiles(self.h), [])
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+        self.assertIn("sent a corrupt file", log.text())
+        self.h.index.corrupt.clear()
+        self.h.index.heldFiles.clear()
+        d = self.h.start("GET", self.path)
+        self.release()
+        self.assertEqual(self.h.finish(d).body, self.file.content)
+
+    def test_truncated(self) -> None:
+        """
+        Upstream drops the connection half way: nothing complete, nothing kept.
+        """
+        self.h.index.holdFiles = False
+        self.h.index.truncate.add(self.file.filename)
+        assertNotWhole(self, self.h.get(self.path))
+        self.assertEqual(treeFiles(self.h), [])
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+
+    def test_upstreamGoesQuiet(self) -> None:
+        """
+        Upstream stops sending: after the timeout the download fails.
+        """
+        log = Captured(self)
+        d = self.h.start("GET", self.path)
+        self.h.flush()
+        (request, content), = self.h.index.heldFiles
+        request.write(content[:1000])
+        self.h.flush()
+        self.h.clock.advance(16)
+        self.assertIsInstance(self.h.finish(d).body, Exception)
+        self.assertIn("upstream stopped sending the file", log.text())
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+
+
+def finish(request: Any) -> None:
+    """
+    End a held upstream response, unless its client has already hung up
+    (as it does on the last byte of a body with a length).
+    """
+    if not request._disconnected:
+        request.finish()
+
+
+def assertNotWhole(test: SynchronousTestCase, answer: Answer) -> None:
+    """
+    A client did not get a whole file: an error status, or a body cut short.
+    """
+    if not isinstance(answer.body, Exception):
+        test.assertNotEqual(answer.code, 200, answer.body[:200])
+
+
+class Collector:
+    """
+    A protocol keeping what a response body delivers.
+    """
+
+    def __init__(self, into: list[bytes], stopAfterFirst: bool = False) -> None:
+        self.into = into
+        self.stopAfterFirst = stopAfterFirst
+        self.transport: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+
+    def dataReceived(self, data: bytes) -> None:
+        self.into.append(data)
+        if self.stopAfterFirst:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Any) -> None:
+        pass
