@@ -103,12 +103,16 @@ def parseFilePath(path: bytes) -> FileKey | None:
     The file a request path names, or L{None} when it cannot name one.
     """
     segments = path.split(b"/")
-    if len(segments) != 7 or segments[:4] != [b"", b"root", b"pypi", b"+f"]:
+    if len(segments) != 7:
         return None
     try:
-        first, second, name = (unquote(s.decode("ascii"), errors="strict") for s in segments[4:])
+        # Clients may escape any of it: pip sends "+f" as "%2Bf".
+        decoded = [unquote(s.decode("ascii"), errors="strict") for s in segments]
     except UnicodeDecodeError:
         return None
+    if decoded[:4] != ["", "root", "pypi", "+f"]:
+        return None
+    first, second, name = decoded[4:]
     if not (
         (first == "_url" and _HEX16.fullmatch(second))
         or (_HEX3.fullmatch(first) and _HEX13.fullmatch(second))

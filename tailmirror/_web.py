@@ -239,7 +239,7 @@ class Front(Resource):
         self._routes = routes
 
     def render(self, request: IRequest) -> Any:
-        if request.path.startswith(b"/root/pypi/+f/"):
+        if request.path.startswith(b"/root/pypi/"):
             return self._files.render(request)
         if request.method in (b"GET", b"HEAD"):
             body = self._fresh(request)

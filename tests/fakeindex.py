@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,12 +43,16 @@ class FakeFile:
     def sha256(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
 
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
     def jsonEntry(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "filename": self.filename,
             "url": f"../../files/{self.filename}",
             "hashes": {"sha256": self.sha256},
-            "size": len(self.content),
+            "size": self.size,
         }
         if self.requiresPython is not None:
             entry["requires-python"] = self.requiresPython
@@ -73,6 +78,29 @@ class FakeFile:
             attrs += [("data-core-metadata", digest), ("data-dist-info-metadata", digest)]
         rendered = " ".join(f'{k}="{escape(v)}"' for k, v in attrs)
         return f'<a {rendered}>{escape(self.filename)}</a><br/>\n'
+
+
+class DiskFile(FakeFile):
+    """
+    A big file, served from disk by C{twisted.web.static.File}.
+    """
+
+    def __init__(self, filename: str, path: str) -> None:
+        super().__init__(filename, b"")
+        self.path = path
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        self._sha256 = digest.hexdigest()
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256
+
+    @property
+    def size(self) -> int:
+        return os.path.getsize(self.path)
 
 
 @dataclass
@@ -155,6 +183,9 @@ class FakeIndex(Resource):
         #: Hold file requests in L{heldFiles} to be answered by hand.
         self.holdFiles = False
         self.heldFiles: list[tuple[Any, bytes]] = []
+        #: Send files 64 KiB at a time, this many seconds apart, by C{clock}.
+        self.chunkDelay = 0.0
+        self.clock: Any = None
 
     def add(self, project: FakeProject) -> FakeProject:
         self.projects[project.name] = project
@@ -175,6 +206,9 @@ class FakeIndex(Resource):
             return self._page(request, parts[1])
         if len(parts) == 2 and parts[0] == "files":
             return self._file(request, parts[1])
+        if path == "/_stats":
+            request.setHeader("Content-Type", "application/json")
+            return json.dumps(dict(self.requests)).encode()
         request.setResponseCode(404)
         return b"no such thing"
 
@@ -211,7 +245,19 @@ class FakeIndex(Resource):
                     return f.metadata
         return None
 
+    def _diskFile(self, filename: str) -> DiskFile | None:
+        for project in self.projects.values():
+            for f in project.files:
+                if f.filename == filename and isinstance(f, DiskFile):
+                    return f
+        return None
+
     def _file(self, request: Any, filename: str) -> Any:
+        big = self._diskFile(filename)
+        if big is not None:
+            from twisted.web.static import File
+
+            return File(big.path, defaultType="application/octet-stream").render(request)
         content = self.content(filename)
         if content is None:
             request.setResponseCode(404)
@@ -228,7 +274,23 @@ class FakeIndex(Resource):
             request.setHeader("Content-Length", str(len(content)))
             self.heldFiles.append((request, content))
             return NOT_DONE_YET
+        if self.chunkDelay:
+            request.setHeader("Content-Length", str(len(content)))
+            self._trickle(request, content)
+            return NOT_DONE_YET
         return content
+
+    def _trickle(self, request: Any, content: bytes) -> None:
+        """
+        Send a file slowly, a chunk at a time.
+        """
+        if request._disconnected:
+            return
+        request.write(content[:65536])
+        if len(content) > 65536:
+            self.clock.callLater(self.chunkDelay, self._trickle, request, content[65536:])
+        else:
+            request.finish()
 
 
 def main(argv: list[str]) -> None:
@@ -243,9 +305,26 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--projects", type=int, default=10, help="how many generated projects")
     parser.add_argument("--files", type=int, default=3, help="files per project")
     parser.add_argument("--forms", default="json,html")
+    parser.add_argument("--tree", action="store_true", help="serve the installable tree too")
+    parser.add_argument("--big", action="append", default=[], metavar="PATH",
+                        help="serve this file as project big's big-1.N.tar.gz")
+    parser.add_argument("--sized", type=int, default=0, metavar="BYTES",
+                        help="serve project sized with one file of this size")
+    parser.add_argument("--chunk-delay", type=float, default=0.0,
+                        help="send in-memory files 64 KiB at a time, this many seconds apart")
     args = parser.parse_args(argv)
     index = FakeIndex([generated(f"project{i}", args.files) for i in range(args.projects)])
     index.forms = tuple(args.forms.split(","))
+    index.chunkDelay, index.clock = args.chunk_delay, reactor
+    if args.tree:
+        from .wheels import tree
+
+        for project in tree():
+            index.add(project)
+    if args.sized:
+        index.add(FakeProject("sized", [sdist("sized", "1.0", size=args.sized)]))
+    if args.big:
+        index.add(FakeProject("big", [DiskFile(f"big-1.{i}.tar.gz", p) for i, p in enumerate(args.big)]))
     site = Site(index)
     site.log = lambda request: None  # type: ignore[method-assign]
     endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1")

@@ -64,6 +64,16 @@ class PathTests(SynchronousTestCase):
         self.assertEqual(key.linkPath, "root/pypi/+f/abc/0123456789abc/foo-1.0.tar.gz")
         self.assertEqual(key.etag, '"abc0123456789abc"')
 
+    def test_escaped(self) -> None:
+        """
+        pip escapes the "+" of "+f".
+        """
+        self.assertEqual(
+            parseFilePath(b"/root/pypi/%2Bf/abc/0123456789abc/foo-1.0.tar.gz"),
+            parseFilePath(b"/root/pypi/+f/abc/0123456789abc/foo-1.0.tar.gz"),
+        )
+        self.assertIsNotNone(parseFilePath(b"/root/pypi/%2bf/abc/0123456789abc/foo-1.0.tar.gz"))
+
     def test_metadataAndQuoting(self) -> None:
         key = parseFilePath(b"/root/pypi/+f/_url/0123456789abcdef/a%2Bb-1.0-py3-none-any.whl.metadata")
         self.assertEqual(key, FileKey(("_url", "0123456789abcdef"), "a+b-1.0-py3-none-any.whl", True))

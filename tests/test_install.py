@@ -1,0 +1,175 @@
+"""
+End to end: real pip and uv install a dependency tree of real wheels and
+an sdist through the real C{twistd tailmirror}, from a fake upstream on
+127.0.0.1; then again with that upstream gone; then from a hashed lock of
+file URLs, before any page was asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tailmirror._names import mirrorPath
+
+from .processes import BIN, FakeUpstreamProcess, MirrorProcess, run
+from .fakeindex import sdist
+from .wheels import tree
+
+IMPORT_ALL = "import alpha, beta, gamma, delta; print(alpha.__version__, beta.__version__, gamma.__version__, delta.__version__)"
+INSTALLED = "1.1 1.0 2.0 1.0"
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstreamProcess]:
+    process = FakeUpstreamProcess("--projects", "0", "--tree")
+    yield process
+    process.stop()
+
+
+def freshVenv(path: Path) -> Path:
+    """
+    A new virtual environment without pip; its python.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    return path / "bin" / "python"
+
+
+def pipInstall(python: Path, *args: str) -> None:
+    """
+    Install with pip into a venv: no cache, no configuration, no other index.
+    """
+    result = run([
+        sys.executable, "-m", "pip", "--python", str(python), "install",
+        "--no-cache-dir", "--disable-pip-version-check", *args,
+    ])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def uvInstall(python: Path, *args: str) -> None:
+    """
+    Install with uv into a venv: no cache, no configuration, no other index.
+    """
+    result = run([
+        str(BIN / "uv"), "pip", "install", "--no-config", "--no-cache",
+        "--python", str(python), *args,
+    ])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def imported(python: Path) -> str:
+    result = run([str(python), "-c", IMPORT_ALL])
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def upstreamStats(upstream: FakeUpstreamProcess) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{upstream.port}/_stats", timeout=10) as r:
+        return json.load(r)  # type: ignore[no-any-return]
+
+
+def test_installThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
+    """
+    pip and uv install the tree through the mirror; with upstream stopped
+    they install it again, everything from the mirror.
+    """
+    mirror = MirrorProcess(upstream.url, tmp_path / "cache")
+    try:
+        python = freshVenv(tmp_path / "pip1")
+        pipInstall(python, "--index-url", mirror.url, "alpha")
+        assert imported(python) == INSTALLED
+        python = freshVenv(tmp_path / "uv1")
+        uvInstall(python, "--index-url", mirror.url, "alpha")
+        assert imported(python) == INSTALLED
+        stats = upstreamStats(upstream)
+        files = {path: n for path, n in stats.items() if path.startswith("/files/")}
+        # Each file once, whoever asked; wheels' metadata files were used.
+        assert set(files.values()) == {1}, files
+        assert "/files/beta-1.0-py3-none-any.whl.metadata" in files
+        assert "/files/delta-1.0.tar.gz" in files
+        upstream.stop()
+        python = freshVenv(tmp_path / "pip2")
+        pipInstall(python, "--index-url", mirror.url, "alpha")
+        assert imported(python) == INSTALLED
+        python = freshVenv(tmp_path / "uv2")
+        uvInstall(python, "--index-url", mirror.url, "alpha")
+        assert imported(python) == INSTALLED
+    finally:
+        mirror.stop()
+    assert "Traceback" not in mirror.logText()
+
+
+def test_hashedLockBeforeAnyPage(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
+    """
+    A requirements file of the mirror's file URLs with their hashes, the
+    way a lock file names them, installs through a mirror that has not
+    seen any page yet, and again after a restart with upstream gone.
+    """
+    cache = tmp_path / "cache"
+    MirrorProcess(upstream.url, cache).stop()  # started once, then restarted: nothing asked yet
+    mirror = MirrorProcess(upstream.url, cache)
+    lines = []
+    for project in tree():
+        f = project.files[-1]
+        url = f"http://127.0.0.1:{mirror.port}/" + mirrorPath(f.filename, "", {"sha256": f.sha256})
+        lines.append(f"{project.name} @ {url} --hash=sha256:{f.sha256}")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("\n".join(lines) + "\n")
+    try:
+        python = freshVenv(tmp_path / "locked")
+        pipInstall(python, "--no-index", "--no-deps", "--require-hashes", "-r", str(requirements))
+        assert imported(python) == INSTALLED
+    finally:
+        mirror.stop()
+    upstream.stop()
+    mirror = MirrorProcess(upstream.url, cache, port=mirror.port)
+    try:
+        python = freshVenv(tmp_path / "locked2")
+        pipInstall(python, "--no-index", "--no-deps", "--require-hashes", "-r", str(requirements))
+        assert imported(python) == INSTALLED
+    finally:
+        mirror.stop()
+    assert "Traceback" not in mirror.logText()
+
+
+def test_thirtyClientsOneDownload(tmp_path: Path) -> None:
+    """
+    Thirty clients ask for one cold file, which upstream sends slowly: one
+    upstream download, thirty identical, correct bodies.
+    """
+    size = 2 * 1024 * 1024
+    f = sdist("sized", "1.0", size=size)
+    upstream = FakeUpstreamProcess("--projects", "0", "--sized", str(size), "--chunk-delay", "0.01")
+    mirror = MirrorProcess(upstream.url, tmp_path / "cache")
+    url = f"http://127.0.0.1:{mirror.port}/" + mirrorPath(f.filename, "", {"sha256": f.sha256})
+    bodies: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                bodies.append(response.read())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    try:
+        threads = [threading.Thread(target=fetch) for _ in range(30)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        assert errors == []
+        assert len(bodies) == 30
+        assert set(bodies) == {f.content}
+        assert upstreamStats(upstream)["/files/sized-1.0.tar.gz"] == 1
+    finally:
+        mirror.stop()
+        upstream.stop()
+    assert "Traceback" not in mirror.logText()

@@ -1,0 +1,136 @@
+"""
+Real, installable distributions for the fake index: wheels built in
+memory, and an sdist whose in-tree build backend needs nothing from any
+index, so pip and uv can build it offline.
+
+The tree they form::
+
+    alpha 1.0, 1.1  ->  beta>=1.0, gamma
+    beta 1.0        ->  delta
+    gamma 2.0
+    delta 1.0 (sdist only)
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import textwrap
+from typing import Any
+
+from .fakeindex import FakeFile, FakeProject
+
+#: Builds a wheel; the same code is the sdist's build backend.
+WHEEL_BUILDER = textwrap.dedent(
+    '''
+    import base64, hashlib, io, zipfile
+
+    def metadataText(name, version, requires):
+        lines = ["Metadata-Version: 2.1", "Name: " + name, "Version: " + version]
+        lines += ["Requires-Dist: " + r for r in requires]
+        return "\\n".join(lines) + "\\n"
+
+    def wheelBytes(name, version, requires, modules):
+        """A pure-Python wheel: its file name and bytes."""
+        dist = name.replace("-", "_")
+        info = dist + "-" + version + ".dist-info"
+        files = dict(modules)
+        files[info + "/METADATA"] = metadataText(name, version, requires)
+        files[info + "/WHEEL"] = (
+            "Wheel-Version: 1.0\\nGenerator: tailmirror-tests\\n"
+            "Root-Is-Purelib: true\\nTag: py3-none-any\\n"
+        )
+        record = []
+        for path, text in files.items():
+            data = text.encode()
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(path + ",sha256=" + digest.decode() + "," + str(len(data)))
+        files[info + "/RECORD"] = "\\n".join(record + [info + "/RECORD,,"]) + "\\n"
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path, text in files.items():
+                archive.writestr(zipfile.ZipInfo(path, (2020, 1, 1, 0, 0, 0)), text)
+        return dist + "-" + version + "-py3-none-any.whl", out.getvalue()
+    '''
+)
+
+_BACKEND = WHEEL_BUILDER + textwrap.dedent(
+    '''
+    import os
+
+    NAME, VERSION, REQUIRES, MODULES = {spec!r}
+
+    def get_requires_for_build_wheel(config_settings=None):
+        return []
+
+    def get_requires_for_build_sdist(config_settings=None):
+        return []
+
+    def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+        info = NAME.replace("-", "_") + "-" + VERSION + ".dist-info"
+        os.makedirs(os.path.join(metadata_directory, info))
+        with open(os.path.join(metadata_directory, info, "METADATA"), "w") as f:
+            f.write(metadataText(NAME, VERSION, REQUIRES))
+        return info
+
+    def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+        filename, data = wheelBytes(NAME, VERSION, REQUIRES, MODULES)
+        with open(os.path.join(wheel_directory, filename), "wb") as f:
+            f.write(data)
+        return filename
+    '''
+)
+
+_builder: dict[str, Any] = {}
+exec(WHEEL_BUILDER, _builder)
+
+
+def _module(name: str, version: str) -> dict[str, str]:
+    return {f"{name}/__init__.py": f'__version__ = "{version}"\n'}
+
+
+def wheel(name: str, version: str, requires: tuple[str, ...] = (), **markers: Any) -> FakeFile:
+    """
+    A real wheel, with its core metadata file.
+    """
+    filename, data = _builder["wheelBytes"](name, version, list(requires), _module(name, version))
+    metadata = _builder["metadataText"](name, version, list(requires)).encode()
+    return FakeFile(filename, data, metadata=metadata, **markers)
+
+
+def buildableSdist(name: str, version: str, requires: tuple[str, ...] = ()) -> FakeFile:
+    """
+    A real sdist, built by a backend inside it.
+    """
+    root = f"{name}-{version}"
+    spec = (name, version, list(requires), _module(name, version))
+    members = {
+        f"{root}/PKG-INFO": _builder["metadataText"](name, version, list(requires)),
+        f"{root}/pyproject.toml": (
+            '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        ),
+        f"{root}/backend.py": _BACKEND.format(spec=spec),
+    }
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        for path, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode = len(data), 1577836800, 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return FakeFile(f"{root}.tar.gz", out.getvalue())
+
+
+def tree() -> list[FakeProject]:
+    """
+    The projects of the dependency tree.
+    """
+    return [
+        FakeProject("alpha", [
+            wheel("alpha", "1.0", requiresPython=">=3.8"),
+            wheel("alpha", "1.1", ("beta>=1.0", "gamma"), requiresPython=">=3.8"),
+        ]),
+        FakeProject("beta", [wheel("beta", "1.0", ("delta",))]),
+        FakeProject("gamma", [wheel("gamma", "2.0")]),
+        FakeProject("delta", [buildableSdist("delta", "1.0")]),
+    ]
