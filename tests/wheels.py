@@ -13,6 +13,7 @@ The tree they form::
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 import textwrap
@@ -112,13 +113,14 @@ def buildableSdist(name: str, version: str, requires: tuple[str, ...] = ()) -> F
         f"{root}/backend.py": _BACKEND.format(spec=spec),
     }
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for path, text in members.items():
             data = text.encode()
             info = tarfile.TarInfo(path)
             info.size, info.mtime, info.mode = len(data), 1577836800, 0o644
             archive.addfile(info, io.BytesIO(data))
-    return FakeFile(f"{root}.tar.gz", out.getvalue())
+    # The same bytes in every process: no time in the gzip header.
+    return FakeFile(f"{root}.tar.gz", gzip.compress(out.getvalue(), mtime=0))
 
 
 def tree() -> list[FakeProject]:
