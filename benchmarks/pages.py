@@ -19,7 +19,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -32,21 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tailmirror._journal import Journal  # noqa: E402
 from tests.fakeindex import generated  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks.common import rss, wrk  # noqa: E402
 from tests.processes import BIN, REPO, FakeUpstreamProcess, MirrorProcess, freePort, waitForHTTP  # noqa: E402
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
-
-
-def wrk(url: str, accept: str) -> float:
-    """
-    Requests per second that wrk sees at C{url}, 8 keep-alive connections.
-    """
-    out = subprocess.run(
-        ["wrk", "-t1", "-c8", f"-d{SECONDS}s", "-H", f"Accept: {accept}", url],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
 def fetch(port: int, path: str, accept: str) -> tuple[int, bytes]:
@@ -61,7 +50,7 @@ def fetch(port: int, path: str, accept: str) -> tuple[int, bytes]:
 def warm(work: Path) -> None:
     upstream = FakeUpstreamProcess("--projects", "3", "--files", "30")
     mirror = MirrorProcess(upstream.url, work / "warm-cache")
-    print("1. warm page requests/s (wrk, 1 thread, 8 connections, %d s each)" % SECONDS)
+    print("1. warm page requests/s (wrk, 1 thread, 8 connections, %d s each)" % common.SECONDS)
     try:
         for form, accept, ctype in [("HTML", "text/html", "text/html; charset=utf-8"), ("JSON", JSON_TYPE, JSON_TYPE)]:
             status, body = fetch(mirror.port, "/simple/project1/", accept)
@@ -84,16 +73,6 @@ def warm(work: Path) -> None:
     finally:
         mirror.stop()
         upstream.stop()
-
-
-def rss(pid: int) -> float:
-    """
-    Resident memory of a process, in MB.
-    """
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def startup(work: Path, projects: int, files: int) -> None:

@@ -26,7 +26,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -52,6 +52,9 @@ _HEX13 = re.compile(r"[0-9a-f]{13}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 _HEXDIGEST = re.compile(r"[0-9a-f]+")
 METADATA = ".metadata"
+
+#: Received bytes that may wait for the disk before upstream is paused.
+PENDING_MAX = 8 * 1024 * 1024
 
 #: Hashes a link may give, strongest first; the first one present is checked.
 _ALGORITHMS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", "sha1", "md5")
@@ -276,6 +279,7 @@ class _Receiver(Protocol):
         self._clock = clock
         self._idle = idle
         self._timer: IDelayedCall | None = None
+        self._paused = False
         self.quiet = False
         self.done: Deferred[None] = Deferred(lambda d: self._stop())
 
@@ -290,6 +294,31 @@ class _Receiver(Protocol):
     def _stop(self) -> None:
         if self.transport is not None:
             self.transport.stopProducing()
+
+    def pause(self) -> None:
+        """
+        Stop reading from upstream for a while.
+        """
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def resume(self) -> None:
+        """
+        Read from upstream again.
+        """
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resumeProducing()
+            if self._timer is not None:
+                self._timer.reset(self._idle)
+
+    def abandon(self) -> None:
+        """
+        Stop the download: the cache cannot take it.
+        """
+        if not self.done.called:
+            self._stop()
 
     def dataReceived(self, data: bytes) -> None:
         if self.done.called:
@@ -334,7 +363,15 @@ class Download:
         self.link: FileLink | None = None
         #: The length clients are told, where known before the end.
         self.length: int | None = None
+        #: Bytes received, and bytes written (which clients may read).
+        self.received = 0
         self.written = 0
+        self._pending: list[bytes] = []
+        self._pendingBytes = 0
+        self._writing: Deferred[Any] | None = None
+        self._writeFailure: Failure | None = None
+        self._drained: Signal[None] | None = None
+        self._receiver: _Receiver | None = None
         self.verified = False
         self.failed = False
         self.fd = -1
@@ -355,17 +392,62 @@ class Download:
 
     def append(self, data: bytes) -> None:
         """
-        Write more of the body to the temporary file, hashing it.
+        Take more of the body: it is written to the temporary file and
+        hashed off the reactor thread, a batch at a time, while more
+        arrives.  Upstream is paused while too much waits for the disk.
         """
-        if self.length is not None and self.written + len(data) > self.length:
+        if self.length is not None and self.received + len(data) > self.length:
             raise _BodyTooLong()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        self.received += len(data)
+        self._pending.append(data)
+        self._pendingBytes += len(data)
+        if self._pendingBytes > PENDING_MAX and self._receiver is not None:
+            self._receiver.pause()
+        self._writeBatch()
+
+    def _writeBatch(self) -> None:
+        """
+        Write and hash what is pending, both at once, in the thread pool.
+        """
+        if self._writing is not None or not self._pending:
+            return
+        batch, self._pending, self._pendingBytes = self._pending, [], 0
+        run = self._store.runInThread
+        work = [run(_writeAll, self.fd, batch)]
         if self._hash is not None:
-            self._hash.update(data)
-        self.written += len(data)
+            work.append(run(_hashAll, self._hash, batch))
+        self._writing = gatherResults(work, consumeErrors=True)
+        self._writing.addCallbacks(self._wrote, self._cannotWrite, (sum(map(len, batch)),))
+
+    def _wrote(self, result: object, size: int) -> None:
+        self._writing = None
+        self.written += size
+        if self._receiver is not None:
+            self._receiver.resume()
+        self._writeBatch()
         self._tell()
+        if self._writing is None and self._drained is not None:
+            self._drained.fire(None)
+
+    def _cannotWrite(self, failure: Failure) -> None:
+        self._writing = None
+        self._writeFailure = failure.value.subFailure  # type: ignore[union-attr]
+        self._pending = []
+        if self._receiver is not None:
+            self._receiver.abandon()
+        if self._drained is not None:
+            self._drained.fire(None)
+
+    async def _allWritten(self) -> None:
+        """
+        Wait until everything received is on disk.
+        """
+        if self._writing is not None:
+            self._drained = Signal()
+            await self._drained.wait()
+            self._drained = None
+        if self._writeFailure is not None:
+            self._writeFailure.raiseException()
 
     def _tell(self) -> None:
         for follower in list(self.followers):
@@ -387,7 +469,7 @@ class Download:
             try:
                 response = await store.upstream.openFile(link.url)
                 self._begin(link, response)
-                receiver = _Receiver(self, store.clock, store.upstream.timeout)
+                self._receiver = receiver = _Receiver(self, store.clock, store.upstream.timeout)
                 response.deliverBody(receiver)
                 try:
                     await receiver.done
@@ -395,6 +477,9 @@ class Download:
                     if receiver.quiet:
                         raise UpstreamError(504, "upstream stopped sending the file") from None
                     raise
+                finally:
+                    # Whatever happened, no thread is still at the file.
+                    await self._allWritten()
             finally:
                 store.upstream.fileSlots.release()
             self._verify(link)
@@ -452,6 +537,24 @@ class Download:
         self._tell()
 
 
+def _writeAll(fd: int, chunks: list[bytes]) -> None:
+    """
+    Write chunks to the end of a file.  Disk work: run it off the reactor.
+    """
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def _hashAll(digest: Any, chunks: list[bytes]) -> None:
+    """
+    Hash chunks, in order.  CPU work: run it off the reactor.
+    """
+    for chunk in chunks:
+        digest.update(chunk)
+
+
 class _Corrupt(Exception):
     """
     Upstream's bytes are not the file its page links.
@@ -497,7 +600,7 @@ class FileStore:
         self.pages = pages
         self.upstream = upstream
         self.clock = clock
-        self._run = runInThread
+        self.runInThread = runInThread
         self._downloads: dict[FileKey, Download] = {}
 
     def open(self) -> None:
@@ -566,7 +669,7 @@ class FileStore:
         """
         path = self.path(download.key)
         try:
-            await self._run(os.fsync, download.fd)
+            await self.runInThread(os.fsync, download.fd)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             assert download._tmp is not None
             os.rename(download._tmp, path)

@@ -257,7 +257,9 @@ class FakeIndex(Resource):
         if big is not None:
             from twisted.web.static import File
 
-            return File(big.path, defaultType="application/octet-stream").render(request)
+            static = File(big.path, defaultType="application/octet-stream")
+            static.contentEncodings = {}  # the bytes as they are, .gz or not
+            return static.render(request)
         content = self.content(filename)
         if content is None:
             request.setResponseCode(404)

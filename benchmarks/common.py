@@ -1,0 +1,33 @@
+"""
+What the benchmarks share: wrk, and a process's resident memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+
+
+def wrk(url: str, accept: str = "*/*") -> float:
+    """
+    Requests per second that wrk sees at C{url}, 8 keep-alive connections.
+    """
+    out = subprocess.run(
+        ["wrk", "-t1", "-c8", f"-d{SECONDS}s", "-H", f"Accept: {accept}", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def rss(pid: int) -> float:
+    """
+    Resident memory of a process, in MB.
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
