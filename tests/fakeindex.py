@@ -312,12 +312,15 @@ def main(argv: list[str]) -> None:
                         help="serve this file as project big's big-1.N.tar.gz")
     parser.add_argument("--sized", type=int, default=0, metavar="BYTES",
                         help="serve project sized with one file of this size")
+    parser.add_argument("--corrupt", action="append", default=[], metavar="FILENAME",
+                        help="serve this file with its last byte changed")
     parser.add_argument("--chunk-delay", type=float, default=0.0,
                         help="send in-memory files 64 KiB at a time, this many seconds apart")
     args = parser.parse_args(argv)
     index = FakeIndex([generated(f"project{i}", args.files) for i in range(args.projects)])
     index.forms = tuple(args.forms.split(","))
     index.chunkDelay, index.clock = args.chunk_delay, reactor
+    index.corrupt.update(args.corrupt)
     if args.tree:
         from .wheels import tree
 

@@ -264,6 +264,48 @@ class ColdFileTests(SynchronousTestCase):
         self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
 
 
+    def test_diskFullMidway(self) -> None:
+        """
+        The disk fills up part way through: the client's response is cut
+        short, nothing is kept, and the next request tries again.
+        """
+        from tailmirror import _files
+
+        log = Captured(self)
+        writeAll = _files._writeAll
+        calls = []
+
+        def fillsUp(fd: int, chunks: list[bytes]) -> None:
+            calls.append(fd)
+            if len(calls) == 2:
+                raise OSError(28, "No space left on device")
+            writeAll(fd, chunks)
+
+        self.patch(_files, "_writeAll", fillsUp)
+        self.h.index.holdFiles = True
+        d = self.h.start("GET", filePath(self.file))
+        self.h.flush()
+        (request, content), = self.h.index.heldFiles
+        for i in range(0, len(content), 1000):
+            request.write(content[i : i + 1000])
+            self.h.flush()
+        assertNotWhole(self, self.h.finish(d))
+        self.assertEqual(treeFiles(self.h), [])
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+        self.assertIn("No space left on device", log.text())
+        self.h.index.holdFiles = False
+        self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
+
+    def test_leftoversCleared(self) -> None:
+        """
+        Downloads a stopped mirror left unfinished are removed at start.
+        """
+        with open(os.path.join(self.h.cacheDir, "+tmp", "download-x"), "wb") as f:
+            f.write(b"partial")
+        self.h.restart()
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+
+
 class MetadataTests(SynchronousTestCase):
     def test_metadata(self) -> None:
         """

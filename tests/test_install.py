@@ -7,10 +7,12 @@ file URLs, before any page was asked for.
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -169,6 +171,50 @@ def test_thirtyClientsOneDownload(tmp_path: Path) -> None:
         assert len(bodies) == 30
         assert set(bodies) == {f.content}
         assert upstreamStats(upstream)["/files/sized-1.0.tar.gz"] == 1
+    finally:
+        mirror.stop()
+        upstream.stop()
+    assert "Traceback" not in mirror.logText()
+
+
+def test_corruptFileNeverWhole(tmp_path: Path) -> None:
+    """
+    Upstream sends wrong bytes for a file's hash: over a real socket, no
+    client gets a whole response and nothing is kept; once upstream is
+    fixed, the file comes through.
+    """
+    size = 1024 * 1024
+    f = sdist("sized", "1.0", size=size)
+    args = ("--projects", "0", "--sized", str(size), "--chunk-delay", "0.005")
+    upstream = FakeUpstreamProcess(*args, "--corrupt", f.filename)
+    cache = tmp_path / "cache"
+    mirror = MirrorProcess(upstream.url, cache)
+    url = f"http://127.0.0.1:{mirror.port}/" + mirrorPath(f.filename, "", {"sha256": f.sha256})
+    try:
+        outcomes = []
+
+        def fetch() -> None:
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response:
+                    outcomes.append(response.read())
+            except Exception as e:  # noqa: BLE001 - what the client saw
+                outcomes.append(e)
+
+        threads = [threading.Thread(target=fetch) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(outcomes) == 3
+        assert not [o for o in outcomes if isinstance(o, bytes)], "a client got a whole body"
+        assert all(isinstance(o, (http.client.IncompleteRead, ConnectionResetError, urllib.error.HTTPError)) for o in outcomes), outcomes
+        assert not [p for p in (cache / "+files").rglob("*") if p.is_file()]
+        assert not list((cache / "+tmp").iterdir())
+        assert "sent a corrupt file" in mirror.logText()
+        upstream.stop()
+        upstream = FakeUpstreamProcess(*args, port=upstream.port)
+        with urllib.request.urlopen(url, timeout=60) as response:
+            assert response.read() == f.content
     finally:
         mirror.stop()
         upstream.stop()
