@@ -5,7 +5,8 @@ Figures for package files, from one run on this machine:
    twisted.web.static.File serving the same file under twistd
    (target ratio: at least 0.8);
 2. cold throughput of that file through the mirror beside a direct
-   download from the fake upstream (target ratio: at least 0.8);
+   download from the fake upstream (target ratio: at least 0.8); and (2b)
+   the same with the upstream sending at 100 MB/s, a fast network's pace;
 3. time to first byte of a cold file through the mirror beside the
    upstream's own (target: under 50 ms more), with its page known and not;
 4. growth of the mirror's resident memory while ten clients stream a cold
@@ -14,7 +15,7 @@ Figures for package files, from one run on this machine:
 
 Needs curl and wrk (Debian: apt-get install curl wrk), and about 3 GB of
 disk in the temporary directory.  Run from the repository root, with the
-package installed: python benchmarks/files.py [warm] [cold] [ttfb] [memory] [small]
+package installed: python benchmarks/files.py [warm] [cold] [paced] [ttfb] [memory] [small]
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Setup:
     A fake upstream serving big files from disk, and a mirror of it.
     """
 
-    def __init__(self, work: Path, sizes: dict[str, int]) -> None:
+    def __init__(self, work: Path, sizes: dict[str, int], *upstreamArgs: str) -> None:
         self.work = work
         self.files = work / "files"
         self.files.mkdir(exist_ok=True)
@@ -109,7 +110,7 @@ class Setup:
             self.name[label] = name
             paths.append(str(path))
         args = [a for p in paths for a in ("--big", p)]
-        self.upstream = FakeUpstreamProcess("--projects", "0", *args)
+        self.upstream = FakeUpstreamProcess("--projects", "0", *args, *upstreamArgs)
         self.cache = work / "cache"
         self.mirror = MirrorProcess(self.upstream.url, self.cache)
 
@@ -160,6 +161,20 @@ def cold(setup: Setup) -> None:
         direct.append(curl(setup.upstreamURL("200MB"))["speed"])
     m, d = max(mirror) / MB, max(direct) / MB
     print(f"2. cold 200 MB file, best of {ROUNDS}: through the mirror {m:,.0f} MB/s, direct {d:,.0f} MB/s, ratio {m / d:.2f}")
+
+
+def coldPaced(work: Path, rate: int = 100) -> None:
+    """
+    Cold throughput with an upstream sending at a network's pace rather
+    than as fast as loopback and two cores allow.
+    """
+    setup = Setup(work / "paced", {"1MB": MB, "200MB": 200 * MB}, "--rate", str(rate))
+    try:
+        m = curl(setup.url("200MB"))["speed"] / MB
+        d = curl(setup.upstreamURL("200MB"))["speed"] / MB
+        print(f"2b. cold 200 MB file, upstream paced (asked for {rate} MB/s): through the mirror {m:,.0f} MB/s, direct {d:,.0f} MB/s, ratio {m / d:.2f}")
+    finally:
+        setup.stop()
 
 
 def ttfb(setup: Setup, rounds: int = 20) -> None:
@@ -237,7 +252,7 @@ def main() -> None:
     for tool in ("curl", "wrk"):
         if shutil.which(tool) is None:
             sys.exit(f"benchmarks/files.py needs {tool}: apt-get install {tool}")
-    only = set(sys.argv[1:]) or {"warm", "cold", "ttfb", "memory", "small"}
+    only = set(sys.argv[1:]) or {"warm", "cold", "paced", "ttfb", "memory", "small"}
     sizes = {"1MB": MB, "200MB": 200 * MB}
     if "memory" in only:
         sizes["1GB"] = 1024 * MB
@@ -249,6 +264,9 @@ def main() -> None:
                     step(setup)
         finally:
             setup.stop()
+        if "paced" in only:
+            (Path(tmp) / "paced").mkdir()
+            coldPaced(Path(tmp))
 
 
 if __name__ == "__main__":

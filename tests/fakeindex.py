@@ -186,6 +186,8 @@ class FakeIndex(Resource):
         #: Send files 64 KiB at a time, this many seconds apart, by C{clock}.
         self.chunkDelay = 0.0
         self.clock: Any = None
+        #: Send disk files at this many bytes a second (0: as fast as can be).
+        self.rate = 0.0
 
     def add(self, project: FakeProject) -> FakeProject:
         self.projects[project.name] = project
@@ -254,6 +256,11 @@ class FakeIndex(Resource):
 
     def _file(self, request: Any, filename: str) -> Any:
         big = self._diskFile(filename)
+        if big is not None and self.rate:
+            request.setHeader("Content-Length", str(big.size))
+            request.setHeader("Content-Type", "application/octet-stream")
+            self._pace(request, open(big.path, "rb"))
+            return NOT_DONE_YET
         if big is not None:
             from twisted.web.static import File
 
@@ -281,6 +288,19 @@ class FakeIndex(Resource):
             self._trickle(request, content)
             return NOT_DONE_YET
         return content
+
+    def _pace(self, request: Any, f: Any) -> None:
+        """
+        Send a file from disk at C{rate} bytes a second.
+        """
+        chunk = f.read(65536)
+        if request._disconnected or not chunk:
+            f.close()
+            if chunk == b"" and not request._disconnected:
+                request.finish()
+            return
+        request.write(chunk)
+        self.clock.callLater(len(chunk) / self.rate, self._pace, request, f)
 
     def _trickle(self, request: Any, content: bytes) -> None:
         """
@@ -312,6 +332,8 @@ def main(argv: list[str]) -> None:
                         help="serve this file as project big's big-1.N.tar.gz")
     parser.add_argument("--sized", type=int, default=0, metavar="BYTES",
                         help="serve project sized with one file of this size")
+    parser.add_argument("--rate", type=float, default=0.0, metavar="MB_PER_S",
+                        help="send --big files at this rate")
     parser.add_argument("--corrupt", action="append", default=[], metavar="FILENAME",
                         help="serve this file with its last byte changed")
     parser.add_argument("--chunk-delay", type=float, default=0.0,
@@ -321,6 +343,7 @@ def main(argv: list[str]) -> None:
     index.forms = tuple(args.forms.split(","))
     index.chunkDelay, index.clock = args.chunk_delay, reactor
     index.corrupt.update(args.corrupt)
+    index.rate = args.rate * 2**20
     if args.tree:
         from .wheels import tree
 
