@@ -77,6 +77,17 @@ def upstreamStats(upstream: FakeUpstreamProcess) -> dict[str, int]:
         return json.load(r)  # type: ignore[no-any-return]
 
 
+def installBoth(mirror: MirrorProcess, tmp_path: Path, label: str) -> None:
+    """
+    Install the tree through the mirror with pip, then with uv, each into a
+    fresh venv, and check that it imports.
+    """
+    for name, install in (("pip", pipInstall), ("uv", uvInstall)):
+        python = freshVenv(tmp_path / f"{name}-{label}")
+        install(python, "--index-url", mirror.url, "alpha")
+        assert imported(python) == INSTALLED, name
+
+
 def test_installThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
     """
     pip and uv install the tree through the mirror; with upstream stopped
@@ -84,12 +95,7 @@ def test_installThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> 
     """
     mirror = MirrorProcess(upstream.url, tmp_path / "cache")
     try:
-        python = freshVenv(tmp_path / "pip1")
-        pipInstall(python, "--index-url", mirror.url, "alpha")
-        assert imported(python) == INSTALLED
-        python = freshVenv(tmp_path / "uv1")
-        uvInstall(python, "--index-url", mirror.url, "alpha")
-        assert imported(python) == INSTALLED
+        installBoth(mirror, tmp_path, "first")
         stats = upstreamStats(upstream)
         files = {path: n for path, n in stats.items() if path.startswith("/files/")}
         # Each file once, whoever asked; wheels' metadata files were used.
@@ -97,12 +103,7 @@ def test_installThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> 
         assert "/files/beta-1.0-py3-none-any.whl.metadata" in files
         assert "/files/delta-1.0.tar.gz" in files
         upstream.stop()
-        python = freshVenv(tmp_path / "pip2")
-        pipInstall(python, "--index-url", mirror.url, "alpha")
-        assert imported(python) == INSTALLED
-        python = freshVenv(tmp_path / "uv2")
-        uvInstall(python, "--index-url", mirror.url, "alpha")
-        assert imported(python) == INSTALLED
+        installBoth(mirror, tmp_path, "again")
     finally:
         mirror.stop()
     assert "Traceback" not in mirror.logText()
