@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urldefrag, urlsplit, urlunsplit
 
 from packaging.utils import (
@@ -26,7 +26,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from twisted.internet.defer import Deferred, fail, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -35,6 +35,7 @@ from twisted.web.client import ResponseDone, ResponseFailed
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IResponse
 
+from ._coalesce import Signal
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._names import canonicalName, mirrorPath, safeFilename
 from ._upstream import Upstream
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["FileKey", "FileLink", "FileStore", "Download", "parseFilePath"]
 
 log = Logger()
-T = TypeVar("T")
 
 _HEX3 = re.compile(r"[0-9a-f]{3}")
 _HEX13 = re.compile(r"[0-9a-f]{13}")
@@ -214,44 +214,6 @@ def projectsOf(filename: str) -> list[str]:
     return found
 
 
-class Signal(Generic[T]):
-    """
-    An outcome many may wait for, each on a L{Deferred} of its own that they
-    may cancel without touching the outcome or the others.
-    """
-
-    def __init__(self) -> None:
-        self._waiters: list[Deferred[T]] = []
-        self._outcome: T | Failure | None = None
-        self.fired = False
-
-    def wait(self) -> Deferred[T]:
-        """
-        A L{Deferred} of the outcome.
-        """
-        if self.fired:
-            if isinstance(self._outcome, Failure):
-                return fail(self._outcome)
-            return succeed(self._outcome)  # type: ignore[arg-type]
-        d: Deferred[T] = Deferred(lambda d: self._waiters.remove(d))
-        self._waiters.append(d)
-        return d
-
-    def fire(self, outcome: T | Failure) -> None:
-        """
-        Give every waiter, present and future, the outcome.
-        """
-        if self.fired:
-            return
-        self.fired, self._outcome = True, outcome
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            if isinstance(outcome, Failure):
-                d.errback(outcome)
-            else:
-                d.callback(outcome)
-
-
 class Follower:
     """
     What a L{Download} tells of its progress: something sending its bytes.
@@ -360,7 +322,6 @@ class Download:
     def __init__(self, store: "FileStore", key: FileKey) -> None:
         self._store = store
         self.key = key
-        self.link: FileLink | None = None
         #: The length clients are told, where known before the end.
         self.length: int | None = None
         #: Bytes received, and bytes written (which clients may read).
@@ -464,7 +425,7 @@ class Download:
         """
         store = self._store
         try:
-            self.link = link = await store.resolve(self.key)
+            link = await store.resolve(self.key)
             await store.upstream.fileSlots.acquire()
             try:
                 response = await store.upstream.openFile(link.url)
@@ -627,12 +588,6 @@ class FileStore:
             download = self._downloads[key] = Download(self, key)
             Deferred.fromCoroutine(download.run())
         return download
-
-    def downloading(self) -> Iterable[Download]:
-        """
-        The downloads running now.
-        """
-        return self._downloads.values()
 
     def forget(self, download: Download) -> None:
         """

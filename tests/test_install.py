@@ -125,21 +125,20 @@ def test_hashedLockBeforeAnyPage(upstream: FakeUpstreamProcess, tmp_path: Path) 
         lines.append(f"{project.name} @ {url} --hash=sha256:{f.sha256}")
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("\n".join(lines) + "\n")
-    try:
-        python = freshVenv(tmp_path / "locked")
-        pipInstall(python, "--no-index", "--no-deps", "--require-hashes", "-r", str(requirements))
-        assert imported(python) == INSTALLED
-    finally:
-        mirror.stop()
+
+    def installLocked(label: str) -> None:
+        try:
+            python = freshVenv(tmp_path / label)
+            pipInstall(python, "--no-index", "--no-deps", "--require-hashes", "-r", str(requirements))
+            assert imported(python) == INSTALLED
+        finally:
+            mirror.stop()
+        assert "Traceback" not in mirror.logText()
+
+    installLocked("locked")
     upstream.stop()
     mirror = MirrorProcess(upstream.url, cache, port=mirror.port)
-    try:
-        python = freshVenv(tmp_path / "locked2")
-        pipInstall(python, "--no-index", "--no-deps", "--require-hashes", "-r", str(requirements))
-        assert imported(python) == INSTALLED
-    finally:
-        mirror.stop()
-    assert "Traceback" not in mirror.logText()
+    installLocked("locked-again")
 
 
 def test_thirtyClientsOneDownload(tmp_path: Path) -> None:
