@@ -515,6 +515,46 @@ class SharedDownloadTests(SynchronousTestCase):
         self.assertEqual(treeFiles(self.h), [])
         self.assertEqual(treeFiles(self.h, "+tmp"), [])
 
+    def test_upstreamWaitsForTheDisk(self) -> None:
+        """
+        While more than a few MiB wait to be written, upstream is paused;
+        it goes on once the disk has caught up, and the file is whole.
+        """
+        from twisted.internet.defer import Deferred, maybeDeferred
+
+        from tailmirror._files import PENDING_MAX
+
+        queued: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
+
+        def later(f: Any, *args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            queued.append((d, f, args))
+            return d
+
+        self.h.files.runInThread = later  # type: ignore[method-assign]
+        big = sdist("foo", "2.0", size=PENDING_MAX + 4 * 2**20)
+        self.h.index.projects["foo"].files.append(big)
+        d = self.h.start("GET", filePath(big))
+        self.h.flush()
+        (request, content), = self.h.index.heldFiles
+        for i in range(0, len(content), 2**20):
+            request.write(content[i : i + 2**20])
+            self.h.flush()
+        (download,) = self.h.files._downloads.values()
+        receiver = download._receiver
+        self.assertTrue(receiver._paused)
+        while queued:
+            waiting, f, args = queued.pop(0)
+            maybeDeferred(f, *args).chainDeferred(waiting)
+            self.h.flush()
+        self.assertFalse(receiver._paused)
+        finish(request)
+        while queued:
+            waiting, f, args = queued.pop(0)
+            maybeDeferred(f, *args).chainDeferred(waiting)
+            self.h.flush()
+        self.assertEqual(self.h.finish(d).body, big.content)
+
     def test_upstreamGoesQuiet(self) -> None:
         """
         Upstream stops sending: after the timeout the download fails.
