@@ -30,6 +30,13 @@ class StoreError(Unavailable):
     The mirror could not write to its cache (507).
     """
 
+    @classmethod
+    def cannotWrite(cls, e: OSError) -> "StoreError":
+        """
+        The error for a write to the cache that failed.
+        """
+        return cls(507, f"the mirror cannot write its cache: {e.strerror}")
+
 
 class NotFound(Exception):
     """

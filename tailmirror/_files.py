@@ -18,7 +18,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urldefrag, urlsplit, urlunsplit
+from urllib.parse import unquote, urldefrag, urlsplit, urlunsplit
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -37,7 +37,7 @@ from twisted.web.iweb import IResponse
 
 from ._coalesce import Signal
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
-from ._names import canonicalName, mirrorPath, safeFilename
+from ._names import canonicalName, mirrorPath, safeFilename, shardPath
 from ._upstream import Upstream
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class FileKey:
         """
         The distribution's mirror path as the pages write it.
         """
-        return f"root/pypi/+f/{self.shard[0]}/{self.shard[1]}/{quote(self.filename)}"
+        return shardPath(self.shard, self.filename)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -446,7 +446,7 @@ class Download:
             self._verify(link)
             self.verified = True
             self._tell()
-            path = await store.keep(self)
+            path = await self._keep()
         except BaseException as e:
             self._fail(e)
         else:
@@ -470,7 +470,7 @@ class Download:
             self.fd, self._tmp = self._store.temporary()
         except OSError as e:
             response.deliverBody(Protocol())
-            raise self._store.cannotWrite(e) from None
+            raise StoreError.cannotWrite(e) from None
         self.started.fire(self)
 
     def _verify(self, link: FileLink) -> None:
@@ -481,6 +481,21 @@ class Download:
             raise _Corrupt(f"{self.written} bytes where {self.length} were expected")
         if self._hash is not None and self._hash.hexdigest() != link.digest:
             raise _Corrupt(f"{link.algorithm} {self._hash.hexdigest()} where {link.digest} was expected")
+
+    async def _keep(self) -> str:
+        """
+        Put the verified file in its place in the tree, durably.
+        """
+        path = self._store.path(self.key)
+        assert self._tmp is not None
+        try:
+            await self._store.runInThread(os.fsync, self.fd)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.rename(self._tmp, path)
+        except OSError as e:
+            raise StoreError.cannotWrite(e) from None
+        self._tmp = None
+        return path
 
     def _fail(self, e: BaseException) -> None:
         """
@@ -535,7 +550,7 @@ def _reason(e: BaseException, download: Download) -> Unavailable:
     if isinstance(e, _BodyTooLong):
         return UpstreamError(502, f"upstream sent more than the {download.length} bytes expected")
     if isinstance(e, OSError):
-        return download._store.cannotWrite(e)
+        return StoreError.cannotWrite(e)
     if isinstance(e, ResponseFailed):
         return UpstreamError(502, "upstream broke off the file")
     failure = Failure(e)
@@ -618,21 +633,6 @@ class FileStore:
         """
         return tempfile.mkstemp(dir=self.tmp, prefix="download-")
 
-    async def keep(self, download: Download) -> str:
-        """
-        Put a verified download in its place in the tree, durably.
-        """
-        path = self.path(download.key)
-        try:
-            await self.runInThread(os.fsync, download.fd)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            assert download._tmp is not None
-            os.rename(download._tmp, path)
-        except OSError as e:
-            raise self.cannotWrite(e) from None
-        download._tmp = None
-        return path
-
     def discard(self, path: str) -> None:
         """
         Remove a temporary file, if it is there.
@@ -643,11 +643,3 @@ class FileStore:
             pass
         except OSError as e:
             log.error("cannot remove {path}: {why}", path=path, why=str(e))
-
-    @staticmethod
-    def cannotWrite(e: OSError) -> StoreError:
-        """
-        The error for a file the mirror cannot write.
-        """
-        return StoreError(507, f"the mirror cannot write its cache: {e.strerror}")
-

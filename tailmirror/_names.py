@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from packaging.utils import InvalidName, canonicalize_name
 
-__all__ = ["canonicalName", "safeFilename", "mirrorPath"]
+__all__ = ["canonicalName", "safeFilename", "mirrorPath", "shardPath"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
@@ -66,8 +66,15 @@ def mirrorPath(filename: str, url: str, hashes: object) -> str:
     """
     sha = usableSha256(hashes)
     if sha is None:
-        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-        prefix = f"root/pypi/+f/_url/{digest}"
+        shard = ("_url", hashlib.sha256(url.encode("utf-8")).hexdigest()[:16])
     else:
-        prefix = f"root/pypi/+f/{sha[:3]}/{sha[3:16]}"
-    return f"{prefix}/{quote(filename)}"
+        shard = (sha[:3], sha[3:16])
+    return shardPath(shard, filename)
+
+
+def shardPath(shard: tuple[str, str], filename: str) -> str:
+    """
+    The path of a file below the mirror's root by its shard, C{(<3 hex>,
+    <13 hex>)} or C{("_url", <digest>)}, as the pages link it.
+    """
+    return f"root/pypi/+f/{shard[0]}/{shard[1]}/{quote(filename)}"

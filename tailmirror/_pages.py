@@ -291,7 +291,7 @@ class ProjectPages:
             return append(*args)
         except OSError as e:
             log.error("cannot write the journal: {why}", why=str(e))
-            raise StoreError(507, f"the mirror cannot write its cache: {e.strerror}") from None
+            raise StoreError.cannotWrite(e) from None
 
     async def _rendered(self, entry: Entry) -> Rendered:
         """
