@@ -31,14 +31,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone, ResponseFailed
-from twisted.web.http import PotentialDataLoss
+from twisted.web.client import ResponseFailed
 from twisted.web.iweb import IResponse
 
 from ._coalesce import Signal
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._names import canonicalName, mirrorPath, safeFilename, shardPath
-from ._upstream import Upstream
+from ._upstream import BodyReader, Upstream
 
 if TYPE_CHECKING:
     from ._pages import ProjectPages, RunInThread
@@ -230,20 +229,21 @@ class _BodyTooLong(Exception):
     pass
 
 
-class _Receiver(Protocol):
+class _Receiver(BodyReader):
     """
     Hands an upstream body to a download as it arrives; drops the
-    connection if upstream goes quiet for longer than the timeout.
+    connection if upstream goes quiet for longer than the timeout.  The
+    hash tells whether a body without a length was whole.
     """
 
     def __init__(self, download: "Download", clock: IReactorTime, idle: float) -> None:
+        super().__init__()
         self._download = download
         self._clock = clock
         self._idle = idle
         self._timer: IDelayedCall | None = None
         self._paused = False
         self.quiet = False
-        self.done: Deferred[None] = Deferred(lambda d: self._stop())
 
     def connectionMade(self) -> None:
         self._timer = self._clock.callLater(self._idle, self._quiet)
@@ -251,11 +251,7 @@ class _Receiver(Protocol):
     def _quiet(self) -> None:
         self.quiet = True
         self._timer = None
-        self._stop()
-
-    def _stop(self) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()
+        self.stop()
 
     def pause(self) -> None:
         """
@@ -275,13 +271,6 @@ class _Receiver(Protocol):
             if self._timer is not None:
                 self._timer.reset(self._idle)
 
-    def abandon(self) -> None:
-        """
-        Stop the download: the cache cannot take it.
-        """
-        if not self.done.called:
-            self._stop()
-
     def dataReceived(self, data: bytes) -> None:
         if self.done.called:
             return
@@ -291,24 +280,14 @@ class _Receiver(Protocol):
             self._download.append(data)
         except BaseException:
             failure = Failure()
-            self._stop()
-            self._end(failure)
+            self.stop()
+            self.end(failure)
 
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        # A body without a length ends when the connection does; the hash
-        # tells whether it was whole.
-        self._end(None if reason.check(ResponseDone, PotentialDataLoss) else reason)
-
-    def _end(self, failure: Failure | None) -> None:
+    def end(self, failure: Failure | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.done.called:
-            return
-        if failure is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(failure)
+        super().end(failure)
 
 
 class Download:
@@ -394,8 +373,8 @@ class Download:
         self._writing = None
         self._writeFailure = failure.value.subFailure  # type: ignore[union-attr]
         self._pending = []
-        if self._receiver is not None:
-            self._receiver.abandon()
+        if self._receiver is not None and not self._receiver.done.called:
+            self._receiver.stop()  # the cache cannot take the file
         if self._drained is not None:
             self._drained.fire(None)
 

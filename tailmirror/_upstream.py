@@ -24,7 +24,7 @@ from twisted.web.iweb import IResponse
 from ._errors import NotFound, UpstreamError
 from ._version import __version__
 
-__all__ = ["Fetched", "Upstream"]
+__all__ = ["BodyReader", "Fetched", "Upstream"]
 
 #: What the mirror asks upstream for: JSON first, for it carries sizes and
 #: upload times; HTML when that is all upstream speaks.
@@ -55,39 +55,67 @@ class Fetched:
     body: bytes = b""
 
 
-class _CappedBody(Protocol):
+class BodyReader(Protocol):
     """
-    Collect a response body up to a cap; cancelling the L{Deferred} drops
-    the connection.
+    Reads a response body: L{done} fires at its end, or fails with why it
+    did not end well.  Cancelling L{done} drops the connection.
+    """
+
+    def __init__(self) -> None:
+        self.done: Deferred[Any] = Deferred(lambda d: self.stop())
+
+    def stop(self) -> None:
+        """
+        Drop the connection; the body will not end well.
+        """
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        # A body without a length ends when the connection does.
+        self.end(None if reason.check(ResponseDone, PotentialDataLoss) else reason)
+
+    def end(self, failure: Failure | None) -> None:
+        """
+        The body ended, well or with C{failure}; only the first end counts.
+        """
+        if self.done.called:
+            return
+        if failure is None:
+            self.done.callback(self.result())
+        else:
+            self.done.errback(failure)
+
+    def result(self) -> Any:
+        """
+        What L{done} fires with when the body ends well.
+        """
+        return None
+
+
+class _CappedBody(BodyReader):
+    """
+    Collect a response body up to a cap.
     """
 
     def __init__(self, cap: int) -> None:
+        super().__init__()
         self.cap = cap
         self.parts: list[bytes] = []
         self.size = 0
-        self.done: Deferred[bytes] = Deferred(lambda d: self._stop())
-
-    def _stop(self) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
         if self.done.called:
             return
         self.size += len(data)
         if self.size > self.cap:
-            self._stop()
-            self.done.errback(PageTooLarge())
+            self.stop()
+            self.end(Failure(PageTooLarge()))
             return
         self.parts.append(data)
 
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        if self.done.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(b"".join(self.parts))
-        else:
-            self.done.errback(reason)
+    def result(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def readBody(response: IResponse, cap: int) -> Deferred[bytes]:
