@@ -17,6 +17,7 @@ import treq
 from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
@@ -38,6 +39,38 @@ UV_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, "
     "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 )
+
+
+class CapturedLog:
+    """
+    The log events emitted while a test runs.
+    """
+
+    def __init__(self, test: Any) -> None:
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def text(self) -> str:
+        """
+        Every event, formatted, a line each.
+        """
+        return "\n".join(formatEvent(e) for e in self.events)
+
+    def formats(self, level: LogLevel) -> list[str]:
+        """
+        The format strings of the events at C{level} or above.
+        """
+        return [
+            e.get("log_format", "") for e in self.events
+            if e.get("log_level", LogLevel.info) >= level
+        ]
+
+    def failures(self) -> list[dict[str, Any]]:
+        """
+        The events that carry a failure.
+        """
+        return [e for e in self.events if "log_failure" in e]
 
 
 def runSynchronously(f: Any, *args: Any) -> Deferred[Any]:

@@ -11,7 +11,6 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._files import FileKey, parseFilePath, projectsOf
@@ -19,7 +18,7 @@ from tailmirror._names import mirrorPath
 from tailmirror._send import parseRange
 
 from .fakeindex import FakeFile, FakeProject, sdist
-from .harness import Answer, Harness
+from .harness import Answer, CapturedLog, Harness
 
 
 def filePath(f: FakeFile, metadata: bool = False) -> str:
@@ -28,22 +27,6 @@ def filePath(f: FakeFile, metadata: bool = False) -> str:
     """
     path = "/" + mirrorPath(f.filename, "", {"sha256": f.sha256})
     return path + ".metadata" if metadata else path
-
-
-class Captured:
-    """
-    The log events emitted while in use.
-    """
-
-    def __init__(self, test: SynchronousTestCase) -> None:
-        self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.events.append)
-        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def text(self) -> str:
-        from twisted.logger import formatEvent
-
-        return "\n".join(formatEvent(e) for e in self.events)
 
 
 def treeFiles(h: Harness, under: str = "+files") -> list[str]:
@@ -271,7 +254,7 @@ class ColdFileTests(SynchronousTestCase):
         """
         from tailmirror import _files
 
-        log = Captured(self)
+        log = CapturedLog(self)
         writeAll = _files._writeAll
         calls = []
 
@@ -489,7 +472,7 @@ class SharedDownloadTests(SynchronousTestCase):
         Wrong bytes for the hash: no client gets a whole response, nothing
         is kept, it is logged, and a fixed upstream then works.
         """
-        log = Captured(self)
+        log = CapturedLog(self)
         self.h.index.corrupt.add(self.file.filename)
         started = [self.h.start("GET", self.path) for _ in range(3)]
         self.release()
@@ -559,7 +542,7 @@ class SharedDownloadTests(SynchronousTestCase):
         """
         Upstream stops sending: after the timeout the download fails.
         """
-        log = Captured(self)
+        log = CapturedLog(self)
         d = self.h.start("GET", self.path)
         self.h.flush()
         (request, content), = self.h.index.heldFiles

@@ -7,10 +7,12 @@ import os
 import tempfile
 
 from hypothesis import given, settings, strategies as st
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._journal import Journal
+
+from .harness import CapturedLog
 
 
 def page(n: int) -> bytes:
@@ -24,20 +26,6 @@ class JournalTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.path = os.path.join(tempfile.mkdtemp(), "journal.jsonl")
-
-    def reports(self) -> list[str]:
-        """
-        Capture what the journal reports at warning level or above.
-        """
-        seen: list[str] = []
-
-        def observe(event: dict) -> None:
-            if event.get("log_level", LogLevel.info) >= LogLevel.warn:
-                seen.append(event.get("log_format", ""))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
-        return seen
 
     def reopen(self) -> tuple[Journal, dict]:
         journal = Journal(self.path)
@@ -91,8 +79,9 @@ class JournalTests(SynchronousTestCase):
         whole = os.path.getsize(self.path)
         with open(self.path, "ab") as f:
             f.write(b'[{"name":"b","fetched":2.0},{"meta":{},"fi')
-        reports = self.reports()
+        log = CapturedLog(self)
         journal, index = self.reopen()
+        reports = log.formats(LogLevel.warn)
         self.assertEqual(len(reports), 1)
         self.assertIn("torn last record", reports[0])
         self.assertEqual(sorted(index), ["a"])
@@ -113,8 +102,9 @@ class JournalTests(SynchronousTestCase):
         journal.close()
         with open(self.path, "ab") as f:
             f.write(b"\x00\x00garbage\n")
-        reports = self.reports()
+        log = CapturedLog(self)
         journal, _ = self.reopen()
+        reports = log.formats(LogLevel.warn)
         self.assertEqual(len(reports), 1)
         self.assertIn("unreadable record", reports[0])
         journal.appendPage("b", None, 2.0, page(2))

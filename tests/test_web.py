@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tailmirror._negotiate import HTML_V1, JSON_V1
 
 from .fakeindex import FakeFile, FakeProject, generated, sdist
-from .harness import PIP_ACCEPT, UV_ACCEPT, Harness
+from .harness import PIP_ACCEPT, UV_ACCEPT, CapturedLog, Harness
 
 JSON = {"Accept": JSON_V1}
 
@@ -444,16 +444,7 @@ class ConcurrencyTests(SynchronousTestCase):
         A client that hangs up while the page is fetched does not cancel the
         fetch for the others, and the page is kept.
         """
-        from twisted.logger import globalLogPublisher
-
-        failures: list = []
-
-        def observe(event: dict) -> None:
-            if "log_failure" in event:
-                failures.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        log = CapturedLog(self)
         h = Harness([generated("foo")])
         h.index.hang = True
         leaving = h.start("GET", "/simple/foo/")
@@ -469,7 +460,7 @@ class ConcurrencyTests(SynchronousTestCase):
         request.finish()
         self.assertEqual(h.finish(staying).code, 200)
         self.assertEqual(h.pages.known(), ["foo"])
-        self.assertEqual(failures, [])
+        self.assertEqual(log.failures(), [])
 
 
 class RestartTests(SynchronousTestCase):
