@@ -222,6 +222,39 @@ class ColdFileTests(SynchronousTestCase):
         self.assertEqual(answer.body, b"upstream answered 404 for the file\n")
         self.assertEqual(treeFiles(self.h), [])
 
+    def test_fileNeverAnswered(self) -> None:
+        """
+        Upstream takes the file request but never answers: 504 once the
+        timeout passes, and the next request tries again.
+        """
+        self.h.get("/simple/foo/")
+        self.h.index.hang = True
+        d = self.h.start("GET", filePath(self.file))
+        self.h.flush()
+        self.assertNoResult(d)
+        self.h.clock.advance(15)
+        answer = self.h.finish(d)
+        self.assertEqual((answer.code, answer.body), (504, b"upstream did not answer within 15 s\n"))
+        self.h.index.hang = False
+        self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
+
+    def test_fsyncedBeforeKept(self) -> None:
+        """
+        A file is on disk for good before it appears in the tree.
+        """
+        synced: list[bool] = []
+        fsync = os.fsync
+        path = os.path.join(self.h.cacheDir, "+files", filePath(self.file).lstrip("/"))
+
+        def recordingFsync(fd: int) -> None:
+            fsync(fd)
+            synced.append(os.path.exists(path))
+
+        self.patch(os, "fsync", recordingFsync)
+        self.assertEqual(self.h.get(filePath(self.file)).code, 200)
+        self.assertEqual(synced, [False])
+        self.assertTrue(os.path.exists(path))
+
     def test_upstreamDown(self) -> None:
         """
         Upstream refuses the page: 502, with why.

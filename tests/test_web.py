@@ -398,6 +398,15 @@ class FailureTests(SynchronousTestCase):
         self.assertEqual(answer.code, 504)
         self.assertEqual(answer.body.count(b"\n"), 1)
 
+    def test_pageTooLarge(self) -> None:
+        """
+        A page past the size cap is not read further: 502, saying why.
+        """
+        self.h.upstream.maxPageBytes = 100
+        answer = self.h.get("/simple/bar/")
+        self.assertEqual(answer.code, 502)
+        self.assertEqual(answer.body, b"upstream page is larger than the page size cap\n")
+
     def test_nextRequestTriesAgain(self) -> None:
         """
         After a failed fetch, the next request asks upstream afresh.
