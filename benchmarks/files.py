@@ -101,12 +101,12 @@ class Setup:
         self.files = work / "files"
         self.files.mkdir(exist_ok=True)
         self.sha: dict[str, str] = {}
+        self.name: dict[str, str] = {}
         paths = []
         for i, (label, size) in enumerate(sizes.items()):
             name = f"big-1.{i}.tar.gz"
             path = self.files / name
             self.sha[label] = makeFile(path, size)
-            self.name = getattr(self, "name", {})
             self.name[label] = name
             paths.append(str(path))
         args = [a for p in paths for a in ("--big", p)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.web.iweb import IRequest
 
-__all__ = ["header", "plain"]
+__all__ = ["etagMatches", "header", "plain"]
 
 
 def plain(request: IRequest, status: int, text: str) -> bytes:
@@ -27,3 +27,14 @@ def header(request: IRequest, name: str) -> str | None:
     """
     value = request.getHeader(name)
     return None if value is None else str(value)
+
+
+def etagMatches(header: str | None, etags: tuple[str, ...]) -> bool:
+    """
+    Whether an C{If-None-Match} header names one of C{etags} (by weak
+    comparison, as RFC 9110 asks for this header).
+    """
+    if header is None:
+        return False
+    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in candidates or bool(candidates & set(etags))

@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 from ._errors import NotFound, Unavailable
 from ._files import Download, FileKey, FileStore, Follower, parseFilePath
-from ._http import header, plain
+from ._http import etagMatches, header, plain
 
 __all__ = ["FileResource", "Stream", "parseRange"]
 
@@ -185,13 +185,10 @@ def _describe(request: IRequest, key: FileKey) -> bool:
     request.setHeader("ETag", key.etag)
     request.setHeader("Cache-Control", IMMUTABLE)
     request.setHeader("Accept-Ranges", "bytes")
-    match = header(request, "if-none-match")
-    if match is not None:
-        candidates = {t.strip().removeprefix("W/") for t in match.split(",")}
-        if "*" in candidates or key.etag in candidates:
-            request.setResponseCode(304)
-            request.finish()
-            return True
+    if etagMatches(header(request, "if-none-match"), (key.etag,)):
+        request.setResponseCode(304)
+        request.finish()
+        return True
     return False
 
 
@@ -289,7 +286,7 @@ class FileResource(Resource):
         if _describe(request, key):
             return
         ranged = _wantedRange(request, key) is not None
-        if ranged or download.fd < 0 or download.length is None and request.method == b"HEAD":
+        if ranged or download.fd < 0 or (download.length is None and request.method == b"HEAD"):
             # A range of a file, the size of one upstream does not tell, or
             # a download that ended while this request waited to hear it
             # began: wait for the file to be whole.

@@ -18,7 +18,7 @@ from werkzeug.http import parse_accept_header
 from ._bodies import Rendered
 from ._errors import NotFound, Unavailable
 from ._files import FileStore
-from ._http import header, plain
+from ._http import etagMatches, header, plain
 from ._names import canonicalName
 from ._negotiate import Form, contentType, negotiate
 from ._pages import ProjectPages, Served
@@ -69,17 +69,6 @@ def acceptsGzip(request: IRequest) -> bool:
     """
     accept = header(request, "accept-encoding")
     return bool(accept) and _takesGzip(accept)
-
-
-def etagMatches(header: str | None, etags: tuple[str, ...]) -> bool:
-    """
-    Whether an C{If-None-Match} header names one of C{etags} (by weak
-    comparison, as RFC 9110 asks for this header).
-    """
-    if header is None:
-        return False
-    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return "*" in candidates or bool(candidates & set(etags))
 
 
 def sendPage(
