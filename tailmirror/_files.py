@@ -260,6 +260,10 @@ class _Receiver(BodyReader):
         if not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pauseProducing()
+            # The silence is the mirror's own, not upstream's.
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     def resume(self) -> None:
         """
@@ -268,8 +272,8 @@ class _Receiver(BodyReader):
         if self._paused and self.transport is not None:
             self._paused = False
             self.transport.resumeProducing()
-            if self._timer is not None:
-                self._timer.reset(self._idle)
+            if not self.done.called:
+                self._timer = self._clock.callLater(self._idle, self._quiet)
 
     def dataReceived(self, data: bytes) -> None:
         if self.done.called:
@@ -409,7 +413,7 @@ class Download:
             try:
                 response = await store.upstream.openFile(link.url)
                 self._begin(link, response)
-                self._receiver = receiver = _Receiver(self, store.clock, store.upstream.timeout)
+                self._receiver = receiver = _Receiver(self, store.clock, store.upstream.idleTimeout)
                 response.deliverBody(receiver)
                 try:
                     await receiver.done
@@ -549,6 +553,7 @@ class FileStore:
         upstream: Upstream,
         clock: IReactorTime,
         runInThread: "RunInThread",
+        clientTimeout: float = 60.0,
     ) -> None:
         self.root = os.path.join(cacheDir, "+files")
         self.tmp = os.path.join(cacheDir, "+tmp")
@@ -556,6 +561,8 @@ class FileStore:
         self.upstream = upstream
         self.clock = clock
         self.runInThread = runInThread
+        #: Seconds a client may take nothing of a file being sent to it.
+        self.clientTimeout = clientTimeout
         self._downloads: dict[FileKey, Download] = {}
 
     def open(self) -> None:

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from twisted.internet.defer import CancelledError, ensureDeferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -34,6 +34,14 @@ ALLOW = "GET, HEAD"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
+def _number(digits: str) -> int:
+    """
+    A byte position as a client wrote it: past any file when absurdly long.
+    """
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else 1 << 63
+
+
 def parseRange(header: str | None, size: int) -> tuple[int, int] | None | bool:
     """
     The byte range a C{Range} header asks for, as C{(first, end)} with
@@ -47,15 +55,15 @@ def parseRange(header: str | None, size: int) -> tuple[int, int] | None | bool:
         return None
     first, last = match.groups()
     if first:
-        start = int(first)
-        if last and int(last) < start:
+        start = _number(first)
+        if last and _number(last) < start:
             return None
         if start >= size:
             return False
-        return start, min(int(last) + 1 if last else size, size)
+        return start, min(_number(last) + 1 if last else size, size)
     if not last:
         return None
-    suffix = int(last)
+    suffix = _number(last)
     if suffix == 0 or size == 0:
         return False
     return max(0, size - suffix), size
@@ -78,6 +86,8 @@ class Stream(Follower):
         offset: int,
         end: int | None,
         source: Download | None = None,
+        clock: IReactorTime | None = None,
+        stallTimeout: float = 60.0,
     ) -> None:
         self._request = request
         self._fd = fd
@@ -85,6 +95,9 @@ class Stream(Follower):
         self._end = end
         self._source = source
         self._paused = False
+        self._clock = clock
+        self._stallTimeout = stallTimeout
+        self._stalled: IDelayedCall | None = None
         self.done = False
 
     def begin(self) -> None:
@@ -133,10 +146,29 @@ class Stream(Follower):
 
     def pauseProducing(self) -> None:
         self._paused = True
+        if self._clock is not None and self._stalled is None and not self.done:
+            self._stalled = self._clock.callLater(self._stallTimeout, self._stall)
 
     def resumeProducing(self) -> None:
         self._paused = False
+        self._cancelStall()
         self.progress()
+
+    def _stall(self) -> None:
+        """
+        The client has taken nothing for too long: let its connection go.
+        """
+        self._stalled = None
+        log.info(
+            "dropped a client that took nothing for {seconds:g} s",
+            seconds=self._stallTimeout,
+        )
+        self._abort()
+
+    def _cancelStall(self) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
 
     def stopProducing(self) -> None:
         self._close()
@@ -151,6 +183,7 @@ class Stream(Follower):
         if self.done:
             return
         self.done = True
+        self._cancelStall()
         if self._source is not None:
             self._source.followers.discard(self)
         os.close(self._fd)
@@ -264,7 +297,7 @@ class FileResource(Resource):
             os.close(fd)
             request.finish()
             return
-        Stream(request, fd, start, end).begin()
+        self._stream(request, fd, start, end)
 
     async def _cold(self, request: IRequest, key: FileKey) -> None:
         """
@@ -297,7 +330,7 @@ class FileResource(Resource):
         if request.method == b"HEAD":
             request.finish()
             return
-        Stream(request, os.dup(download.fd), 0, download.length, download).begin()
+        self._stream(request, os.dup(download.fd), 0, download.length, download)
 
     async def _whole(self, request: IRequest, key: FileKey, download: Download) -> None:
         """
@@ -316,6 +349,15 @@ class FileResource(Resource):
             _respond(request, e.status, e.reason)
             return
         self._fromDisk(request, key, os.open(path, os.O_RDONLY))
+
+    def _stream(
+        self, request: IRequest, fd: int, start: int, end: int | None, source: Download | None = None
+    ) -> None:
+        """
+        Send a file, or what there is of it so far, with a L{Stream}.
+        """
+        store = self._store
+        Stream(request, fd, start, end, source, store.clock, store.clientTimeout).begin()
 
     def _failed(self, failure: Failure, request: IRequest, key: FileKey) -> None:
         """

@@ -6,12 +6,14 @@ client to upstream, opened at start and closed at stop.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import treq
 from twisted.application.service import Service
+from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.internet.threads import deferToThreadPool
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.server import Site
 
 from ._files import FileStore
@@ -20,7 +22,42 @@ from ._pages import ProjectPages
 from ._upstream import Upstream
 from ._web import MirrorWeb
 
-__all__ = ["MirrorService"]
+__all__ = ["MirrorService", "Settings", "loadTrustRoot"]
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class Settings:
+    """
+    What a mirror is told by its options.
+    """
+
+    upstream: str
+    cacheDir: str
+    ttl: float = 900.0
+    timeout: float = 15.0
+    idleTimeout: float = 30.0
+    clientTimeout: float = 60.0
+    maxPageBytes: int = 64 * MiB
+    pageRequests: int = 16
+    fileRequests: int = 16
+    caCerts: str | None = None
+
+
+def loadTrustRoot(path: str) -> Any:
+    """
+    The certificate authorities of a PEM file, as a trust root.
+
+    @raise ValueError: if the file holds no certificate.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [block + marker for block in data.split(marker) if b"-----BEGIN" in block]
+    if not blocks:
+        raise ValueError(f"{path} holds no PEM certificate")
+    return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
 
 
 class MirrorService(Service):
@@ -28,34 +65,53 @@ class MirrorService(Service):
     A mirror of one upstream index, keeping its state in C{cacheDir}.
     """
 
-    def __init__(
-        self,
-        reactor: Any,
-        upstream: str,
-        cacheDir: str,
-        ttl: float,
-        timeout: float,
-    ) -> None:
-        self.cacheDir = cacheDir
+    def __init__(self, reactor: Any, settings: Settings) -> None:
+        self.settings = settings
+        self.cacheDir = settings.cacheDir
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 8
-        # treq's client asks for gzip and decodes it.
-        client = treq.client.HTTPClient(Agent(reactor, pool=self._pool, connectTimeout=timeout))
+        # Certificates are checked against the host name by service-identity,
+        # against the system's authorities or those of --ca-certs.
+        trustRoot = loadTrustRoot(settings.caCerts) if settings.caCerts else None
+        agent = Agent(
+            reactor,
+            contextFactory=BrowserLikePolicyForHTTPS(trustRoot),
+            pool=self._pool,
+            connectTimeout=settings.timeout,
+        )
+        # treq's client asks for gzip and decodes it, and follows redirects.
+        client = treq.client.HTTPClient(agent)
         pool = reactor.getThreadPool()
 
         def runInThread(f: Any, *args: Any) -> Any:
             return deferToThreadPool(reactor, pool, f, *args)
 
-        fetcher = Upstream(client, upstream, reactor, timeout=timeout)
+        fetcher = Upstream(
+            client,
+            settings.upstream,
+            reactor,
+            timeout=settings.timeout,
+            maxPageBytes=settings.maxPageBytes,
+            concurrency=settings.pageRequests,
+            fileConcurrency=settings.fileRequests,
+            idleTimeout=settings.idleTimeout,
+        )
         self.pages = ProjectPages(
-            Journal(os.path.join(cacheDir, "journal.jsonl")),
+            Journal(os.path.join(self.cacheDir, "journal.jsonl")),
             fetcher,
             reactor,
             runInThread,
-            ttl=ttl,
+            ttl=settings.ttl,
         )
-        self.files = FileStore(cacheDir, self.pages, fetcher, reactor, runInThread)
-        self.site = Site(MirrorWeb(self.pages, self.files).resource())
+        self.files = FileStore(
+            self.cacheDir,
+            self.pages,
+            fetcher,
+            reactor,
+            runInThread,
+            clientTimeout=settings.clientTimeout,
+        )
+        self.site = Site(MirrorWeb(self.pages, self.files).resource(), timeout=settings.clientTimeout)
         self.site.displayTracebacks = False
 
     def startService(self) -> None:

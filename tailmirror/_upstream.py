@@ -17,8 +17,16 @@ from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.web.client import ResponseDone
+from twisted.web.error import InfiniteRedirection, SchemeNotSupported
 from twisted.web.http import PotentialDataLoss
+from twisted.web._newclient import (
+    RequestGenerationFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
 from twisted.web.iweb import IResponse
 
 from ._errors import NotFound, UpstreamError
@@ -127,10 +135,34 @@ def readBody(response: IResponse, cap: int) -> Deferred[bytes]:
     return protocol.done
 
 
+def _inner(failure: Failure) -> list[Failure]:
+    """
+    The failures a twisted.web client failure wraps, or the failure itself.
+    """
+    reasons = getattr(failure.value, "reasons", None)
+    if failure.check(ResponseFailed, ResponseNeverReceived, RequestGenerationFailed) and reasons:
+        return [f for f in reasons if isinstance(f, Failure)] or [failure]
+    return [failure]
+
+
 def _reason(failure: Failure, timeout: float) -> UpstreamError:
     """
     The answer to give for a failed upstream request.
     """
+    for inner in _inner(failure):
+        if inner.check(InfiniteRedirection):
+            return UpstreamError(
+                502, "upstream redirected too often (a loop, or a chain of more than 20)"
+            )
+        if inner.check(SSL.Error, VerificationError):
+            summary = " ".join(inner.getErrorMessage().split())[:200]
+            return UpstreamError(
+                502, f"upstream's TLS certificate was refused: {summary}"
+            )
+        if inner.check(SchemeNotSupported):
+            return UpstreamError(502, "upstream redirected to a URL that is not http(s)")
+    if failure.check(ResponseFailed):
+        return UpstreamError(502, "upstream broke off its answer")
     if failure.check(TimeoutError):
         return UpstreamError(504, f"upstream did not answer within {timeout:g} s")
     if failure.check(PageTooLarge):
@@ -158,11 +190,15 @@ class Upstream:
         maxPageBytes: int = 64 * 1024 * 1024,
         concurrency: int = 16,
         fileConcurrency: int = 16,
+        idleTimeout: float | None = None,
     ) -> None:
         self._client = client
         self.root = root if root.endswith("/") else root + "/"
         self._clock = clock
+        #: Seconds for a page fetch, whole, and for a file's headers.
         self.timeout = timeout
+        #: Seconds a file download may go without a byte from upstream.
+        self.idleTimeout = timeout if idleTimeout is None else idleTimeout
         self.maxPageBytes = maxPageBytes
         self._semaphore = DeferredSemaphore(concurrency)
         #: Downloads hold a slot of their own from request to last byte, so

@@ -9,10 +9,10 @@ from functools import lru_cache
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
+from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_accept_header
 
 from ._bodies import Rendered
@@ -22,7 +22,7 @@ from ._http import etagMatches, header, plain
 from ._names import canonicalName
 from ._negotiate import Form, contentType, negotiate
 from ._pages import ProjectPages, Served
-from ._send import FileResource
+from ._send import ALLOW, FileResource
 
 __all__ = ["MirrorWeb"]
 
@@ -188,11 +188,6 @@ class MirrorWeb:
             return plain(request, 404, f"upstream has no project {canonical}")
         except Unavailable as e:
             return plain(request, e.status, e.reason)
-        except CancelledError:
-            raise  # the client hung up; nobody is left to answer
-        except Exception:
-            log.failure("serving the page of {name}", name=canonical)
-            return plain(request, 500, "internal error; the mirror's log says more")
         return sendServed(request, served, chosen)
 
     @app.route("/<path:anything>", methods=_READ)
@@ -201,6 +196,17 @@ class MirrorWeb:
         Nothing else is here.
         """
         return plain(request, 404, "not found")
+
+    @app.handle_errors(Exception)
+    def unforeseen(self, request: IRequest, failure: Any) -> bytes:
+        """
+        Whatever a route did not foresee: logged, and a plain answer, never
+        a page of traceback.
+        """
+        if failure.check(HTTPException):
+            return plain(request, failure.value.code, failure.value.name)
+        log.failure("serving {path}", failure, path=request.path.decode("latin-1")[:200])
+        return plain(request, 500, "internal error; the mirror's log says more")
 
     def resource(self) -> Any:
         """
@@ -228,13 +234,20 @@ class Front(Resource):
         self._routes = routes
 
     def render(self, request: IRequest) -> Any:
+        if request.method not in (b"GET", b"HEAD"):
+            # Every route takes only these: one plain answer for all.
+            request.setHeader("Allow", ALLOW)
+            return plain(request, 405, f"only {ALLOW} here")
         if request.path.startswith(b"/root/pypi/"):
             return self._files.render(request)
-        if request.method in (b"GET", b"HEAD"):
-            body = self._fresh(request)
-            if body is not None:
-                return body
-        return self._routes.render(request)
+        body = self._fresh(request)
+        if body is not None:
+            return body
+        try:
+            return self._routes.render(request)
+        except HTTPException as e:
+            # Werkzeug refuses some requests (a bad Host) before any route.
+            return plain(request, e.code or 400, e.name)
 
     def _fresh(self, request: IRequest) -> bytes | None:
         path = request.path

@@ -13,12 +13,32 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from ._service import MirrorService
+from ._service import MirrorService, Settings, loadTrustRoot
 
 __all__ = ["Options", "makeService"]
 
 DEFAULT_LISTEN = "tcp:3141:interface=127.0.0.1"
 UPSTREAM_ENV = "TAILMIRROR_UPSTREAM"
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def _count(option: str, value: str, units: bool = False) -> int:
+    """
+    A positive whole number, with a K, M or G suffix if C{units}; or a
+    usage error naming the option.
+    """
+    text = value.strip().upper().removesuffix("B") if units else value.strip()
+    unit = text[-1:] if units and text[-1:] in _UNITS else ""
+    try:
+        number = int(text[: len(text) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        number = 0
+    if number <= 0:
+        what = "a positive size in bytes (K, M, G allowed)" if units else "a positive whole number"
+        raise usage.UsageError(f"--{option} takes {what}, not {value!r}")
+    return number
 
 
 def _positive(option: str, value: str) -> float:
@@ -53,7 +73,24 @@ class Options(usage.Options):
         ],
         ["cache-dir", "d", ".cache/tailmirror", "Where the journal and the files live."],
         ["ttl", None, "900", "Seconds a project page stays fresh before it is revalidated."],
-        ["timeout", None, "15", "Seconds to wait for upstream before giving up."],
+        ["timeout", None, "15", "Seconds for a page from upstream, and for a file to begin."],
+        ["idle-timeout", None, "30", "Seconds a file from upstream may stall midway."],
+        [
+            "client-timeout",
+            None,
+            "60",
+            "Seconds a client connection may idle, or take nothing of a file.",
+        ],
+        ["max-page-size", None, "64M", "The largest project page taken from upstream (K, M, G)."],
+        ["page-requests", None, "16", "Page requests to upstream at once, at most."],
+        ["file-requests", None, "16", "File downloads from upstream at once, at most."],
+        [
+            "ca-certs",
+            None,
+            None,
+            "A PEM file of the authorities to trust for an https upstream "
+            "(default: the system's).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -98,7 +135,18 @@ class Options(usage.Options):
             )
         self["upstream"] = upstream if upstream.endswith("/") else upstream + "/"
         self["ttl"] = _positive("ttl", self["ttl"])
-        self["timeout"] = _positive("timeout", self["timeout"])
+        for option in ("timeout", "idle-timeout", "client-timeout"):
+            self[option] = _positive(option, self[option])
+        self["max-page-size"] = _count("max-page-size", self["max-page-size"], units=True)
+        for option in ("page-requests", "file-requests"):
+            self[option] = _count(option, self[option])
+        if self["ca-certs"] is not None:
+            try:
+                loadTrustRoot(self["ca-certs"])
+            except (OSError, ValueError) as e:
+                raise usage.UsageError(
+                    f"--ca-certs takes a PEM file of certificates: {e}"
+                ) from None
         if not self["cache-dir"]:
             raise usage.UsageError("--cache-dir takes a directory path")
 
@@ -110,13 +158,19 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if reactor is None:
         from twisted.internet import reactor
     top = MultiService()
-    mirror = MirrorService(
-        reactor,
-        options["upstream"],
-        options["cache-dir"],
-        options["ttl"],
-        options["timeout"],
+    settings = Settings(
+        upstream=options["upstream"],
+        cacheDir=options["cache-dir"],
+        ttl=options["ttl"],
+        timeout=options["timeout"],
+        idleTimeout=options["idle-timeout"],
+        clientTimeout=options["client-timeout"],
+        maxPageBytes=options["max-page-size"],
+        pageRequests=options["page-requests"],
+        fileRequests=options["file-requests"],
+        caCerts=options["ca-certs"],
     )
+    mirror = MirrorService(reactor, settings)
     mirror.setServiceParent(top)
     for endpoint in options["listen"]:
         StreamServerEndpointService(serverFromString(reactor, endpoint), mirror.site).setServiceParent(top)

@@ -188,6 +188,8 @@ class FakeIndex(Resource):
         self.clock: Any = None
         #: Send disk files at this many bytes a second (0: as fast as can be).
         self.rate = 0.0
+        #: Paths answered with a 302 to another location.
+        self.redirects: dict[str, str] = {}
 
     def add(self, project: FakeProject) -> FakeProject:
         self.projects[project.name] = project
@@ -197,6 +199,9 @@ class FakeIndex(Resource):
         path = request.path.decode()
         self.requests[path] = self.requests[path] + 1
         self.lastHeaders = {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
+        if path in self.redirects:
+            request.redirect(self.redirects[path].encode())
+            return b""
         if self.hang:
             self.hung.append(request)
             return NOT_DONE_YET

@@ -42,6 +42,29 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["listen"], [DEFAULT_LISTEN])
         self.assertEqual(options["cache-dir"], ".cache/tailmirror")
         self.assertEqual((options["ttl"], options["timeout"]), (900.0, 15.0))
+        self.assertEqual((options["idle-timeout"], options["client-timeout"]), (30.0, 60.0))
+        self.assertEqual(options["max-page-size"], 64 * 1024 * 1024)
+        self.assertEqual((options["page-requests"], options["file-requests"]), (16, 16))
+        self.assertIsNone(options["ca-certs"])
+
+    def test_capsAndLimits(self) -> None:
+        """
+        Sizes take K, M and G; the caps reach the mirror they make.
+        """
+        options = self.parse(
+            "-u", UP, "--max-page-size", "2M", "--page-requests", "3",
+            "--file-requests", "5", "--idle-timeout", "7", "--client-timeout", "9",
+            "-d", tempfile.mkdtemp(),
+        )
+        self.assertEqual(options["max-page-size"], 2 * 1024 * 1024)
+        self.assertEqual(self.parse("-u", UP, "--max-page-size", "1500")["max-page-size"], 1500)
+        mirror = list(makeService(options))[0]
+        upstream = mirror.pages._upstream
+        self.assertEqual(upstream.maxPageBytes, 2 * 1024 * 1024)
+        self.assertEqual(upstream._semaphore.limit, 3)
+        self.assertEqual(upstream.fileSlots.limit, 5)
+        self.assertEqual(upstream.idleTimeout, 7.0)
+        self.assertEqual((mirror.files.clientTimeout, mirror.site.timeOut), (9.0, 9.0))
 
     def test_upstreamFromEnvironment(self) -> None:
         """
@@ -72,6 +95,15 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsage(["-u", UP, "--timeout", "nan"], "--timeout")
         self.assertUsage(["-u", UP, "--listen", "bogus:1"], "--listen", "bogus")
         self.assertUsage(["-u", UP, "--cache-dir", ""], "--cache-dir")
+        self.assertUsage(["-u", UP, "--max-page-size", "big"], "--max-page-size", "size")
+        self.assertUsage(["-u", UP, "--max-page-size", "0"], "--max-page-size")
+        self.assertUsage(["-u", UP, "--page-requests", "0"], "--page-requests", "whole")
+        self.assertUsage(["-u", UP, "--file-requests", "2.5"], "--file-requests")
+        self.assertUsage(["-u", UP, "--idle-timeout", "0"], "--idle-timeout")
+        self.assertUsage(["-u", UP, "--ca-certs", "/nonexistent"], "--ca-certs")
+        empty = os.path.join(tempfile.mkdtemp(), "empty.pem")
+        open(empty, "w").close()
+        self.assertUsage(["-u", UP, "--ca-certs", empty], "--ca-certs", "no PEM")
 
 
 class MakeServiceTests(SynchronousTestCase):

@@ -1,0 +1,287 @@
+"""
+Misbehaving clients and upstreams, in memory: every answer is a plain,
+one-line reason, nothing unverified is kept, and the mirror keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from tailmirror._send import Stream
+
+from .fakeindex import FakeProject, generated, sdist
+from .harness import CapturedLog, Harness
+
+METHODS = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "X"]
+
+
+def assertPlain(test: SynchronousTestCase, answer: Any, code: int, what: str) -> None:
+    """
+    An answer is C{code} with a plain-text, one-line reason.
+    """
+    test.assertEqual(answer.code, code, what)
+    test.assertEqual(answer.header("content-type"), "text/plain; charset=utf-8", what)
+    test.assertEqual(answer.body.count(b"\n"), 1, what)
+    test.assertTrue(answer.body.endswith(b"\n"), what)
+    test.assertNotIn(b"Traceback", answer.body, what)
+
+
+class ClientTests(SynchronousTestCase):
+    """
+    Clients asking for what is not there, or in ways that are not allowed.
+    """
+
+    def setUp(self) -> None:
+        self.file = sdist("foo", "1.0")
+        self.h = Harness([FakeProject("foo", [self.file])])
+        self.link = self.h.get("/simple/foo/", {"Accept": "text/html"}).body.split(b'href="')[1]
+        self.link = "/" + self.link.split(b"#")[0].decode().removeprefix("../../")
+        self.asked = sum(self.h.index.requests.values())
+
+    def test_405Everywhere(self) -> None:
+        """
+        Every route takes GET and HEAD only: anything else is a plain 405
+        that says so in C{Allow}, without asking upstream.
+        """
+        for path in ["/", "/simple", "/simple/", "/simple/foo/", "/simple/new/", self.link, "/x"]:
+            for method in METHODS:
+                answer = self.h.get(path, method=method)
+                assertPlain(self, answer, 405, f"{method} {path}")
+                self.assertEqual(answer.header("allow"), "GET, HEAD")
+        self.assertEqual(sum(self.h.index.requests.values()), self.asked)
+
+    def test_traversal(self) -> None:
+        """
+        Dot segments, escaped or not, and escaped slashes, backslashes and
+        NULs get nowhere in any route: a 404, or a redirect to a canonical
+        name, and never a file outside the tree.
+        """
+        prefix = self.link.rsplit("/", 1)[0]
+        hostile = [
+            "..", "%2e%2e", "%2E%2E", ".%2e", "..%2f..%2fetc%2fpasswd", "..%5c..%5cwin.ini",
+            "%00", "foo%00.tar.gz", "foo%2f..%2f..%2fjournal.jsonl", "%2e", "~", "%252e%252e",
+        ]
+        paths = []
+        for bad in hostile:
+            paths += [
+                f"/simple/{bad}/", f"/simple/{bad}", f"/simple/foo/{bad}",
+                f"{prefix}/{bad}", f"{prefix}/{bad}/foo-1.0.tar.gz",
+                f"/root/pypi/+f/{bad}/{bad}/{bad}", f"/root/pypi/+f/_url/{bad}/foo-1.0.tar.gz",
+                f"/root/{bad}/+f/x", f"/{bad}/{bad}/journal.jsonl",
+            ]
+        for path in paths:
+            answer = self.h.get(path)
+            self.assertIn(answer.code, (301, 404), path)
+            if answer.code == 301:
+                self.assertNotIn("..", answer.header("location"), path)
+                self.assertNotIn("%", answer.header("location"), path)
+            else:
+                assertPlain(self, answer, 404, path)
+        self.assertEqual(sum(self.h.index.requests.values()), self.asked)
+
+    def test_badHost(self) -> None:
+        """
+        A C{Host} header the router cannot read is a plain 400.
+        """
+        for host in ["..", "a..b", "x" * 64 + ".test"]:
+            answer = self.h.get("/simple/", {"Host": host})
+            assertPlain(self, answer, 400, host)
+            self.assertEqual(self.h.get(self.link, {"Host": host}).code, 200)
+
+    def test_unforeseenError(self) -> None:
+        """
+        A bug in a route is a plain 500 with its traceback in the log, not
+        in the answer.
+        """
+        log = CapturedLog(self)
+
+        async def broken(*args: Any) -> None:
+            raise ZeroDivisionError("a bug")
+
+        self.h.pages.get = broken  # type: ignore[method-assign]
+        answer = self.h.get("/simple/bar/")
+        assertPlain(self, answer, 500, "bug")
+        [failure] = log.failures()
+        self.assertTrue(failure["log_failure"].check(ZeroDivisionError))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_malformedRanges(self) -> None:
+        """
+        A malformed or absurd C{Range} is ignored or refused, never an error.
+        """
+        self.h.get(self.link)
+        size = self.file.size
+        for value, code in [
+            ("bytes=abc", 200), ("bytes=--1", 200), ("bytes=1-2-3", 200), ("chars=0-1", 200),
+            ("bytes=99999999999999999999999999-", 416), ("bytes=-99999999999999999999", 206),
+            ("bytes=0-99999999999999999999", 206), ("bytes=" + "0" * 5000 + "-1", 206),
+            ("bytes=5-1", 200), ("bytes=1-1,2-2", 200),
+        ]:
+            answer = self.h.get(self.link, {"Range": value})
+            self.assertEqual(answer.code, code, value)
+            if code != 416:
+                self.assertLessEqual(len(answer.body), size)
+
+
+class UpstreamTests(SynchronousTestCase):
+    """
+    An upstream that redirects too often, or answers too much.
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness([generated("foo"), generated("bar")])
+
+    def test_redirectChain(self) -> None:
+        """
+        A short chain of redirects is followed to the page.
+        """
+        hops = self.h.index.redirects
+        hops["/simple/foo/"] = "/hop/1"
+        for i in range(1, 5):
+            hops[f"/hop/{i}"] = f"/hop/{i + 1}"
+        hops["/hop/5"] = "/simple/bar/"
+        answer = self.h.get("/simple/foo/")
+        self.assertEqual(answer.code, 200)
+
+    def test_redirectLoop(self) -> None:
+        """
+        A redirect loop, or a chain too long, is a 502 saying so; the next
+        request, upstream mended, gets the page.
+        """
+        log = CapturedLog(self)
+        self.h.index.redirects.update({"/simple/foo/": "/a", "/a": "/b", "/b": "/simple/foo/"})
+        for i in range(30):
+            self.h.index.redirects["/simple/bar/" if i == 0 else f"/long/{i}"] = f"/long/{i + 1}"
+        for name in ("foo", "bar"):
+            answer = self.h.get(f"/simple/{name}/")
+            assertPlain(self, answer, 502, name)
+            self.assertIn(b"redirected too often", answer.body)
+        self.assertEqual(log.failures(), [])
+        self.h.index.redirects.clear()
+        self.assertEqual(self.h.get("/simple/foo/").code, 200)
+
+    def test_fileRedirectLoop(self) -> None:
+        """
+        A file whose URL redirects in a loop is a 502, and nothing is kept.
+        """
+        f = self.h.index.projects["foo"].files[0]
+        link = self.h.get("/simple/foo/", {"Accept": "text/html"}).body.split(b'href="')[1]
+        link = "/" + link.split(b"#")[0].decode().removeprefix("../../")
+        self.h.index.redirects.update({f"/files/{f.filename}": "/x", "/x": f"/files/{f.filename}"})
+        answer = self.h.get(link)
+        assertPlain(self, answer, 502, "file")
+        self.assertIn(b"redirected too often", answer.body)
+        self.assertFalse(os.path.exists(self.h.files.path(_key(link))))
+        self.h.index.redirects.clear()
+        self.assertEqual(self.h.get(link).body, f.content)
+
+    def test_pageCapIsAnOption(self) -> None:
+        """
+        The page cap applies as set; a page under it is served.
+        """
+        size = len(self.h.index.projects["foo"].jsonPage())
+        self.h.upstream.maxPageBytes = size
+        self.assertEqual(self.h.get("/simple/foo/").code, 200)
+        self.h.upstream.maxPageBytes = size - 1
+        self.h.index.etags = False  # so that upstream answers in full
+        answer = self.h.get("/simple/foo/", {"Cache-Control": "no-cache"})
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(
+            answer.header("tailmirror-stale"), "upstream page is larger than the page size cap"
+        )
+
+
+def _key(link: str) -> Any:
+    from tailmirror._files import parseFilePath
+
+    key = parseFilePath(link.encode())
+    assert key is not None
+    return key
+
+
+class _Transport:
+    aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+class _Request:
+    """
+    Enough of a request for a L{Stream}: it records what it is sent.
+    """
+
+    def __init__(self) -> None:
+        self.channel = type("Channel", (), {"transport": _Transport()})()
+        self.written: list[bytes] = []
+        self.producer: Any = None
+        self.finished = False
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def notifyFinish(self) -> Any:
+        from twisted.internet.defer import Deferred
+
+        return Deferred()
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        if sum(map(len, self.written)) >= 256 * 1024:
+            self.producer.pauseProducing()
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+class StalledClientTests(SynchronousTestCase):
+    """
+    A client that stops reading a file is let go after the client timeout.
+    """
+
+    def setUp(self) -> None:
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"x" * (4 * 1024 * 1024))
+        self.fd = os.open(path, os.O_RDONLY)
+        self.clock = Clock()
+        self.request = _Request()
+        self.stream = Stream(self.request, self.fd, 0, 4 * 1024 * 1024, None, self.clock, 60.0)
+
+    def test_stalled(self) -> None:
+        """
+        Paused for the whole timeout: the connection is aborted and the
+        file closed.
+        """
+        self.stream.begin()
+        self.assertTrue(self.stream._paused)
+        self.clock.advance(59)
+        self.assertFalse(self.request.channel.transport.aborted)
+        self.clock.advance(1)
+        self.assertTrue(self.request.channel.transport.aborted)
+        self.assertTrue(self.stream.done)
+        self.assertRaises(OSError, os.fstat, self.fd)
+
+    def test_slowButReading(self) -> None:
+        """
+        A client that takes a little now and then is never cut off.
+        """
+        self.stream.begin()
+        for _ in range(3):
+            self.clock.advance(50)
+            self.request.written.clear()
+            self.stream.resumeProducing()
+        self.assertFalse(self.request.channel.transport.aborted)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.request.written.clear()
+        self.request.write = self.request.written.append  # type: ignore[method-assign]
+        self.stream.resumeProducing()
+        self.assertTrue(self.request.finished)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
