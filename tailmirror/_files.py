@@ -35,6 +35,7 @@ from twisted.web.client import ResponseFailed
 from twisted.web.iweb import IResponse
 
 from ._coalesce import Signal
+from ._disk import putInPlace
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._names import canonicalName, mirrorPath, safeFilename, shardPath
 from ._upstream import BodyReader, Upstream
@@ -472,9 +473,7 @@ class Download:
         path = self._store.path(self.key)
         assert self._tmp is not None
         try:
-            await self._store.runInThread(os.fsync, self.fd)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.rename(self._tmp, path)
+            await self._store.runInThread(putInPlace, self.fd, self._tmp, path)
         except OSError as e:
             raise StoreError.cannotWrite(e) from None
         self._tmp = None

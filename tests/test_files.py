@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from typing import Any
 
 from hypothesis import given
@@ -240,19 +241,20 @@ class ColdFileTests(SynchronousTestCase):
 
     def test_fsyncedBeforeKept(self) -> None:
         """
-        A file is on disk for good before it appears in the tree.
+        A file is on disk for good before it appears in the tree, and its
+        name is on disk for good after.
         """
-        synced: list[bool] = []
+        synced: list[tuple[bool, bool]] = []
         fsync = os.fsync
         path = os.path.join(self.h.cacheDir, "+files", filePath(self.file).lstrip("/"))
 
         def recordingFsync(fd: int) -> None:
             fsync(fd)
-            synced.append(os.path.exists(path))
+            synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), os.path.exists(path)))
 
         self.patch(os, "fsync", recordingFsync)
         self.assertEqual(self.h.get(filePath(self.file)).code, 200)
-        self.assertEqual(synced, [False])
+        self.assertEqual(synced, [(False, False), (True, True)])
         self.assertTrue(os.path.exists(path))
 
     def test_upstreamDown(self) -> None:

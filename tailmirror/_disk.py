@@ -1,0 +1,34 @@
+"""
+Durable disk operations: what the mirror keeps survives a crash of the
+machine, not only of the process.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["putInPlace", "syncDirectory"]
+
+
+def syncDirectory(path: str) -> None:
+    """
+    Make the names in a directory durable: a rename into it, say.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def putInPlace(fd: int, source: str, target: str) -> None:
+    """
+    Move a finished file, open as C{fd}, to C{target}, durably: its bytes
+    reach the disk before its new name does, so a crash leaves either no
+    file there or the whole file.  Disk work: run it off the reactor.
+    """
+    os.fsync(fd)
+    directory = os.path.dirname(target)
+    os.makedirs(directory, exist_ok=True)
+    os.rename(source, target)
+    syncDirectory(directory)
