@@ -14,17 +14,30 @@ and remembers where each project's latest page sits; pages are read back on
 demand.  Memory thus grows with the number of projects, not their files.
 
 Each record is written with one C{write} to a file opened for appending,
-so a crash can tear only the last line, which replay cuts off and reports.
+so a crash of the process can tear only the last line, which replay cuts
+off and reports.  L{Journal.sync} makes the records written so far
+durable against a crash of the machine; the mirror calls it within a
+second of each write, so such a crash can lose at most the page refreshes
+of that last second.
+
+Pages that were replaced, and projects that are gone, leave dead records
+behind.  L{Journal.compact} writes the live records to a new file beside
+the journal and puts it in the journal's place; records appended while it
+works are carried over, so none is lost.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+
+from ._disk import syncDirectory
 
 __all__ = ["Entry", "Journal"]
 
@@ -33,57 +46,119 @@ log = Logger()
 _decoder = json.JSONDecoder()
 _HEADER_PREFIX = 4096
 
+#: A journal smaller than this is never compacted automatically.
+COMPACT_ABOVE = 8 * 1024 * 1024
 
-@dataclass(slots=True)
+
+class _File:
+    """
+    One open journal file.  A compaction puts a new file in the journal's
+    place; the old one stays open while a reader still holds it, and
+    closes when nothing refers to it any more.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+@dataclass(slots=True, eq=False)
 class Entry:
     """
     What the mirror keeps in memory of a project: where its latest page
     sits in the journal, upstream's validator for it, and when it was last
-    known fresh.
+    known fresh.  C{serial} names the page for as long as the process
+    runs, wherever compaction moves it.
     """
 
     name: str
     etag: str | None
     fetched: float
-    offset: int
-    length: int
+    #: The file, offset and length of the page, replaced in one assignment
+    #: so that a reader in another thread sees one place or the other.
+    where: tuple[_File, int, int]
+    #: The length of the page's whole record.
+    record: int
+    serial: int = field(default_factory=itertools.count().__next__)
+
+    @property
+    def length(self) -> int:
+        return self.where[2]
+
+
+def _line(header: dict[str, Any], page: bytes | None = None) -> tuple[bytes, int]:
+    """
+    One record, and where its page starts in it.
+    """
+    head = json.dumps(header, separators=(",", ":")).encode("ascii")
+    parts = [b"[", head]
+    if page is not None:
+        parts += [b",", page]
+    parts.append(b"]\n")
+    return b"".join(parts), 2 + len(head)
 
 
 class Journal:
     """
     The journal file: replayed once at start, appended to afterwards.
+    L{index} holds the latest entry of every project that is not gone.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, compactAbove: int = COMPACT_ABOVE) -> None:
         self.path = path
-        self._fd = -1
+        self.compactAbove = compactAbove
+        self.index: dict[str, Entry] = {}
+        self._file = _File(-1)
         self._size = 0
+        #: The bytes of the records the index refers to.
+        self._live = 0
+        self.compacting = False
+
+    @property
+    def size(self) -> int:
+        """
+        The journal's length in bytes.
+        """
+        return self._size
+
+    @property
+    def live(self) -> int:
+        """
+        The bytes of the records still in use.
+        """
+        return self._live
 
     def open(self) -> dict[str, Entry]:
         """
         Replay the journal, creating it if need be, and open it for appending.
 
-        @return: the latest entry of every project that is not gone.
+        @return: L{index}.
         """
-        index: dict[str, Entry] = {}
-        end = 0
-        if os.path.exists(self.path):
-            end = self._replay(index)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        self._size = os.fstat(self._fd).st_size
+        self._file = _File(os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644))
+        self.index = {}
+        end = self._replay()
+        self._size = os.fstat(self._file.fd).st_size
         if self._size != end:
             log.warn(
                 "journal {path}: cut off a torn last record of {torn} bytes",
                 path=self.path,
                 torn=self._size - end,
             )
-            os.ftruncate(self._fd, end)
+            os.ftruncate(self._file.fd, end)
             self._size = end
-        return index
+        self._live = sum(e.record for e in self.index.values())
+        return self.index
 
-    def _replay(self, index: dict[str, Entry]) -> int:
+    def _replay(self) -> int:
         """
-        Read every complete record into C{index}; return where the complete
+        Read every complete record into L{index}; return where the complete
         records end.
         """
         position = 0
@@ -92,7 +167,7 @@ class Journal:
                 if not line.endswith(b"\n"):
                     break
                 try:
-                    self._apply(index, line, position)
+                    self._apply(line, position)
                 except ValueError as e:
                     log.error(
                         "journal {path}: skipped an unreadable record at byte {position}: {why}",
@@ -103,8 +178,7 @@ class Journal:
                 position += len(line)
         return position
 
-    @staticmethod
-    def _apply(index: dict[str, Entry], line: bytes, position: int) -> None:
+    def _apply(self, line: bytes, position: int) -> None:
         """
         Apply one record to the index.
         """
@@ -117,63 +191,77 @@ class Journal:
             raise ValueError("not a journal record")
         name, fetched = header["name"], float(header["fetched"])
         if header.get("gone"):
-            index.pop(name, None)
+            self.index.pop(name, None)
         elif line[end : end + 1] == b",":
             offset = end + 1
-            length = len(line) - offset - 2
-            index[name] = Entry(name, header.get("etag"), fetched, position + offset, length)
-        elif name in index:
-            index[name].fetched = fetched
+            where = (self._file, position + offset, len(line) - offset - 2)
+            self.index[name] = Entry(name, header.get("etag"), fetched, where, len(line))
+        elif name in self.index:
+            self.index[name].fetched = fetched
 
-    def _append(self, header: dict[str, Any], page: bytes | None = None) -> int:
+    def _append(self, line: bytes) -> int:
         """
         Append one record in one write; undo a partial write.
 
-        @return: where the page starts in the file.
+        @return: where the record starts in the file.
         """
-        head = json.dumps(header, separators=(",", ":")).encode("ascii")
-        parts = [b"[", head]
-        if page is not None:
-            parts += [b",", page]
-        parts.append(b"]\n")
-        line = b"".join(parts)
-        start = self._size
+        fd, start = self._file.fd, self._size
         try:
-            written = os.write(self._fd, line)
+            written = os.write(fd, line)
             while written < len(line):
-                written += os.write(self._fd, line[written:])
+                written += os.write(fd, line[written:])
         except OSError:
-            os.ftruncate(self._fd, start)
+            os.ftruncate(fd, start)
             raise
         self._size = start + len(line)
-        return start + 2 + len(head)
+        return start
+
+    def _replace(self, name: str, entry: Entry | None) -> None:
+        """
+        Make C{entry} the latest of a project, or forget the project.
+        """
+        old = self.index.pop(name, None)
+        if old is not None:
+            self._live -= old.record
+        if entry is not None:
+            self.index[name] = entry
+            self._live += entry.record
 
     def appendPage(self, name: str, etag: str | None, fetched: float, page: bytes) -> Entry:
         """
         Record a page freshly fetched from upstream, given as JSON bytes.
         """
-        offset = self._append({"name": name, "fetched": fetched, "etag": etag}, page)
-        return Entry(name, etag, fetched, offset, len(page))
+        line, offset = _line({"name": name, "fetched": fetched, "etag": etag}, page)
+        start = self._append(line)
+        entry = Entry(name, etag, fetched, (self._file, start + offset, len(page)), len(line))
+        self._replace(name, entry)
+        return entry
 
     def appendFresh(self, entry: Entry, fetched: float) -> None:
         """
         Record that upstream confirmed a page unchanged.
         """
-        self._append({"name": entry.name, "fetched": fetched})
+        self._append(_line({"name": entry.name, "fetched": fetched})[0])
         entry.fetched = fetched
 
     def appendGone(self, name: str, fetched: float) -> None:
         """
         Record that upstream no longer has a project.
         """
-        self._append({"name": name, "fetched": fetched, "gone": True})
+        self._append(_line({"name": name, "fetched": fetched, "gone": True})[0])
+        self._replace(name, None)
 
     def holds(self, entry: Entry, page: bytes) -> bool:
         """
         Whether the journal holds exactly C{page} as C{entry}'s page.  This
         is disk work: run it off the reactor thread.
         """
-        return entry.length == len(page) and os.pread(self._fd, entry.length, entry.offset) == page
+        return entry.length == len(page) and self._read(entry) == page
+
+    @staticmethod
+    def _read(entry: Entry) -> bytes:
+        f, offset, length = entry.where
+        return os.pread(f.fd, length, offset)
 
     def readPage(self, entry: Entry) -> dict[str, Any]:
         """
@@ -182,16 +270,142 @@ class Journal:
 
         @raise ValueError: if the bytes there are not the page.
         """
-        data = os.pread(self._fd, entry.length, entry.offset)
+        data = self._read(entry)
         page = json.loads(data)
         if not isinstance(page, dict) or len(data) != entry.length:
             raise ValueError(f"journal record of {entry.name} is damaged")
         return page
 
+    def sync(self) -> None:
+        """
+        Make every record written so far durable.  Disk work: run it off the
+        reactor thread.
+        """
+        f = self._file
+        if f.fd >= 0:
+            os.fdatasync(f.fd)
+
+    def wantsCompaction(self) -> bool:
+        """
+        Whether dead records dominate a journal big enough to bother.
+        """
+        return (
+            not self.compacting
+            and self._size > self.compactAbove
+            and self._size - self._live > self._live
+        )
+
+    async def compact(self, runInThread: Callable[..., Deferred[Any]]) -> tuple[int, int]:
+        """
+        Rewrite the journal with only its live records, atomically: the
+        live records are copied to a new file off the reactor thread, the
+        records appended meanwhile are carried over on it, and the new file
+        is renamed over the journal.  A failure leaves the journal as it was.
+
+        @return: the journal's size before and after.
+        """
+        if self.compacting:
+            raise RuntimeError("a compaction is running already")
+        self.compacting = True
+        target = self.path + ".compact"
+        old, before = self._file, self._size
+        try:
+            plan = [(e, e.where, e.fetched, e.etag) for e in self.index.values()]
+            fd, places = await runInThread(self._writeLive, target, plan)
+            new = _File(fd)
+            if self._file is not old:
+                raise RuntimeError("the journal was closed meanwhile")
+            self._carryOver(old, before, new, plan, places)
+        except BaseException:
+            if os.path.exists(target):
+                os.unlink(target)
+            raise
+        finally:
+            self.compacting = False
+        await runInThread(self._settle, new)
+        return before, self._size
+
+    @staticmethod
+    def _writeLive(
+        target: str, plan: list[tuple[Entry, tuple[_File, int, int], float, str | None]]
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """
+        Write the live records to C{target}, durably; say where each page
+        went and how long its record is.  Runs in a thread, reading pages
+        from where they were.
+        """
+        fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            places: list[tuple[int, int]] = []
+            batch: list[bytes] = []
+            position = batched = 0
+            for entry, (f, offset, length), fetched, etag in plan:
+                page = os.pread(f.fd, length, offset)
+                if len(page) != length:
+                    raise OSError(f"the page of {entry.name} is cut short")
+                line, start = _line({"name": entry.name, "fetched": fetched, "etag": etag}, page)
+                places.append((position + start, len(line)))
+                position += len(line)
+                batch.append(line)
+                batched += len(line)
+                if batched >= 1 << 20:
+                    _writeAll(fd, b"".join(batch))
+                    batch, batched = [], 0
+            _writeAll(fd, b"".join(batch))
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, places
+
+    def _carryOver(
+        self,
+        old: _File,
+        before: int,
+        new: _File,
+        plan: list[tuple[Entry, tuple[_File, int, int], float, str | None]],
+        places: list[tuple[int, int]],
+    ) -> None:
+        """
+        On the reactor thread, where no record can be appended meanwhile:
+        copy the records appended since the compaction began, rename the
+        new file over the journal, and point every entry at its new place.
+        """
+        base = os.fstat(new.fd).st_size
+        try:
+            _writeAll(new.fd, os.pread(old.fd, self._size - before, before))
+            os.rename(self.path + ".compact", self.path)
+        except BaseException:
+            new.close()
+            raise
+        # Every planned page is in the new file, replaced since or not.
+        for (entry, where, _, _), (offset, record) in zip(plan, places, strict=True):
+            entry.where = (new, offset, where[2])
+            entry.record = record
+        for entry in self.index.values():
+            f, offset, length = entry.where
+            if f is old:  # a page appended since the compaction began
+                assert offset >= before
+                entry.where = (new, base + offset - before, length)
+        self._file = new
+        self._size = base + self._size - before
+        self._live = sum(e.record for e in self.index.values())
+
+    def _settle(self, new: _File) -> None:
+        os.fsync(new.fd)
+        syncDirectory(os.path.dirname(os.path.abspath(self.path)))
+
     def close(self) -> None:
         """
         Close the journal.
         """
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._file.close()
+
+
+def _writeAll(fd: int, data: bytes) -> None:
+    """
+    Write all of C{data}, however many writes it takes.
+    """
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

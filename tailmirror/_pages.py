@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from ._bodies import Body, RenderCache, Rendered
@@ -31,6 +32,10 @@ T = TypeVar("T")
 #: is new, only if it was fetched at least this many seconds ago: a client
 #: asking for files that do not exist cannot make every request go upstream.
 RECHECK_AFTER = 10.0
+
+#: Journal records are made durable this many seconds after they are
+#: written, at most: all that a crash of the machine can lose.
+SYNC_AFTER = 1.0
 
 #: How CPU and disk work leaves the reactor thread:
 #: C{runInThread(f, *args)} returns a L{Deferred} of C{f(*args)}.
@@ -112,6 +117,7 @@ class ProjectPages:
         self._run = runInThread
         self.ttl = ttl
         self._index: dict[str, Entry] = {}
+        self._syncing: IDelayedCall | None = None
         self._renders = RenderCache(renderCacheBytes)
         self._refreshing: Coalescer[Entry] = Coalescer()
         self._rendering: Coalescer[Rendered] = Coalescer()
@@ -128,8 +134,12 @@ class ProjectPages:
 
     def close(self) -> None:
         """
-        Close the journal.
+        Close the journal, durably.
         """
+        if self._syncing is not None:
+            self._syncing.cancel()
+            self._syncing = None
+        self._journal.sync()
         self._journal.close()
 
     def known(self) -> list[str]:
@@ -152,7 +162,7 @@ class ProjectPages:
         entry = self._index.get(name)
         if entry is None or not self._fresh(entry):
             return None
-        rendered = self._renders.get((name, entry.offset))
+        rendered = self._renders.get((name, entry.serial))
         if rendered is None:
             return None
         return Served(rendered, self.ttl - self._age(entry))
@@ -231,7 +241,6 @@ class ProjectPages:
         except NotFound:
             if old is not None:
                 self._write(self._journal.appendGone, name, self._clock.seconds())
-                del self._index[name]
                 self._generation += 1
             raise
         now = self._clock.seconds()
@@ -276,28 +285,71 @@ class ProjectPages:
         Keep a new page: in the journal, the index and the render cache.
         """
         entry = self._write(self._journal.appendPage, name, fetched.etag, now, prepared.pageJSON)
-        self._index[name] = entry
         if isNew:
             self._generation += 1
-        self._renders.put((name, entry.offset), prepared.rendered)
+        self._renders.put((name, entry.serial), prepared.rendered)
         log.info("fetched {name} from upstream", name=name)
         return entry
 
     def _write(self, append: Callable[..., T], *args: Any) -> T:
         """
-        Append to the journal, turning a failed write into a clear error.
+        Append to the journal, turning a failed write into a clear error;
+        have the record made durable soon, and the journal compacted when
+        dead records dominate it.
         """
         try:
-            return append(*args)
+            result = append(*args)
         except OSError as e:
             log.error("cannot write the journal: {why}", why=str(e))
             raise StoreError.cannotWrite(e) from None
+        if self._syncing is None:
+            self._syncing = self._clock.callLater(SYNC_AFTER, self._sync)
+        if self._journal.wantsCompaction():
+            self.compact()
+        return result
+
+    def _sync(self) -> Deferred[None]:
+        """
+        Make the journal's latest records durable, off the reactor.
+        """
+        self._syncing = None
+
+        def failed(failure: Failure) -> None:
+            log.failure("cannot sync the journal", failure)
+
+        return self._run(self._journal.sync).addErrback(failed)
+
+    def compact(self) -> Deferred[None]:
+        """
+        Compact the journal, unless a compaction runs already; log what came
+        of it.
+        """
+        if self._journal.compacting:
+            log.info("journal compaction asked for; one is running already")
+            return succeed(None)
+        log.info(
+            "compacting the journal: {size} bytes, {live} of them live",
+            size=self._journal.size,
+            live=self._journal.live,
+        )
+
+        def done(sizes: tuple[int, int]) -> None:
+            log.info("journal compacted from {before} to {after} bytes", before=sizes[0], after=sizes[1])
+
+        def failed(failure: Failure) -> None:
+            log.error(
+                "journal compaction failed, the journal is as it was: {why}",
+                why=failure.getErrorMessage(),
+            )
+
+        d = Deferred.fromCoroutine(self._journal.compact(self._run))
+        return d.addCallbacks(done, failed)
 
     async def _rendered(self, entry: Entry) -> Rendered:
         """
         Both forms of a page, rendered once per change.
         """
-        key = (entry.name, entry.offset)
+        key = (entry.name, entry.serial)
         rendered = self._renders.get(key)
         if rendered is None:
             rendered = await self._rendering.run(key, lambda: self._renderFromJournal(entry))
@@ -309,7 +361,7 @@ class ProjectPages:
         """
         rendered = await self._search(entry, renderPage)
         assert rendered is not None
-        self._renders.put((entry.name, entry.offset), rendered)
+        self._renders.put((entry.name, entry.serial), rendered)
         return rendered
 
     async def root(self) -> Rendered:

@@ -6,6 +6,7 @@ client to upstream, opened at start and closed at stop.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,8 @@ class MirrorService(Service):
 
     def __init__(self, reactor: Any, settings: Settings) -> None:
         self.settings = settings
+        self._reactor = reactor
+        self._previousHandler: Any = None
         self.cacheDir = settings.cacheDir
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 8
@@ -122,12 +125,22 @@ class MirrorService(Service):
         os.makedirs(self.cacheDir, exist_ok=True)
         self.pages.open()
         self.files.open()
+        self._previousHandler = signal.signal(signal.SIGUSR2, self._compactOnSignal)
         super().startService()
+
+    def _compactOnSignal(self, signum: int, frame: Any) -> None:
+        """
+        C{SIGUSR2} asks for the journal to be compacted now.
+        """
+        self._reactor.callFromThread(self.pages.compact)
 
     def stopService(self) -> Any:
         """
         Close the connections to upstream and the journal.
         """
         super().stopService()
+        if self._previousHandler is not None:
+            signal.signal(signal.SIGUSR2, self._previousHandler)
+            self._previousHandler = None
         self.pages.close()
         return self._pool.closeCachedConnections()

@@ -5,10 +5,12 @@ one-line reason, nothing unverified is kept, and the mirror keeps serving.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._send import Stream
@@ -285,3 +287,99 @@ class StalledClientTests(SynchronousTestCase):
         self.stream.resumeProducing()
         self.assertTrue(self.request.finished)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class JournalUpkeepTests(SynchronousTestCase):
+    """
+    The journal over time: made durable soon after each write, compacted
+    when dead records dominate, and bounded under changing pages.
+    """
+
+    def setUp(self) -> None:
+        self.project = generated("foo", versions=2)
+        self.h = Harness([self.project, generated("bar")], ttl=60.0)
+        self.journal = self.h.pages._journal
+
+    def test_syncedWithinASecond(self) -> None:
+        """
+        A page written to the journal is made durable within a second, with
+        one sync for a burst of writes.
+        """
+        synced: list[int] = []
+        self.patch(os, "fdatasync", synced.append)
+        self.h.get("/simple/foo/")
+        self.h.get("/simple/bar/")
+        self.assertEqual(synced, [])
+        self.h.clock.advance(1.0)
+        self.assertEqual(len(synced), 1)
+        self.h.clock.advance(10.0)
+        self.assertEqual(len(synced), 1)
+
+    def test_boundedUnderChange(self) -> None:
+        """
+        A page that changes at every refresh leaves the journal no bigger
+        than about twice its live records, past the threshold; every answer
+        is the latest page, and a restart replays it.
+        """
+        log = CapturedLog(self)
+        self.journal.compactAbove = 20_000
+        self.h.get("/simple/bar/")
+        largest = 0
+        for i in range(300):
+            self.project.files.append(sdist("foo", f"2.{i}"))
+            del self.project.files[0]
+            self.h.clock.advance(61)
+            answer = self.h.get("/simple/foo/", {"Accept": "text/html"})
+            self.assertIn(f"foo-2.{i}.tar.gz".encode(), answer.body)
+            largest = max(largest, os.path.getsize(self.h.journalPath))
+        self.assertLess(largest, 20_000 + 3 * self.journal.live)
+        self.assertGreater(len([f for f in log.formats(LogLevel.info) if "compacted" in f]), 5)
+        restarted = self.h.restart(ttl=60.0)
+        restarted.index.failWith = 500
+        answer = restarted.get("/simple/foo/", {"Accept": "text/html"})
+        self.assertIn(b"foo-2.299.tar.gz", answer.body)
+        self.assertEqual(restarted.get("/simple/bar/").code, 200)
+
+    def test_compactOnRequest(self) -> None:
+        """
+        Compaction on request keeps every page, and fresh pages are still
+        served from their renders.
+        """
+        self.h.get("/simple/foo/")
+        self.h.get("/simple/bar/")
+        for _ in range(3):
+            self.project.files.append(sdist("foo", f"3.{len(self.project.files)}"))
+            self.h.get("/simple/foo/", {"Cache-Control": "no-cache"})
+        before = self.journal.size
+        self.successResultOf(self.h.pages.compact())
+        self.assertLess(self.journal.size, before)
+        self.assertEqual(self.journal.size, os.path.getsize(self.h.journalPath))
+        asked = sum(self.h.index.requests.values())
+        for name in ("foo", "bar"):
+            self.assertEqual(self.h.get(f"/simple/{name}/").code, 200)
+        self.assertEqual(sum(self.h.index.requests.values()), asked)
+        # A file looked up on the compacted page still comes through.
+        link = self.h.get("/simple/foo/", {"Accept": "text/html"}).body.split(b'href="')[1]
+        link = "/" + link.split(b"#")[0].decode().removeprefix("../../")
+        self.assertEqual(self.h.get(link).code, 200)
+
+    def test_diskFullForPages(self) -> None:
+        """
+        A page that cannot be written is a 507 saying why; pages kept before
+        are still served; writing resumes when space returns.
+        """
+        self.h.get("/simple/bar/")
+        write = os.write
+
+        def full(fd: int, data: Any) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        self.patch(os, "write", full)
+        answer = self.h.get("/simple/foo/")
+        assertPlain(self, answer, 507, "full")
+        self.assertIn(b"No space left on device", answer.body)
+        self.assertEqual(self.h.get("/simple/bar/").code, 200)
+        self.patch(os, "write", write)
+        self.assertEqual(self.h.get("/simple/foo/").code, 200)
+        restarted = self.h.restart()
+        self.assertEqual(sorted(restarted.pages.known()), ["bar", "foo"])
