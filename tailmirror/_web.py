@@ -244,6 +244,11 @@ class Front(Resource):
         if body is not None:
             return body
         try:
+            b"/".join(request.postpath).decode("utf-8")
+            request.getRequestHostname().decode("utf-8")
+        except UnicodeDecodeError:
+            return plain(request, 400, "the path or host name is not UTF-8")
+        try:
             return self._routes.render(request)
         except HTTPException as e:
             # Werkzeug refuses some requests (a bad Host) before any route.

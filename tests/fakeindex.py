@@ -331,6 +331,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--projects", type=int, default=10, help="how many generated projects")
     parser.add_argument("--files", type=int, default=3, help="files per project")
+    parser.add_argument("--file-size", type=int, default=64, metavar="BYTES",
+                        help="the size of each generated file")
     parser.add_argument("--forms", default="json,html")
     parser.add_argument("--tree", action="store_true", help="serve the installable tree too")
     parser.add_argument("--big", action="append", default=[], metavar="PATH",
@@ -344,7 +346,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--chunk-delay", type=float, default=0.0,
                         help="send in-memory files 64 KiB at a time, this many seconds apart")
     args = parser.parse_args(argv)
-    index = FakeIndex([generated(f"project{i}", args.files) for i in range(args.projects)])
+    index = FakeIndex(
+        [generated(f"project{i}", args.files, size=args.file_size) for i in range(args.projects)]
+    )
     index.forms = tuple(args.forms.split(","))
     index.chunkDelay, index.clock = args.chunk_delay, reactor
     index.corrupt.update(args.corrupt)

@@ -19,6 +19,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
+IMPORT_ALL = "import alpha, beta, gamma, delta; print(alpha.__version__, beta.__version__, gamma.__version__, delta.__version__)"
+INSTALLED = "1.1 1.0 2.0 1.0"
+
 
 def cleanEnv(**extra: str) -> dict[str, str]:
     """
@@ -111,3 +114,39 @@ def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """
     kwargs.setdefault("env", cleanEnv())
     return subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def freshVenv(path: Path) -> Path:
+    """
+    A new virtual environment without pip; its python.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    return path / "bin" / "python"
+
+
+def pipInstall(python: Path, *args: str) -> None:
+    """
+    Install with pip into a venv: no cache, no configuration, no other index.
+    """
+    result = run([
+        sys.executable, "-m", "pip", "--python", str(python), "install",
+        "--no-cache-dir", "--disable-pip-version-check", *args,
+    ])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def uvInstall(python: Path, *args: str) -> None:
+    """
+    Install with uv into a venv: no cache, no configuration, no other index.
+    """
+    result = run([
+        str(BIN / "uv"), "pip", "install", "--no-config", "--no-cache",
+        "--python", str(python), *args,
+    ])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def imported(python: Path) -> str:
+    result = run([str(python), "-c", IMPORT_ALL])
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()

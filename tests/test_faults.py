@@ -85,6 +85,16 @@ class ClientTests(SynchronousTestCase):
                 assertPlain(self, answer, 404, path)
         self.assertEqual(sum(self.h.index.requests.values()), self.asked)
 
+    def test_notUTF8(self) -> None:
+        """
+        A path that is not UTF-8 once unescaped is a plain 400, with no
+        traceback in the log either.
+        """
+        log = CapturedLog(self)
+        for path in ["/simple/%C0%AE/", "/%FF", "/simple/%E9t%E9/"]:
+            assertPlain(self, self.h.get(path), 400, path)
+        self.assertEqual(log.failures(), [])
+
     def test_badHost(self) -> None:
         """
         A C{Host} header the router cannot read is a plain 400.

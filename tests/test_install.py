@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -21,12 +19,18 @@ import pytest
 
 from tailmirror._names import mirrorPath
 
-from .processes import BIN, FakeUpstreamProcess, MirrorProcess, run
+from .processes import (
+    INSTALLED,
+    FakeUpstreamProcess,
+    MirrorProcess,
+    freshVenv,
+    imported,
+    pipInstall,
+    uvInstall,
+)
 from .fakeindex import sdist
 from .wheels import tree
 
-IMPORT_ALL = "import alpha, beta, gamma, delta; print(alpha.__version__, beta.__version__, gamma.__version__, delta.__version__)"
-INSTALLED = "1.1 1.0 2.0 1.0"
 
 
 @pytest.fixture
@@ -34,42 +38,6 @@ def upstream() -> Iterator[FakeUpstreamProcess]:
     process = FakeUpstreamProcess("--projects", "0", "--tree")
     yield process
     process.stop()
-
-
-def freshVenv(path: Path) -> Path:
-    """
-    A new virtual environment without pip; its python.
-    """
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    return path / "bin" / "python"
-
-
-def pipInstall(python: Path, *args: str) -> None:
-    """
-    Install with pip into a venv: no cache, no configuration, no other index.
-    """
-    result = run([
-        sys.executable, "-m", "pip", "--python", str(python), "install",
-        "--no-cache-dir", "--disable-pip-version-check", *args,
-    ])
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def uvInstall(python: Path, *args: str) -> None:
-    """
-    Install with uv into a venv: no cache, no configuration, no other index.
-    """
-    result = run([
-        str(BIN / "uv"), "pip", "install", "--no-config", "--no-cache",
-        "--python", str(python), *args,
-    ])
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def imported(python: Path) -> str:
-    result = run([str(python), "-c", IMPORT_ALL])
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def upstreamStats(upstream: FakeUpstreamProcess) -> dict[str, int]:

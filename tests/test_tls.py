@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.ssl import PrivateCertificate
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
