@@ -1,0 +1,194 @@
+"""
+Upstreams that fail over real sockets on 127.0.0.1: refused connections,
+names that do not resolve, answers that lie or stall, and https upstreams
+whose certificates are checked against the host name by service-identity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import PrivateCertificate
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Site
+
+from tailmirror._service import MirrorService, Settings
+
+from .certs import Authority
+from .fakeindex import FakeIndex, generated
+from .harness import CapturedLog
+
+
+async def mirrorGet(
+    test: TestCase, upstream: str, path: str, caCerts: str | None = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
+    """
+    Start a real mirror service of C{upstream} and ask it for C{path}.
+    """
+    cache = tempfile.mkdtemp(prefix="tailmirror-sockets-")
+    settings = Settings(upstream, cache, timeout=timeout, idleTimeout=timeout, caCerts=caCerts)
+    mirror = MirrorService(reactor, settings)
+    mirror.startService()
+    test.addCleanup(mirror.stopService)
+    port = reactor.listenTCP(0, mirror.site, interface="127.0.0.1")
+    test.addCleanup(port.stopListening)
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    response = await treq.get(f"http://127.0.0.1:{port.getHost().port}{path}", pool=pool)
+    return response.code, await response.content()
+
+
+class _Scripted(Protocol):
+    """
+    Answers the first request with the bytes it is given, then closes the
+    connection or not.
+    """
+
+    def __init__(self, answer: bytes, close: bool) -> None:
+        self.answer, self.close, self.buffer = answer, close, b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        if b"\r\n\r\n" in self.buffer and self.answer:
+            self.transport.write(self.answer)
+            self.answer = b""
+            if self.close:
+                self.transport.loseConnection()
+
+
+class BrokenUpstreamTests(TestCase):
+    """
+    Upstreams that refuse, do not resolve, or answer wrongly: a plain 502
+    or 504 saying why, and no traceback in the log.
+    """
+
+    def setUp(self) -> None:
+        self.log = CapturedLog(self)
+
+    def tearDown(self) -> None:
+        self.assertNotIn("Traceback", self.log.text())
+
+    def scripted(self, answer: bytes, close: bool = True) -> str:
+        factory = Factory.forProtocol(lambda: _Scripted(answer, close))
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}/simple/"
+
+    async def assertAnswer(self, upstream: str, code: int, reason: bytes, timeout: float = 5.0) -> None:
+        answer = await mirrorGet(self, upstream, "/simple/foo/", timeout=timeout)
+        self.assertEqual(answer[0], code, answer)
+        self.assertTrue(answer[1].startswith(reason), answer)
+        self.assertEqual(answer[1].count(b"\n"), 1)
+
+    async def test_refused(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+        await self.assertAnswer(f"http://127.0.0.1:{closed}/simple/", 502, b"upstream refused")
+
+    async def test_unresolvable(self) -> None:
+        await self.assertAnswer("http://tailmirror-test.invalid/simple/", 502, b"upstream host name does not resolve")
+
+    async def test_lyingLength(self) -> None:
+        """
+        A body shorter than its C{Content-Length}, cut off.
+        """
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.pypi.simple.v1+json\r\n"
+            b"Content-Length: 1000\r\n\r\n{\"meta\": {"
+        )
+        await self.assertAnswer(self.scripted(answer), 502, b"upstream broke off its answer")
+
+    async def test_stalledMidway(self) -> None:
+        """
+        A page that stops arriving midway: 504 once the timeout is up.
+        """
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.pypi.simple.v1+json\r\n"
+            b"Content-Length: 1000\r\n\r\n{\"meta\": {"
+        )
+        await self.assertAnswer(self.scripted(answer, close=False), 504, b"upstream did not answer within 1 s", 1.0)
+
+    async def test_serverError(self) -> None:
+        answer = b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"
+        await self.assertAnswer(self.scripted(answer), 502, b"upstream answered 503 for foo")
+
+    async def test_notHTTP(self) -> None:
+        await self.assertAnswer(self.scripted(b"SSH-2.0-OpenSSH\r\n\r\n"), 502, b"upstream")
+
+    async def test_malformedHTML(self) -> None:
+        """
+        HTML is read as a browser would: broken markup still gives the
+        links it holds.
+        """
+        body = b"<html><body><a href='/f/foo-1.0.tar.gz#sha256=" + b"a" * 64 + b"'>foo-1.0.tar.gz<a <<<\x00</table>"
+        answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        code, page = await mirrorGet(self, self.scripted(answer), "/simple/foo/?format=application/vnd.pypi.simple.v1%2Bjson")
+        self.assertEqual(code, 200, page)
+        self.assertEqual([f["filename"] for f in json.loads(page)["files"]], ["foo-1.0.tar.gz"])
+
+
+class TLSTests(TestCase):
+    """
+    A mirror of an https upstream whose authority it is told to trust.
+    """
+
+    def setUp(self) -> None:
+        self.authority = Authority.make()
+        self.dir = tempfile.mkdtemp(prefix="tailmirror-tls-")
+        self.trusted = os.path.join(self.dir, "trusted.pem")
+        with open(self.trusted, "wb") as f:
+            f.write(self.authority.pem)
+        self.index = FakeIndex([generated("foo")])
+
+    def serve(self, pem: bytes) -> int:
+        """
+        Serve the fake index over TLS with a certificate; give its port.
+        """
+        options = PrivateCertificate.loadPEM(pem).options()
+        port = reactor.listenSSL(0, Site(self.index), options, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    async def test_trusted(self) -> None:
+        """
+        A certificate for the upstream's host name, from a trusted
+        authority: the page comes through.
+        """
+        port = self.serve(self.authority.serverPEM("localhost"))
+        code, body = await mirrorGet(self, f"https://localhost:{port}/simple/", "/simple/foo/", self.trusted)
+        self.assertEqual(code, 200, body)
+
+    async def test_wrongHost(self) -> None:
+        """
+        A certificate from a trusted authority, but for another host name:
+        refused, saying so, and nothing fetched.
+        """
+        log = CapturedLog(self)
+        port = self.serve(self.authority.serverPEM("elsewhere.test"))
+        code, body = await mirrorGet(self, f"https://localhost:{port}/simple/", "/simple/foo/", self.trusted)
+        self.assertEqual(code, 502)
+        self.assertTrue(body.startswith(b"upstream's TLS certificate was refused"), body)
+        self.assertEqual(body.count(b"\n"), 1, body)
+        self.assertEqual(sum(self.index.requests.values()), 0)
+        self.assertNotIn("Traceback", log.text())
+
+    async def test_untrustedAuthority(self) -> None:
+        """
+        A certificate for the right host from an authority nobody trusts:
+        refused.
+        """
+        stranger = Authority.make("a stranger")
+        port = self.serve(stranger.serverPEM("localhost"))
+        code, body = await mirrorGet(self, f"https://localhost:{port}/simple/", "/simple/foo/", self.trusted)
+        self.assertEqual(code, 502)
+        self.assertTrue(body.startswith(b"upstream's TLS certificate was refused"), body)
+        self.assertEqual(sum(self.index.requests.values()), 0)
+
+
