@@ -570,8 +570,11 @@ class FileStore:
         """
         os.makedirs(self.root, exist_ok=True)
         os.makedirs(self.tmp, exist_ok=True)
-        for name in os.listdir(self.tmp):
+        leftovers = os.listdir(self.tmp)
+        for name in leftovers:
             self.discard(os.path.join(self.tmp, name))
+        if leftovers:
+            log.info("cleared {count} unfinished downloads", count=len(leftovers))
 
     def path(self, key: FileKey) -> str:
         """

@@ -37,6 +37,8 @@ class Figures:
     requests: int = 0
     served: int = 0
     filesVerified: int = 0
+    treeChecks: int = 0
+    unfinishedCleared: int = 0
     pagesChecked: int = 0
     recordsLost: int = 0
     wrongBytes: int = 0
@@ -125,8 +127,8 @@ def checkCache(cacheDir: Path, served: set[str], figures: Figures) -> None:
             parts = path.relative_to(cacheDir / "+files").parts
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if parts[3] == "_url":
-                figures.filesVerified += 1  # checked against the page's hash when kept
-                continue
+                continue  # checked against the page's hash when kept
+            figures.treeChecks += 1
             if digest[:16] != parts[3] + parts[4]:
                 figures.wrongBytes += 1
                 figures.problems.append(f"{path} does not match its hash")
@@ -176,7 +178,11 @@ def killAndRestart(
         for thread in threads:
             thread.join(15)
         checkCache(cacheDir, served, figures)
-        figures.tracebacks += mirror.logText().count("Traceback")
+        text = mirror.logText()
+        figures.tracebacks += text.count("Traceback")
+        for line in text.splitlines():
+            if "cleared" in line and "unfinished downloads" in line:
+                figures.unfinishedCleared += int(line.split("cleared ")[1].split()[0])
     return figures
 
 

@@ -105,7 +105,13 @@ class MirrorProcess:
         self.process.wait(20)
 
     def logText(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
+        """
+        Everything the mirror logged, rotated log files included.
+        """
+        rotated = sorted(
+            self.log.parent.glob(self.log.name + ".*"), key=lambda p: -int(p.suffix[1:])
+        )
+        return "".join(p.read_text() for p in [*rotated, self.log] if p.exists())
 
 
 def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -42,7 +42,7 @@ def test_killedAndRestarted(upstream: FakeUpstreamProcess, tmp_path: Path) -> No
     assert figures.problems == []
     assert (figures.kills, figures.recordsLost, figures.wrongBytes) == (8, 0, 0)
     assert (figures.not5xxUpstream, figures.tracebacks) == (0, 0)
-    assert figures.filesVerified > 0 and figures.pagesChecked > 0
+    assert figures.filesVerified > 0 and figures.pagesChecked > 0 and figures.treeChecks > 0
     mirror = MirrorProcess(upstream.url, cache)
     try:
         assert os.listdir(cache / "+tmp") == []

@@ -316,12 +316,15 @@ class ColdFileTests(SynchronousTestCase):
 
     def test_leftoversCleared(self) -> None:
         """
-        Downloads a stopped mirror left unfinished are removed at start.
+        Downloads a stopped mirror left unfinished are removed at start,
+        and the log says so.
         """
         with open(os.path.join(self.h.cacheDir, "+tmp", "download-x"), "wb") as f:
             f.write(b"partial")
+        log = CapturedLog(self)
         self.h.restart()
         self.assertEqual(treeFiles(self.h, "+tmp"), [])
+        self.assertIn("cleared 1 unfinished downloads", log.text())
 
 
 class MetadataTests(SynchronousTestCase):
