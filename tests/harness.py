@@ -108,6 +108,7 @@ class Harness:
         timeout: float = 15.0,
         clock: Clock | None = None,
         index: FakeIndex | None = None,
+        **upstreamOptions: Any,
     ) -> None:
         if clock is None:
             clock = Clock()
@@ -117,7 +118,9 @@ class Harness:
         self.cacheDir = cacheDir or tempfile.mkdtemp(prefix="tailmirror-test-")
         self.journalPath = os.path.join(self.cacheDir, "journal.jsonl")
         self.upstreamHTTP = StubTreq(self.index)
-        self.upstream = Upstream(self.upstreamHTTP, UPSTREAM, self.clock, timeout=timeout)
+        self.upstream = Upstream(
+            self.upstreamHTTP, UPSTREAM, self.clock, timeout=timeout, **upstreamOptions
+        )
         self.pages = ProjectPages(
             Journal(self.journalPath), self.upstream, self.clock, runSynchronously, ttl=ttl
         )

@@ -191,6 +191,39 @@ class UpstreamTests(SynchronousTestCase):
         self.h.index.redirects.clear()
         self.assertEqual(self.h.get(link).body, f.content)
 
+    def test_concurrencyCaps(self) -> None:
+        """
+        No more page requests and downloads are in flight to upstream than
+        the caps allow; the rest wait their turn, and all are answered.
+        """
+        projects = [generated(f"p{i}", versions=1) for i in range(5)]
+        h = Harness(projects, concurrency=2, fileConcurrency=3)
+        h.index.hang = True
+        pages = [h.start("GET", f"/simple/p{i}/") for i in range(5)]
+        h.flush()
+        self.assertEqual(len(h.index.hung), 2)
+        while h.index.hung:
+            h.index.hang = False
+            request = h.index.hung.pop(0)
+            request.write(h.index.render_GET(request))
+            request.finish()
+            h.flush()
+        self.assertEqual([h.finish(d).code for d in pages], [200] * 5)
+        h.index.holdFiles = True
+        links = []
+        for i in range(5):
+            link = h.get(f"/simple/p{i}/", {"Accept": "text/html"}).body.split(b'href="')[1]
+            links.append("/" + link.split(b"#")[0].decode().removeprefix("../../"))
+        files = [h.start("GET", link) for link in links]
+        h.flush()
+        self.assertEqual(len(h.index.heldFiles), 3)
+        while h.index.heldFiles:
+            request, content = h.index.heldFiles.pop(0)
+            request.write(content)
+            request.finish()
+            h.flush()
+        self.assertEqual([h.finish(d).code for d in files], [200] * 5)
+
     def test_pageCapIsAnOption(self) -> None:
         """
         The page cap applies as set; a page under it is served.
