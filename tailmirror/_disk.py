@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["putInPlace", "syncDirectory"]
+__all__ = ["putInPlace", "syncDirectory", "writeAll"]
+
+
+def writeAll(fd: int, data: bytes) -> None:
+    """
+    Write all of C{data}, however many writes it takes.
+    """
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def syncDirectory(path: str) -> None:

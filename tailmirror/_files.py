@@ -35,7 +35,7 @@ from twisted.web.client import ResponseFailed
 from twisted.web.iweb import IResponse
 
 from ._coalesce import Signal
-from ._disk import putInPlace
+from ._disk import putInPlace, writeAll
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._names import canonicalName, mirrorPath, safeFilename, shardPath
 from ._upstream import BodyReader, Upstream
@@ -500,9 +500,7 @@ def _writeAll(fd: int, chunks: list[bytes]) -> None:
     Write chunks to the end of a file.  Disk work: run it off the reactor.
     """
     for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view) :]
+        writeAll(fd, chunk)
 
 
 def _hashAll(digest: Any, chunks: list[bytes]) -> None:

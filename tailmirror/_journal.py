@@ -37,7 +37,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ._disk import syncDirectory
+from ._disk import syncDirectory, writeAll
 
 __all__ = ["Entry", "Journal"]
 
@@ -207,9 +207,7 @@ class Journal:
         """
         fd, start = self._file.fd, self._size
         try:
-            written = os.write(fd, line)
-            while written < len(line):
-                written += os.write(fd, line[written:])
+            writeAll(fd, line)
         except OSError:
             os.ftruncate(fd, start)
             raise
@@ -349,9 +347,9 @@ class Journal:
                 batch.append(line)
                 batched += len(line)
                 if batched >= 1 << 20:
-                    _writeAll(fd, b"".join(batch))
+                    writeAll(fd, b"".join(batch))
                     batch, batched = [], 0
-            _writeAll(fd, b"".join(batch))
+            writeAll(fd, b"".join(batch))
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -373,7 +371,7 @@ class Journal:
         """
         base = os.fstat(new.fd).st_size
         try:
-            _writeAll(new.fd, os.pread(old.fd, self._size - before, before))
+            writeAll(new.fd, os.pread(old.fd, self._size - before, before))
             os.rename(self.path + ".compact", self.path)
         except BaseException:
             new.close()
@@ -400,12 +398,3 @@ class Journal:
         Close the journal.
         """
         self._file.close()
-
-
-def _writeAll(fd: int, data: bytes) -> None:
-    """
-    Write all of C{data}, however many writes it takes.
-    """
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
