@@ -6,7 +6,9 @@ one-line reason, nothing unverified is kept, and the mirror keeps serving.
 from __future__ import annotations
 
 import errno
+import json
 import os
+from html import escape
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -190,6 +192,29 @@ class UpstreamTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(self.h.files.path(_key(link))))
         self.h.index.redirects.clear()
         self.assertEqual(self.h.get(link).body, f.content)
+
+    def test_hostileLinks(self) -> None:
+        """
+        Links with hostile file names or schemes are dropped from the page,
+        each drop logged; nothing of them reaches the disk.
+        """
+        log = CapturedLog(self)
+        sha = "a" * 64
+        anchors = [
+            ("../../evil.tar.gz", "https://x.test/e"), ("a/b-1.0.tar.gz", "https://x.test/a"),
+            ("a\\b-1.0.tar.gz", "https://x.test/b"), ("nul\x01-1.0.tar.gz", "https://x.test/n"),
+            ("x" * 400 + ".tar.gz", "https://x.test/x"), ("ok-1.0.tar.gz", "file:///etc/passwd"),
+            ("ok-1.1.tar.gz", "javascript:alert(1)"), ("good-1.0.tar.gz", "https://x.test/g"),
+        ]
+        body = "".join(f'<a href="{url}#sha256={sha}">{escape(name)}</a>' for name, url in anchors)
+        self.h.index.forms = ("html",)
+        self.h.index.bodyOverride = body.encode()
+        answer = self.h.get("/simple/foo/", {"Accept": "application/vnd.pypi.simple.v1+json"})
+        self.assertEqual(answer.code, 200)
+        self.assertEqual([f["filename"] for f in json.loads(answer.body)["files"]], ["good-1.0.tar.gz"])
+        drops = [f for f in log.formats(LogLevel.warn) if "dropped a link" in f]
+        self.assertEqual(len(drops), len(anchors) - 1)
+        self.assertEqual(os.listdir(os.path.join(self.h.cacheDir, "+files")), [])
 
     def test_concurrencyCaps(self) -> None:
         """
