@@ -249,12 +249,10 @@ class FileResource(Resource):
         self._store = store
 
     def render(self, request: IRequest) -> Any:
+        # Only GET and HEAD get here: L{Front} answers other methods.
         key = parseFilePath(request.path)
         if key is None:
             return plain(request, 404, "not found")
-        if request.method not in (b"GET", b"HEAD"):
-            request.setHeader("Allow", ALLOW)
-            return plain(request, 405, f"only {ALLOW} here")
         try:
             fd = os.open(self._store.path(key), os.O_RDONLY)
         except FileNotFoundError:

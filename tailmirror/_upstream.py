@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Coroutine, TypeVar
 from urllib.parse import urldefrag
 
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet.defer import (
     Deferred,
     DeferredSemaphore,
@@ -17,16 +19,14 @@ from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from OpenSSL import SSL
-from service_identity import VerificationError
-from twisted.web.client import ResponseDone
-from twisted.web.error import InfiniteRedirection, SchemeNotSupported
-from twisted.web.http import PotentialDataLoss
-from twisted.web._newclient import (
+from twisted.web.client import (
     RequestGenerationFailed,
+    ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
 )
+from twisted.web.error import InfiniteRedirection, SchemeNotSupported
+from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import IResponse
 
 from ._errors import NotFound, UpstreamError

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import tempfile
 from html import escape
 from typing import Any
 
@@ -317,7 +318,7 @@ class StalledClientTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        path = self.mktemp()
+        path = os.path.join(tempfile.mkdtemp(prefix="tailmirror-test-"), "file")
         with open(path, "wb") as f:
             f.write(b"x" * (4 * 1024 * 1024))
         self.fd = os.open(path, os.O_RDONLY)
