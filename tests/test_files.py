@@ -539,7 +539,9 @@ class SharedDownloadTests(SynchronousTestCase):
     def test_upstreamWaitsForTheDisk(self) -> None:
         """
         While more than a few MiB wait to be written, upstream is paused;
-        it goes on once the disk has caught up, and the file is whole.
+        it goes on once the disk has caught up, and the file is whole.  The
+        time paused is the mirror's, not upstream's silence: it does not
+        count towards the idle timeout.
         """
         from twisted.internet.defer import Deferred, maybeDeferred
 
@@ -558,17 +560,22 @@ class SharedDownloadTests(SynchronousTestCase):
         d = self.h.start("GET", filePath(big))
         self.h.flush()
         (request, content), = self.h.index.heldFiles
-        for i in range(0, len(content), 2**20):
-            request.write(content[i : i + 2**20])
+        last = len(content) - 2**20
+        for i in range(0, last, 2**20):
+            request.write(content[i : min(i + 2**20, last)])
             self.h.flush()
         (download,) = self.h.files._downloads.values()
         receiver = download._receiver
         self.assertTrue(receiver._paused)
+        self.h.clock.advance(3 * self.h.upstream.idleTimeout)
+        self.assertFalse(receiver.done.called)
         while queued:
             waiting, f, args = queued.pop(0)
             maybeDeferred(f, *args).chainDeferred(waiting)
             self.h.flush()
         self.assertFalse(receiver._paused)
+        request.write(content[last:])
+        self.h.flush()
         finish(request)
         while queued:
             waiting, f, args = queued.pop(0)
