@@ -141,6 +141,11 @@ class Journal:
 
         @return: L{index}.
         """
+        leftover = self.path + ".compact"
+        if os.path.exists(leftover):
+            # A compaction the last run did not finish; the journal is whole.
+            os.unlink(leftover)
+            log.info("removed an unfinished journal compaction")
         self._file = _File(os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644))
         self.index = {}
         end = self._replay()
@@ -312,6 +317,7 @@ class Journal:
             fd, places = await runInThread(self._writeLive, target, plan)
             new = _File(fd)
             if self._file is not old:
+                new.close()
                 raise RuntimeError("the journal was closed meanwhile")
             self._carryOver(old, before, new, plan, places)
         except BaseException:

@@ -325,6 +325,21 @@ class CompactionTests(SynchronousTestCase):
         applyOps(self.journal, model, [("c", 1, "page")], clock)
         self.assertMatches(self.journal, model)
 
+    def test_unfinishedRemoved(self) -> None:
+        """
+        A compaction a crash left unfinished is removed at the next start;
+        the journal is as it was.
+        """
+        applyOps(self.journal, {}, [("a", 1, "page")], [0.0])
+        self.journal.close()
+        with open(self.path + ".compact", "wb") as f:
+            f.write(b'[{"name":"a","fetched":1.0},{"half')
+        journal = Journal(self.path)
+        self.assertEqual(sorted(journal.open()), ["a"])
+        self.addCleanup(journal.close)
+        self.assertFalse(os.path.exists(self.path + ".compact"))
+        self.assertEqual(journal.readPage(journal.index["a"])["n"], 1)
+
     def test_oneAtATime(self) -> None:
         """
         A second compaction while one runs is refused.
