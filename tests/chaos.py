@@ -18,13 +18,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tailmirror._journal import Journal
+from tailmirror._negotiate import JSON_V1
 
 from .processes import MirrorProcess
 
-JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
+JSON_ACCEPT = JSON_V1
 
 
 @dataclass
@@ -64,7 +64,7 @@ def get(port: int, path: str, headers: dict[str, str] | None = None, timeout: fl
         connection.close()
 
 
-def mirrorPath(url: str) -> str:
+def linkPath(url: str) -> str:
     """
     The path of a mirror link, which pages give relative to themselves.
     """
@@ -94,7 +94,7 @@ class _Client(threading.Thread):
                     self.served.add(name)
                 page = json.loads(body)
                 entry = self.rng.choice(page["files"])
-                status, content = get(self.port, mirrorPath(entry["url"]))
+                status, content = get(self.port, linkPath(entry["url"]))
                 self.count(status)
                 if status == 200:
                     with self.lock:
@@ -321,7 +321,7 @@ def healthy(port: int, known: list[str]) -> bool:
     if status != 200:
         return False
     for path in known:
-        status, body = get(port, path)
+        status, _ = get(port, path)
         if status != 200:
             return False
     return True
@@ -333,11 +333,4 @@ def fileLinks(port: int, name: str) -> list[tuple[str, str]]:
     """
     status, body = get(port, f"/simple/{name}/", {"Accept": JSON_ACCEPT})
     assert status == 200, body
-    return [(mirrorPath(f["url"]), f["hashes"]["sha256"]) for f in json.loads(body)["files"]]
-
-
-def summary(figures: Figures) -> dict[str, Any]:
-    """
-    The figures without the list of problems.
-    """
-    return {k: v for k, v in figures.__dict__.items() if k != "problems"}
+    return [(linkPath(f["url"]), f["hashes"]["sha256"]) for f in json.loads(body)["files"]]
