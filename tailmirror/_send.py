@@ -21,14 +21,15 @@ from zope.interface import implementer
 
 from ._errors import NotFound, Unavailable
 from ._files import Download, FileKey, FileStore, Follower, parseFilePath
-from ._http import etagMatches, header, plain
+from ._http import BULK, etagMatches, header, plain, sendInBulk
 
 __all__ = ["FileResource", "Stream", "parseRange"]
 
 log = Logger()
 
-#: Bytes read from disk and written to a client at a time.
-CHUNK = 256 * 1024
+#: Bytes read from disk and written to a client at a time: what a client
+#: being sent a file costs in memory, beyond its socket's buffers.
+CHUNK = BULK
 IMMUTABLE = "public, max-age=31536000, immutable"
 ALLOW = "GET, HEAD"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -104,6 +105,7 @@ class Stream(Follower):
         """
         Start sending.
         """
+        sendInBulk(getattr(self._request.channel, "transport", None))
         self._request.registerProducer(self, True)
         self._request.notifyFinish().addErrback(self._gone)
         if self._source is not None:

@@ -20,7 +20,7 @@ from twisted.web.server import Site
 from ._files import FileStore
 from ._journal import Journal
 from ._pages import ProjectPages
-from ._upstream import Upstream
+from ._upstream import Upstream, UpstreamEndpoints
 from ._web import MirrorWeb
 
 __all__ = ["MirrorService", "Settings", "loadTrustRoot"]
@@ -76,11 +76,10 @@ class MirrorService(Service):
         # Certificates are checked against the host name by service-identity,
         # against the system's authorities or those of --ca-certs.
         trustRoot = loadTrustRoot(settings.caCerts) if settings.caCerts else None
-        agent = Agent(
+        agent = Agent.usingEndpointFactory(
             reactor,
-            contextFactory=BrowserLikePolicyForHTTPS(trustRoot),
+            UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trustRoot), settings.timeout),
             pool=self._pool,
-            connectTimeout=settings.timeout,
         )
         # treq's client asks for gzip and decodes it, and follows redirects.
         client = treq.client.HTTPClient(agent)

@@ -15,8 +15,9 @@ from twisted.internet.defer import (
     DeferredSemaphore,
     TimeoutError,
 )
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, DNSLookupError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import (
@@ -27,12 +28,14 @@ from twisted.web.client import (
 )
 from twisted.web.error import InfiniteRedirection, SchemeNotSupported
 from twisted.web.http import PotentialDataLoss
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS, IResponse
+from zope.interface import implementer
 
 from ._errors import NotFound, UpstreamError
+from ._http import readInBulk
 from ._version import __version__
 
-__all__ = ["BodyReader", "Fetched", "Upstream"]
+__all__ = ["BodyReader", "Fetched", "Upstream", "UpstreamEndpoints"]
 
 #: What the mirror asks upstream for: JSON first, for it carries sizes and
 #: upload times; HTML when that is all upstream speaks.
@@ -42,6 +45,49 @@ ACCEPT = (
 )
 USER_AGENT = f"tailmirror/{__version__}"
 T = TypeVar("T")
+
+
+@implementer(IAgentEndpointFactory)
+class UpstreamEndpoints:
+    """
+    Where an L{Agent} connects for a URL, as its own default does (TLS for
+    https, checked by C{policy}), with connections that read in bulk.
+    """
+
+    def __init__(self, reactor: Any, policy: IPolicyForHTTPS, connectTimeout: float | None = None) -> None:
+        self._reactor = reactor
+        self._policy = policy
+        self._connectTimeout = connectTimeout
+
+    def endpointForURI(self, uri: Any) -> IStreamClientEndpoint:
+        try:
+            host = uri.host.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"the host name {uri.host!r} is not ASCII") from None
+        kwargs = {} if self._connectTimeout is None else {"timeout": self._connectTimeout}
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port, **kwargs)
+        if uri.scheme == b"https":
+            endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port), endpoint)
+        elif uri.scheme != b"http":
+            raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
+        return _Bulk(endpoint)
+
+
+@implementer(IStreamClientEndpoint)
+class _Bulk:
+    """
+    An endpoint whose connections read up to L{_http.BULK} bytes at a time.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
+        def tune(protocol: Any) -> Any:
+            readInBulk(protocol.transport)
+            return protocol
+
+        return self._endpoint.connect(factory).addCallback(tune)
 
 
 class PageTooLarge(Exception):

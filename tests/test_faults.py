@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._send import Stream
+from tailmirror._send import CHUNK, Stream
 
 from .fakeindex import FakeProject, generated, sdist
 from .harness import CapturedLog, Harness
@@ -320,11 +320,11 @@ class StalledClientTests(SynchronousTestCase):
     def setUp(self) -> None:
         path = os.path.join(tempfile.mkdtemp(prefix="tailmirror-test-"), "file")
         with open(path, "wb") as f:
-            f.write(b"x" * (4 * 1024 * 1024))
+            f.write(b"x" * (8 * CHUNK))
         self.fd = os.open(path, os.O_RDONLY)
         self.clock = Clock()
         self.request = _Request()
-        self.stream = Stream(self.request, self.fd, 0, 4 * 1024 * 1024, None, self.clock, 60.0)
+        self.stream = Stream(self.request, self.fd, 0, 8 * CHUNK, None, self.clock, 60.0)
 
     def test_stalled(self) -> None:
         """

@@ -16,13 +16,19 @@ from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import PrivateCertificate
 from twisted.trial.unittest import TestCase
-from twisted.web.client import HTTPConnectionPool
+from twisted.web.client import URI, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.error import SchemeNotSupported
 from twisted.web.server import Site
 
-from tailmirror._service import MirrorService, Settings
+from tailmirror._files import Download
+from tailmirror._http import BULK, socketOf
+from tailmirror._names import mirrorPath
+from tailmirror._send import Stream
+from tailmirror._service import MirrorService, Settings, loadTrustRoot
+from tailmirror._upstream import UpstreamEndpoints
 
 from .certs import Authority
-from .fakeindex import FakeIndex, generated
+from .fakeindex import FakeIndex, FakeProject, generated, sdist
 from .harness import CapturedLog
 
 
@@ -192,3 +198,83 @@ class TLSTests(TestCase):
         self.assertEqual(sum(self.index.requests.values()), 0)
 
 
+
+
+class BulkTests(TestCase):
+    """
+    Connections that carry files move up to a megabyte per read or write,
+    where Twisted's defaults are 64 KiB reads and 128 KiB writes: at
+    loopback speeds the trips through the reactor cost more than copying.
+    """
+
+    def listen(self) -> int:
+        port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    async def connect(self, url: str, policy: BrowserLikePolicyForHTTPS | None = None) -> Protocol:
+        endpoints = UpstreamEndpoints(reactor, policy or BrowserLikePolicyForHTTPS(), 5.0)
+        protocol = await endpoints.endpointForURI(URI.fromBytes(url.encode())).connect(Factory.forProtocol(Protocol))
+        self.addCleanup(protocol.transport.abortConnection)
+        return protocol
+
+    async def test_upstreamReadsInBulk(self) -> None:
+        protocol = await self.connect(f"http://127.0.0.1:{self.listen()}/simple/")
+        self.assertIs(socketOf(protocol.transport), protocol.transport)
+        self.assertEqual(protocol.transport.bufferSize, BULK)
+
+    async def test_upstreamReadsInBulkUnderTLS(self) -> None:
+        """
+        Under TLS it is the socket's transport, below the TLS layer, that
+        reads in bulk.
+        """
+        authority = Authority.make()
+        options = PrivateCertificate.loadPEM(authority.serverPEM("localhost")).options()
+        port = reactor.listenSSL(0, Factory.forProtocol(Protocol), options, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        pem = os.path.join(tempfile.mkdtemp(prefix="tailmirror-bulk-"), "ca.pem")
+        with open(pem, "wb") as f:
+            f.write(authority.pem)
+        policy = BrowserLikePolicyForHTTPS(loadTrustRoot(pem))
+        protocol = await self.connect(f"https://localhost:{port.getHost().port}/", policy)
+        socketTransport = socketOf(protocol.transport)
+        self.assertIsNot(socketTransport, protocol.transport)
+        self.assertEqual(socketTransport.bufferSize, BULK)
+
+    def test_otherSchemes(self) -> None:
+        endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS())
+        self.assertRaises(SchemeNotSupported, endpoints.endpointForURI, URI.fromBytes(b"ftp://127.0.0.1/"))
+
+    async def test_bulkOverSockets(self) -> None:
+        """
+        A real mirror fetching a 4 MB file from an upstream on a real
+        socket reads it in pieces bigger than 64 KiB and sends it to its
+        client with a megabyte allowed per write; the client gets it whole.
+        """
+        big = sdist("foo", "1.0", size=4 * 2**20)
+        index = FakeIndex([FakeProject("foo", [big])])
+        port = reactor.listenTCP(0, Site(index), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        pieces: list[int] = []
+        append = Download.append
+
+        def measured(download: Download, data: bytes) -> None:
+            pieces.append(len(data))
+            append(download, data)
+
+        self.patch(Download, "append", measured)
+        sendLimits: list[int] = []
+        begin = Stream.begin
+
+        def begun(stream: Stream) -> None:
+            begin(stream)
+            sendLimits.append(socketOf(stream._request.channel.transport).SEND_LIMIT)
+
+        self.patch(Stream, "begin", begun)
+        path = "/" + mirrorPath(big.filename, "", {"sha256": big.sha256})
+        code, body = await mirrorGet(self, f"http://127.0.0.1:{port.getHost().port}/simple/", path)
+        self.assertEqual(code, 200)
+        self.assertEqual(body, big.content)
+        self.assertEqual(sum(pieces), big.size)
+        self.assertGreater(max(pieces), 64 * 1024)
+        self.assertEqual(sendLimits, [BULK])
