@@ -25,10 +25,10 @@ INSTALLED = "1.1 1.0 2.0 1.0"
 
 def cleanEnv(**extra: str) -> dict[str, str]:
     """
-    The environment for a client run: no PIP_* or UV_* variables, no pip
-    configuration file, so only the index we name is used.
+    The environment for a client run: no PIP_*, UV_*, POETRY_* or PDM_*
+    variables, no pip configuration file, so only the index we name is used.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "POETRY_", "PDM_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", UV_NO_CONFIG="1")
     env.update(extra)
     return env
@@ -156,3 +156,58 @@ def imported(python: Path) -> str:
     result = run([str(python), "-c", IMPORT_ALL])
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
+
+
+def _project(directory: Path, tables: str) -> Path:
+    """
+    A project that depends on alpha, and nothing of its own to install.
+    """
+    directory.mkdir(parents=True)
+    (directory / "pyproject.toml").write_text(
+        '[project]\nname = "consumer"\nversion = "0.1.0"\nrequires-python = ">=3.9"\n'
+        'dependencies = ["alpha"]\n\n' + tables
+    )
+    return directory
+
+
+def _isolated(home: Path, **extra: str) -> dict[str, str]:
+    """
+    A clean environment whose home, configuration and caches are new.
+    """
+    return cleanEnv(HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache"),
+                    XDG_DATA_HOME=str(home / "data"), **extra)
+
+
+def poetryInstall(directory: Path, index: str) -> Path:
+    """
+    C{poetry install} of a project whose only source is C{index} (a
+    primary source: Poetry then uses no other index); its venv's python.
+    """
+    project = _project(directory, (
+        "[tool.poetry]\npackage-mode = false\n\n"
+        f'[[tool.poetry.source]]\nname = "mirror"\nurl = "{index}"\npriority = "primary"\n'
+    ))
+    home = directory.parent / (directory.name + "-home")
+    env = _isolated(home, POETRY_VIRTUALENVS_IN_PROJECT="true", POETRY_NO_INTERACTION="1",
+                    POETRY_CACHE_DIR=str(home / "poetry-cache"), POETRY_CONFIG_DIR=str(home / "poetry-config"),
+                    POETRY_DATA_DIR=str(home / "poetry-data"))
+    result = run([str(BIN / "poetry"), "install"], cwd=project, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project / ".venv" / "bin" / "python"
+
+
+def pdmInstall(directory: Path, index: str) -> Path:
+    """
+    C{pdm install} of a project whose source named C{pypi} is C{index}
+    (which replaces the default index); its venv's python.
+    """
+    project = _project(directory, (
+        "[tool.pdm]\ndistribution = false\n\n"
+        f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{index}"\n'
+    ))
+    home = directory.parent / (directory.name + "-home")
+    env = _isolated(home, PDM_CACHE_DIR=str(home / "pdm-cache"), PDM_CHECK_UPDATE="false",
+                    PDM_NON_INTERACTIVE="1", PDM_IGNORE_SAVED_PYTHON="1", PDM_PYTHON=sys.executable)
+    result = run([str(BIN / "pdm"), "install"], cwd=project, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project / ".venv" / "bin" / "python"

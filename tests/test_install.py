@@ -1,8 +1,8 @@
 """
-End to end: real pip and uv install a dependency tree of real wheels and
-an sdist through the real C{twistd tailmirror}, from a fake upstream on
-127.0.0.1; then again with that upstream gone; then from a hashed lock of
-file URLs, before any page was asked for.
+End to end: real pip, uv, Poetry and PDM install a dependency tree of real
+wheels and an sdist through the real C{twistd tailmirror}, from a fake
+upstream on 127.0.0.1; then again with that upstream gone; then from a
+hashed lock of file URLs, before any page was asked for.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from .processes import (
     MirrorProcess,
     freshVenv,
     imported,
+    pdmInstall,
     pipInstall,
+    poetryInstall,
     uvInstall,
 )
 from .fakeindex import sdist
@@ -72,6 +74,28 @@ def test_installThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> 
         assert "/files/delta-1.0.tar.gz" in files
         upstream.stop()
         installBoth(mirror, tmp_path, "again")
+    finally:
+        mirror.stop()
+    assert "Traceback" not in mirror.logText()
+
+
+def test_poetryAndPdm(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
+    """
+    Poetry and PDM lock and install the tree through the mirror, each file
+    fetched from upstream once; with upstream stopped, both do it again
+    in new projects with new caches, everything from the mirror.
+    """
+    mirror = MirrorProcess(upstream.url, tmp_path / "cache")
+    try:
+        for label in ("first", "again"):
+            for name, install in (("poetry", poetryInstall), ("pdm", pdmInstall)):
+                python = install(tmp_path / f"{name}-{label}", mirror.url)
+                assert imported(python) == INSTALLED, (name, label)
+            if label == "first":
+                files = {p: n for p, n in upstreamStats(upstream).items() if p.startswith("/files/")}
+                assert set(files.values()) == {1}, files
+                assert "/files/delta-1.0.tar.gz" in files
+                upstream.stop()
     finally:
         mirror.stop()
     assert "Traceback" not in mirror.logText()
