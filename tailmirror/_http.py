@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet.abstract import FileDescriptor
 from twisted.web.iweb import IRequest
 
-__all__ = ["BULK", "etagMatches", "header", "plain", "readInBulk", "sendInBulk"]
+__all__ = ["BULK", "etagMatches", "header", "plain", "readInBulk", "sendInBulk", "socketOf"]
 
 #: Bytes moved by one read from, or one write to, a socket carrying files.
 #: Twisted's defaults (64 KiB reads, 128 KiB writes) suit small messages;
