@@ -170,10 +170,12 @@ def _project(directory: Path, tables: str) -> Path:
     return directory
 
 
-def _isolated(home: Path, **extra: str) -> dict[str, str]:
+def _isolated(project: Path, **extra: str) -> dict[str, str]:
     """
-    A clean environment whose home, configuration and caches are new.
+    A clean environment for a tool run in C{project}, with a new home
+    beside it, and the tools' configuration, caches and data in it.
     """
+    home = project.parent / (project.name + "-home")
     return cleanEnv(HOME=str(home), XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache"),
                     XDG_DATA_HOME=str(home / "data"), **extra)
 
@@ -187,10 +189,7 @@ def poetryInstall(directory: Path, index: str) -> Path:
         "[tool.poetry]\npackage-mode = false\n\n"
         f'[[tool.poetry.source]]\nname = "mirror"\nurl = "{index}"\npriority = "primary"\n'
     ))
-    home = directory.parent / (directory.name + "-home")
-    env = _isolated(home, POETRY_VIRTUALENVS_IN_PROJECT="true", POETRY_NO_INTERACTION="1",
-                    POETRY_CACHE_DIR=str(home / "poetry-cache"), POETRY_CONFIG_DIR=str(home / "poetry-config"),
-                    POETRY_DATA_DIR=str(home / "poetry-data"))
+    env = _isolated(project, POETRY_VIRTUALENVS_IN_PROJECT="true", POETRY_NO_INTERACTION="1")
     result = run([str(BIN / "poetry"), "install"], cwd=project, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return project / ".venv" / "bin" / "python"
@@ -205,9 +204,8 @@ def pdmInstall(directory: Path, index: str) -> Path:
         "[tool.pdm]\ndistribution = false\n\n"
         f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{index}"\n'
     ))
-    home = directory.parent / (directory.name + "-home")
-    env = _isolated(home, PDM_CACHE_DIR=str(home / "pdm-cache"), PDM_CHECK_UPDATE="false",
-                    PDM_NON_INTERACTIVE="1", PDM_IGNORE_SAVED_PYTHON="1", PDM_PYTHON=sys.executable)
+    env = _isolated(project, PDM_CHECK_UPDATE="false", PDM_NON_INTERACTIVE="1",
+                    PDM_IGNORE_SAVED_PYTHON="1", PDM_PYTHON=sys.executable)
     result = run([str(BIN / "pdm"), "install"], cwd=project, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return project / ".venv" / "bin" / "python"

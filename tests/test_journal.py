@@ -38,6 +38,25 @@ class JournalTests(SynchronousTestCase):
         self.addCleanup(journal.close)
         return journal, index
 
+    def reopenDamaged(self, tail: bytes, report: str) -> tuple[Journal, dict, int]:
+        """
+        Write project a's page, add C{tail} to the journal as a crash or a
+        bad disk might, and reopen it: one warning, saying C{report}.  The
+        journal's size before the tail comes last.
+        """
+        journal, _ = self.reopen()
+        journal.appendPage("a", None, 1.0, page(1))
+        journal.close()
+        whole = os.path.getsize(self.path)
+        with open(self.path, "ab") as f:
+            f.write(tail)
+        log = CapturedLog(self)
+        journal, index = self.reopen()
+        reports = log.formats(LogLevel.warn)
+        self.assertEqual(len(reports), 1)
+        self.assertIn(report, reports[0])
+        return journal, index, whole
+
     def test_replay(self) -> None:
         """
         Replay gives each project's latest page, its ETag and the time it
@@ -78,17 +97,8 @@ class JournalTests(SynchronousTestCase):
         A last record cut short by a crash is cut off at replay, and the
         journal goes on appending after the last whole record.
         """
-        journal, _ = self.reopen()
-        journal.appendPage("a", None, 1.0, page(1))
-        journal.close()
-        whole = os.path.getsize(self.path)
-        with open(self.path, "ab") as f:
-            f.write(b'[{"name":"b","fetched":2.0},{"meta":{},"fi')
-        log = CapturedLog(self)
-        journal, index = self.reopen()
-        reports = log.formats(LogLevel.warn)
-        self.assertEqual(len(reports), 1)
-        self.assertIn("torn last record", reports[0])
+        torn = b'[{"name":"b","fetched":2.0},{"meta":{},"fi'
+        journal, index, whole = self.reopenDamaged(torn, "torn last record")
         self.assertEqual(sorted(index), ["a"])
         self.assertEqual(os.path.getsize(self.path), whole)
         journal.appendPage("c", None, 3.0, page(3))
@@ -102,16 +112,7 @@ class JournalTests(SynchronousTestCase):
         An unreadable record in the middle is skipped and reported, and
         never fatal.
         """
-        journal, _ = self.reopen()
-        journal.appendPage("a", None, 1.0, page(1))
-        journal.close()
-        with open(self.path, "ab") as f:
-            f.write(b"\x00\x00garbage\n")
-        log = CapturedLog(self)
-        journal, _ = self.reopen()
-        reports = log.formats(LogLevel.warn)
-        self.assertEqual(len(reports), 1)
-        self.assertIn("unreadable record", reports[0])
+        journal, _, _ = self.reopenDamaged(b"\x00\x00garbage\n", "unreadable record")
         journal.appendPage("b", None, 2.0, page(2))
         journal.close()
         journal, index = self.reopen()
