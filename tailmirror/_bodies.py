@@ -1,6 +1,6 @@
 """
 Rendered response bodies, ready to serve: identity and gzip bytes with a
-strong ETag each, and a bounded cache of them.
+strong ETag each; and a cache bounded by the size of what it holds.
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import gzip
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Callable, Generic, Hashable, TypeVar
 
-__all__ = ["Body", "Rendered", "RenderCache"]
+__all__ = ["Body", "BoundedCache", "Rendered", "RenderCache"]
+
+T = TypeVar("T")
 
 
 def _etag(data: bytes) -> str:
@@ -66,34 +68,42 @@ class Rendered:
         return self.html.size + self.json.size
 
 
-class RenderCache:
+class BoundedCache(Generic[T]):
     """
-    The most recently used rendered pages, up to a number of bytes.
+    The most recently used items, up to a total size, by C{sizeOf(item)}.
     """
 
-    def __init__(self, maxBytes: int) -> None:
-        self.maxBytes = maxBytes
+    def __init__(self, maxSize: int, sizeOf: Callable[[T], int]) -> None:
+        self.maxSize = maxSize
         self.size = 0
-        self._items: OrderedDict[Hashable, Rendered] = OrderedDict()
+        self._sizeOf = sizeOf
+        self._items: OrderedDict[Hashable, T] = OrderedDict()
 
-    def get(self, key: Hashable) -> Rendered | None:
+    def get(self, key: Hashable) -> T | None:
         """
-        The rendered page kept under C{key}, if any.
+        The item kept under C{key}, if any.
         """
         item = self._items.get(key)
         if item is not None:
             self._items.move_to_end(key)
         return item
 
-    def put(self, key: Hashable, item: Rendered) -> None:
+    def put(self, key: Hashable, item: T) -> None:
         """
-        Keep a rendered page, forgetting the least recently used past the cap.
+        Keep an item, forgetting the least recently used past the cap.
         """
         old = self._items.pop(key, None)
         if old is not None:
-            self.size -= old.size
+            self.size -= self._sizeOf(old)
         self._items[key] = item
-        self.size += item.size
-        while self.size > self.maxBytes and len(self._items) > 1:
+        self.size += self._sizeOf(item)
+        while self.size > self.maxSize and len(self._items) > 1:
             _, dropped = self._items.popitem(last=False)
-            self.size -= dropped.size
+            self.size -= self._sizeOf(dropped)
+
+
+def RenderCache(maxBytes: int) -> BoundedCache[Rendered]:
+    """
+    Rendered pages, up to a number of bytes.
+    """
+    return BoundedCache(maxBytes, lambda rendered: rendered.size)

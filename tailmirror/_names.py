@@ -1,17 +1,16 @@
 """
-Project names (PEP 503, PEP 508) and the file names and paths the mirror serves.
+Project names (PEP 503, PEP 508), and the file names and hashes the mirror
+accepts from upstream.  (Paths are L{tailmirror._layout}'s.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import lru_cache
-from urllib.parse import quote
 
 from packaging.utils import InvalidName, canonicalize_name
 
-__all__ = ["canonicalName", "safeFilename", "mirrorPath", "shardPath"]
+__all__ = ["canonicalName", "safeFilename", "usableSha256"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
@@ -55,26 +54,3 @@ def usableSha256(hashes: object) -> str | None:
     if isinstance(value, str) and _SHA256.fullmatch(value.lower()):
         return value.lower()
     return None
-
-
-def mirrorPath(filename: str, url: str, hashes: object) -> str:
-    """
-    The path of a file below the mirror's root, without a leading slash:
-    C{root/pypi/+f/<3 hex>/<13 hex>/<filename>} by the file's sha256, or
-    C{root/pypi/+f/_url/<digest>/<filename>} by its upstream URL where it
-    has no usable sha256.
-    """
-    sha = usableSha256(hashes)
-    if sha is None:
-        shard = ("_url", hashlib.sha256(url.encode("utf-8")).hexdigest()[:16])
-    else:
-        shard = (sha[:3], sha[3:16])
-    return shardPath(shard, filename)
-
-
-def shardPath(shard: tuple[str, str], filename: str) -> str:
-    """
-    The path of a file below the mirror's root by its shard, C{(<3 hex>,
-    <13 hex>)} or C{("_url", <digest>)}, as the pages link it.
-    """
-    return f"root/pypi/+f/{shard[0]}/{shard[1]}/{quote(filename)}"

@@ -15,10 +15,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from twisted.logger import Logger
 
-from ._bodies import Body, RenderCache, Rendered
+from ._bodies import Body, BoundedCache, RenderCache, Rendered
 from ._coalesce import Coalescer
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
+from ._events import IMirrorEvents, NoEvents
 from ._journal import Entry, Journal
+from ._layout import FileKey
+from ._links import FileLink, Links, indexLinks, lookUp
 from ._parse import MalformedPage, ParsedPage, parseHTML, parseJSON
 from ._render import renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
 from ._upstream import Fetched, Upstream
@@ -36,6 +39,9 @@ RECHECK_AFTER = 10.0
 #: Journal records are made durable this many seconds after they are
 #: written, at most: all that a crash of the machine can lose.
 SYNC_AFTER = 1.0
+
+#: Links of pages kept in memory at most, for finding cold files' links.
+LINKS_KEPT = 100_000
 
 #: How CPU and disk work leaves the reactor thread:
 #: C{runInThread(f, *args)} returns a L{Deferred} of C{f(*args)}.
@@ -65,6 +71,7 @@ class _Prepared:
 
     pageJSON: bytes
     rendered: Rendered
+    links: Links
     dropped: list[str] = field(default_factory=list)
 
 
@@ -94,7 +101,7 @@ def preparePage(name: str, fetched: Fetched) -> _Prepared:
         raise MalformedPage(f"content type {mediaType or 'none'!r:.80} is not a Simple API page")
     page = parsed.page
     pageJSON = json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return _Prepared(pageJSON, renderPage(page), parsed.dropped)
+    return _Prepared(pageJSON, renderPage(page), indexLinks(page), parsed.dropped)
 
 
 class ProjectPages:
@@ -110,8 +117,11 @@ class ProjectPages:
         runInThread: RunInThread,
         ttl: float = 900.0,
         renderCacheBytes: int = 64 * 1024 * 1024,
+        events: IMirrorEvents | None = None,
+        linksKept: int = LINKS_KEPT,
     ) -> None:
         self._journal = journal
+        self._events = events if events is not None else NoEvents()
         self._upstream = upstream
         self._clock = clock
         self._run = runInThread
@@ -119,6 +129,8 @@ class ProjectPages:
         self._index: dict[str, Entry] = {}
         self._syncing: IDelayedCall | None = None
         self._renders = RenderCache(renderCacheBytes)
+        self._links: BoundedCache[Links] = BoundedCache(linksKept, len)
+        self._indexing: Coalescer[Links] = Coalescer()
         self._refreshing: Coalescer[Entry] = Coalescer()
         self._rendering: Coalescer[Rendered] = Coalescer()
         self._generation = 0
@@ -165,6 +177,7 @@ class ProjectPages:
         rendered = self._renders.get((name, entry.serial))
         if rendered is None:
             return None
+        self._events.pageServed(name, "fresh")
         return Served(rendered, self.ttl - self._age(entry))
 
     async def get(self, name: str, revalidate: bool = False) -> Served:
@@ -175,9 +188,21 @@ class ProjectPages:
         @raise NotFound: if upstream has no such project.
         @raise Unavailable: if upstream fails and there is no copy to serve.
         """
-        entry, stale, _ = await self._current(name, revalidate)
+        before = self._index.get(name)
+        try:
+            entry, stale, asked = await self._current(name, revalidate)
+        except Unavailable:
+            self._events.pageServed(name, "failed")
+            raise
         rendered = await self._rendered(entry)
         freshFor = 0.0 if stale else max(0.0, self.ttl - self._age(entry))
+        if stale is not None:
+            outcome = "stale"
+        elif not asked:
+            outcome = "fresh"
+        else:
+            outcome = "revalidated" if entry is before else "refreshed"
+        self._events.pageServed(name, outcome)
         return Served(rendered, freshFor, stale)
 
     async def _current(self, name: str, revalidate: bool) -> tuple[Entry, str | None, bool]:
@@ -200,33 +225,49 @@ class ProjectPages:
         assert entry is not None
         return entry, stale, asked
 
-    async def findFile(self, name: str, find: Callable[[dict[str, Any]], T | None]) -> T | None:
+    async def findLink(self, name: str, key: FileKey) -> FileLink | None:
         """
-        Look for a file on a project's page: C{find(page)}, run off the
-        reactor thread on the page as kept, says what it finds.  A page that
-        does not list the file is asked for again once, for the file may be
-        new upstream, unless upstream was asked for it just now.
+        The link on a project's page that C{key} names, or L{None}.  A page
+        that does not list the file is asked for again once, for the file
+        may be new upstream, unless upstream was asked for it just now.
 
         @raise NotFound: if upstream has no such project.
         @raise Unavailable: if upstream fails and there is no copy to look in.
         """
         entry, stale, asked = await self._current(name, revalidate=False)
-        found = await self._search(entry, find)
+        found = lookUp(await self._linksOf(entry), key)
         if found is None and not asked and stale is None and self._age(entry) >= RECHECK_AFTER:
             entry, stale, asked = await self._current(name, revalidate=True)
-            found = await self._search(entry, find)
+            found = lookUp(await self._linksOf(entry), key)
         return found
 
-    async def _search(self, entry: Entry, find: Callable[[dict[str, Any]], T | None]) -> T | None:
+    async def _linksOf(self, entry: Entry) -> Links:
         """
-        Read a page back from the journal and look in it, off the reactor.
+        The links of a page, indexed once per change: kept from when it was
+        fetched, or read back from the journal off the reactor.
+        """
+        key = (entry.name, entry.serial)
+        links = self._links.get(key)
+        if links is None:
+            links = await self._indexing.run(key, lambda: self._indexFromJournal(entry))
+        return links
+
+    async def _indexFromJournal(self, entry: Entry) -> Links:
+        links = await self._fromJournal(entry, indexLinks)
+        self._links.put((entry.name, entry.serial), links)
+        return links
+
+    async def _fromJournal(self, entry: Entry, make: Callable[[dict[str, Any]], T]) -> T:
+        """
+        Read a page back from the journal and make something of it, off the
+        reactor.
         """
 
-        def readAndFind() -> T | None:
-            return find(self._journal.readPage(entry))
+        def readAndMake() -> T:
+            return make(self._journal.readPage(entry))
 
         try:
-            return await self._run(readAndFind)  # type: ignore[no-any-return]
+            return await self._run(readAndMake)  # type: ignore[no-any-return]
         except ValueError as e:
             log.error("cannot read the page of {name} back: {why}", name=entry.name, why=str(e))
             raise StoreError(503, "the mirror's copy of this page is damaged") from None
@@ -288,6 +329,7 @@ class ProjectPages:
         if isNew:
             self._generation += 1
         self._renders.put((name, entry.serial), prepared.rendered)
+        self._links.put((name, entry.serial), prepared.links)
         log.info("fetched {name} from upstream", name=name)
         return entry
 
@@ -359,8 +401,7 @@ class ProjectPages:
         """
         Read a page back from the journal and render it, off the reactor.
         """
-        rendered = await self._search(entry, renderPage)
-        assert rendered is not None
+        rendered = await self._fromJournal(entry, renderPage)
         self._renders.put((entry.name, entry.serial), rendered)
         return rendered
 

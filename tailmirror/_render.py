@@ -9,7 +9,8 @@ import json
 from html import escape
 from typing import Any, Iterable
 
-from ._names import mirrorPath, usableSha256
+from ._layout import mirrorPath
+from ._names import usableSha256
 
 __all__ = ["apiVersion", "renderProjectHTML", "renderProjectJSON", "renderRootHTML", "renderRootJSON"]
 

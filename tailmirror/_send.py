@@ -11,17 +11,20 @@ import re
 from typing import Any
 
 from twisted.internet.defer import CancelledError, ensureDeferred
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from ._download import Download, Follower
 from ._errors import NotFound, Unavailable
-from ._files import Download, FileKey, FileStore, Follower, parseFilePath
+from ._files import FileStore
 from ._http import BULK, etagMatches, header, plain, sendInBulk
+from ._idle import IdleTimer
+from ._layout import PYPI, FileKey, IndexLayout
+from ._tree import OpenFile
 
 __all__ = ["FileResource", "Stream", "parseRange"]
 
@@ -82,8 +85,8 @@ class Stream(Follower):
 
     def __init__(
         self,
-        request: IRequest,
-        fd: int,
+        request: Request,
+        file: OpenFile,
         offset: int,
         end: int | None,
         source: Download | None = None,
@@ -91,14 +94,14 @@ class Stream(Follower):
         stallTimeout: float = 60.0,
     ) -> None:
         self._request = request
-        self._fd = fd
+        self._file = file
         self.offset = offset
         self._end = end
         self._source = source
         self._paused = False
-        self._clock = clock
-        self._stallTimeout = stallTimeout
-        self._stalled: IDelayedCall | None = None
+        self._stall: IdleTimer | None = None
+        if clock is not None:
+            self._stall = IdleTimer(clock, stallTimeout, self._stalled)
         self.done = False
 
     def begin(self) -> None:
@@ -128,7 +131,7 @@ class Stream(Follower):
         assert limit is not None
         while not self._paused and not self.done and self.offset < limit:
             try:
-                data = os.pread(self._fd, min(CHUNK, limit - self.offset), self.offset)
+                data = os.pread(self._file.fd, min(CHUNK, limit - self.offset), self.offset)
             except OSError as e:
                 log.error("cannot read a file being sent: {why}", why=str(e))
                 data = b""
@@ -148,29 +151,25 @@ class Stream(Follower):
 
     def pauseProducing(self) -> None:
         self._paused = True
-        if self._clock is not None and self._stalled is None and not self.done:
-            self._stalled = self._clock.callLater(self._stallTimeout, self._stall)
+        if self._stall is not None and not self.done:
+            self._stall.start()
 
     def resumeProducing(self) -> None:
         self._paused = False
-        self._cancelStall()
+        if self._stall is not None:
+            self._stall.pause()
         self.progress()
 
-    def _stall(self) -> None:
+    def _stalled(self) -> None:
         """
         The client has taken nothing for too long: let its connection go.
         """
-        self._stalled = None
+        assert self._stall is not None
         log.info(
             "dropped a client that took nothing for {seconds:g} s",
-            seconds=self._stallTimeout,
+            seconds=self._stall.seconds,
         )
         self._abort()
-
-    def _cancelStall(self) -> None:
-        if self._stalled is not None:
-            self._stalled.cancel()
-            self._stalled = None
 
     def stopProducing(self) -> None:
         self._close()
@@ -185,10 +184,11 @@ class Stream(Follower):
         if self.done:
             return
         self.done = True
-        self._cancelStall()
+        if self._stall is not None:
+            self._stall.stop()
         if self._source is not None:
             self._source.followers.discard(self)
-        os.close(self._fd)
+        self._file.close()
 
     def _abort(self) -> None:
         """
@@ -203,7 +203,7 @@ class Stream(Follower):
             self._request.loseConnection()
 
 
-def _respond(request: IRequest, status: int, text: str) -> None:
+def _respond(request: Request, status: int, text: str) -> None:
     """
     Finish a request with a plain-text answer.
     """
@@ -211,7 +211,7 @@ def _respond(request: IRequest, status: int, text: str) -> None:
     request.finish()
 
 
-def _describe(request: IRequest, key: FileKey) -> bool:
+def _describe(request: Request, key: FileKey) -> bool:
     """
     Set the headers every answer for a file has; answer 304 and say so if
     the client has it already.
@@ -227,7 +227,7 @@ def _describe(request: IRequest, key: FileKey) -> bool:
     return False
 
 
-def _wantedRange(request: IRequest, key: FileKey) -> str | None:
+def _wantedRange(request: Request, key: FileKey) -> str | None:
     """
     The C{Range} header to honour: none if C{If-Range} names another
     version (by strong comparison) or a date, which this server never gives.
@@ -241,50 +241,51 @@ def _wantedRange(request: IRequest, key: FileKey) -> str | None:
 
 class FileResource(Resource):
     """
-    C{/root/pypi/+f/...}: package files and their core metadata.
+    C{/root/<index>/+f/...}: package files and their core metadata, from
+    the tree when it has them, else as their download arrives.
     """
 
     isLeaf = True
 
-    def __init__(self, store: FileStore) -> None:
+    def __init__(self, store: FileStore, layout: IndexLayout = PYPI) -> None:
         super().__init__()
         self._store = store
+        self._tree = store.tree
+        self._layout = layout
 
-    def render(self, request: IRequest) -> Any:
+    def render(self, request: Request) -> Any:
         # Only GET and HEAD get here: L{Front} answers other methods.
-        key = parseFilePath(request.path)
+        key = self._layout.parse(request.path)
         if key is None:
             return plain(request, 404, "not found")
         try:
-            fd = os.open(self._store.path(key), os.O_RDONLY)
-        except FileNotFoundError:
-            pass
+            file = self._tree.openFile(key)
         except OSError as e:
             log.error("cannot open {file}: {why}", file=str(key), why=str(e))
             return plain(request, 503, "the mirror cannot read its copy of this file")
-        else:
-            self._fromDisk(request, key, fd)
+        if file is not None:
+            self._fromDisk(request, key, file)
             return NOT_DONE_YET
         d = ensureDeferred(self._cold(request, key))
         d.addErrback(self._failed, request, key)
         return NOT_DONE_YET
 
-    def _fromDisk(self, request: IRequest, key: FileKey, fd: int) -> None:
+    def _fromDisk(self, request: Request, key: FileKey, file: OpenFile) -> None:
         """
         Serve a file from the tree.
         """
+        size = file.size
         try:
-            size = os.fstat(fd).st_size
             if _describe(request, key):
-                os.close(fd)
+                file.close()
                 return
             wanted = parseRange(_wantedRange(request, key), size)
         except BaseException:
-            os.close(fd)
+            file.close()
             raise
         start, end = 0, size
         if wanted is False:
-            os.close(fd)
+            file.close()
             request.setHeader("Content-Range", f"bytes */{size}")
             _respond(request, 416, f"the file has {size} bytes")
             return
@@ -293,13 +294,14 @@ class FileResource(Resource):
             request.setResponseCode(206)
             request.setHeader("Content-Range", f"bytes {start}-{end - 1}/{size}")
         request.setHeader("Content-Length", str(end - start))
+        self._store.events.fileServed(key, end - start, True)
         if request.method == b"HEAD":
-            os.close(fd)
+            file.close()
             request.finish()
             return
-        self._stream(request, fd, start, end)
+        self._stream(request, file, start, end)
 
-    async def _cold(self, request: IRequest, key: FileKey) -> None:
+    async def _cold(self, request: Request, key: FileKey, again: bool = True) -> None:
         """
         Serve a file that is not in the tree yet, as its download arrives.
         """
@@ -323,23 +325,24 @@ class FileResource(Resource):
             # A range of a file, the size of one upstream does not tell, or
             # a download that ended while this request waited to hear it
             # began: wait for the file to be whole.
-            await self._whole(request, key, download)
+            await self._whole(request, key, download, again)
             return
         if download.length is not None:
             request.setHeader("Content-Length", str(download.length))
+        self._store.events.fileServed(key, download.length or 0, False)
         if request.method == b"HEAD":
             request.finish()
             return
-        self._stream(request, os.dup(download.fd), 0, download.length, download)
+        self._stream(request, OpenFile(os.dup(download.fd), 0), 0, download.length, download)
 
-    async def _whole(self, request: IRequest, key: FileKey, download: Download) -> None:
+    async def _whole(self, request: Request, key: FileKey, download: Download, again: bool) -> None:
         """
         Serve a file from the tree once its download is kept.
         """
         finished = download.finished.wait()
         request.notifyFinish().addErrback(lambda _: finished.cancel())
         try:
-            path = await finished
+            await finished
         except CancelledError:
             return
         except Unavailable as e:
@@ -348,18 +351,24 @@ class FileResource(Resource):
                 request.responseHeaders.removeHeader(name)
             _respond(request, e.status, e.reason)
             return
-        self._fromDisk(request, key, os.open(path, os.O_RDONLY))
+        file = self._tree.openFile(key)
+        if file is not None:
+            self._fromDisk(request, key, file)
+        elif again:
+            await self._cold(request, key, again=False)  # evicted meanwhile
+        else:
+            _respond(request, 503, "the file was evicted as soon as it was kept; try again")
 
     def _stream(
-        self, request: IRequest, fd: int, start: int, end: int | None, source: Download | None = None
+        self, request: Request, file: OpenFile, start: int, end: int | None, source: Download | None = None
     ) -> None:
         """
         Send a file, or what there is of it so far, with a L{Stream}.
         """
         store = self._store
-        Stream(request, fd, start, end, source, store.clock, store.clientTimeout).begin()
+        Stream(request, file, start, end, source, store.clock, store.clientTimeout).begin()
 
-    def _failed(self, failure: Failure, request: IRequest, key: FileKey) -> None:
+    def _failed(self, failure: Failure, request: Request, key: FileKey) -> None:
         """
         Something unforeseen: log it, and tell the client plainly.
         """

@@ -1,49 +1,43 @@
 """
-The mirror as a Twisted service: it owns the journal and the pooled HTTP
-client to upstream, opened at start and closed at stop.
+The mirror as Twisted services: L{MirrorService} owns the cache directory
+(its lock, journal and tree) and the pooled HTTP client to upstream;
+L{Listening} serves it on one endpoint; L{TailmirrorService} holds them
+together, says in its first log line what it runs with, and ends the
+process with one plain line when it cannot start.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import treq
-from twisted.application.service import Service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.error import CannotListenError
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.server import Site
 
-from ._files import FileStore
-from ._journal import Journal
-from ._pages import ProjectPages
-from ._upstream import Upstream, UpstreamEndpoints
-from ._web import MirrorWeb
+from ._events import IMirrorEvents
+from ._lock import CacheLock, LockHeld
+from ._mirror import Settings, buildMirror
+from ._upstream import UpstreamEndpoints
+from ._version import __version__
 
-__all__ = ["MirrorService", "Settings", "loadTrustRoot"]
+__all__ = ["Listening", "MirrorService", "Settings", "StartFailure", "TailmirrorService", "loadTrustRoot"]
 
-MiB = 1024 * 1024
+log = Logger()
 
 
-@dataclass
-class Settings:
+class StartFailure(Exception):
     """
-    What a mirror is told by its options.
+    The mirror cannot start: one line that names the option at fault.
     """
-
-    upstream: str
-    cacheDir: str
-    ttl: float = 900.0
-    timeout: float = 15.0
-    idleTimeout: float = 30.0
-    clientTimeout: float = 60.0
-    maxPageBytes: int = 64 * MiB
-    pageRequests: int = 16
-    fileRequests: int = 16
-    caCerts: str | None = None
 
 
 def loadTrustRoot(path: str) -> Any:
@@ -66,11 +60,12 @@ class MirrorService(Service):
     A mirror of one upstream index, keeping its state in C{cacheDir}.
     """
 
-    def __init__(self, reactor: Any, settings: Settings) -> None:
+    def __init__(self, reactor: Any, settings: Settings, subscribers: tuple[IMirrorEvents, ...] = ()) -> None:
         self.settings = settings
         self._reactor = reactor
         self._previousHandler: Any = None
         self.cacheDir = settings.cacheDir
+        self._lock = CacheLock(settings.cacheDir)
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 8
         # Certificates are checked against the host name by service-identity,
@@ -88,42 +83,40 @@ class MirrorService(Service):
         def runInThread(f: Any, *args: Any) -> Any:
             return deferToThreadPool(reactor, pool, f, *args)
 
-        fetcher = Upstream(
-            client,
-            settings.upstream,
-            reactor,
-            timeout=settings.timeout,
-            maxPageBytes=settings.maxPageBytes,
-            concurrency=settings.pageRequests,
-            fileConcurrency=settings.fileRequests,
-            idleTimeout=settings.idleTimeout,
-        )
-        self.pages = ProjectPages(
-            Journal(os.path.join(self.cacheDir, "journal.jsonl")),
-            fetcher,
-            reactor,
-            runInThread,
-            ttl=settings.ttl,
-        )
-        self.files = FileStore(
-            self.cacheDir,
-            self.pages,
-            fetcher,
-            reactor,
-            runInThread,
-            clientTimeout=settings.clientTimeout,
-        )
-        self.site = Site(MirrorWeb(self.pages, self.files).resource(), timeout=settings.clientTimeout)
+        self.mirror = buildMirror(settings, client, reactor, runInThread, subscribers)
+        self.pages = self.mirror.pages
+        self.files = self.mirror.files
+        self.tree = self.mirror.tree
+        self.site = Site(self.mirror.resource, timeout=settings.clientTimeout)
         self.site.displayTracebacks = False
 
     def startService(self) -> None:
         """
-        Replay the journal and clear unfinished downloads before the mirror
-        answers anyone.
+        Take the cache directory, replay the journal and clear unfinished
+        downloads before the mirror answers anyone.
+
+        @raise StartFailure: if the cache directory cannot be had.
         """
-        os.makedirs(self.cacheDir, exist_ok=True)
-        self.pages.open()
-        self.files.open()
+        where = f"--cache-dir {self.cacheDir}"
+        try:
+            os.makedirs(self.cacheDir, exist_ok=True)
+        except OSError as e:
+            raise StartFailure(f"{where}: cannot create it: {e.strerror}") from None
+        try:
+            self._lock.acquire()
+        except LockHeld as e:
+            holder = "another process" if e.pid is None else f"process {e.pid}"
+            raise StartFailure(f"{where} is in use by another tailmirror ({holder})") from None
+        except OSError as e:
+            raise StartFailure(f"{where}: cannot write in it: {e.strerror}") from None
+        try:
+            self.mirror.open()
+            fd, probe = self.tree.temporary()
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            self._lock.release()
+            raise StartFailure(f"{where}: cannot write in it: {e.strerror}") from None
         self._previousHandler = signal.signal(signal.SIGUSR2, self._compactOnSignal)
         super().startService()
 
@@ -135,11 +128,128 @@ class MirrorService(Service):
 
     def stopService(self) -> Any:
         """
-        Close the connections to upstream and the journal.
+        Close the connections to upstream, the journal and the lock.
         """
+        wasRunning = self.running
         super().stopService()
         if self._previousHandler is not None:
             signal.signal(signal.SIGUSR2, self._previousHandler)
             self._previousHandler = None
-        self.pages.close()
+        if wasRunning:
+            self.mirror.close()
+            self._lock.release()
         return self._pool.closeCachedConnections()
+
+
+def _why(e: BaseException) -> str:
+    """
+    The one-line reason of a failure to listen.
+    """
+    socketError = getattr(e, "socketError", None)
+    strerror = getattr(socketError, "strerror", None) or getattr(e, "strerror", None)
+    if strerror:
+        return str(strerror).lower()
+    return " ".join(str(e).split())[:200] or type(e).__name__
+
+
+class Listening(StreamServerEndpointService):
+    """
+    The mirror's site on one endpoint, which must listen at start.
+    """
+
+    _raiseSynchronously = True
+
+    def __init__(self, description: str, endpoint: Any, factory: Any) -> None:
+        super().__init__(endpoint, factory)
+        self.description = description
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except (CannotListenError, OSError, ValueError, TypeError) as e:
+            raise StartFailure(f"--listen {self.description}: cannot listen: {_why(e)}") from None
+        assert self._waitingForPort is not None
+        self._waitingForPort.addCallback(self._listening)
+
+    def _listening(self, port: Any) -> Any:
+        if port is None:
+            # It failed later, and Twisted logged why: never run on deaf.
+            try:
+                fail(StartFailure(f"--listen {self.description}: cannot listen; the log says why"))
+            except SystemExit:
+                os._exit(1)
+        self.port = port
+        return port
+
+    def address(self) -> str:
+        """
+        Where this endpoint listens, for people.
+        """
+        if self.port is None:
+            return self.description
+        host = self.port.getHost()
+        if hasattr(host, "port"):
+            return f"http://{host.host}:{host.port}/"
+        return str(getattr(host, "name", None) or self.description)
+
+
+def fail(failure: StartFailure) -> NoReturn:
+    """
+    End the process for a failure to start: the reason in the log and as
+    one plain line on standard error, exit status 1.
+    """
+    log.critical("tailmirror cannot start: {why}", why=str(failure))
+    stream = sys.__stderr__
+    if stream is not None:
+        stream.write(f"tailmirror: {failure}\n")
+        stream.flush()
+    raise SystemExit(1)
+
+
+class TailmirrorService(MultiService):
+    """
+    The mirror and its endpoints: every endpoint listens and the cache
+    directory is the mirror's, or the process ends with one plain line.
+    """
+
+    def __init__(self, mirror: MirrorService, upstreamSource: str) -> None:
+        super().__init__()
+        self.mirror = mirror
+        self.upstreamSource = upstreamSource
+        mirror.setServiceParent(self)
+
+    def listen(self, description: str, endpoint: Any) -> Listening:
+        """
+        Serve the mirror on one more endpoint.
+        """
+        listening = Listening(description, endpoint, self.mirror.site)
+        listening.setServiceParent(self)
+        return listening
+
+    @property
+    def listening(self) -> list[Listening]:
+        return [s for s in self if isinstance(s, Listening)]
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except StartFailure as e:
+            fail(e)
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except StartFailure as e:
+            fail(e)
+        settings = self.mirror.settings
+        log.info(
+            "tailmirror {version} mirroring {upstream} (from {source}), listening on {addresses}; "
+            "cache {cacheDir} ({limits})",
+            version=__version__,
+            upstream=settings.upstream,
+            source=self.upstreamSource,
+            addresses=", ".join(s.address() for s in self.listening),
+            cacheDir=os.path.abspath(settings.cacheDir),
+            limits=settings.limits.describe(),
+        )

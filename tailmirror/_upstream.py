@@ -5,7 +5,7 @@ Fetching project pages and files from the upstream index.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Coroutine, TypeVar
+from typing import Any, Coroutine, Protocol as Structural, TypeVar, cast
 from urllib.parse import urldefrag
 
 from OpenSSL import SSL
@@ -17,7 +17,7 @@ from twisted.internet.defer import (
 )
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, DNSLookupError
-from twisted.internet.interfaces import IProtocolFactory, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IProtocolFactory, IPushProducer, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import (
@@ -32,10 +32,12 @@ from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from ._errors import NotFound, UpstreamError
+from ._events import IMirrorEvents, NoEvents
 from ._http import readInBulk
+from ._idle import IdleTimer
 from ._version import __version__
 
-__all__ = ["BodyReader", "Fetched", "Upstream", "UpstreamEndpoints"]
+__all__ = ["BodyReader", "FileBody", "FileSink", "Fetched", "Upstream", "UpstreamEndpoints", "typeName"]
 
 #: What the mirror asks upstream for: JSON first, for it carries sizes and
 #: upload times; HTML when that is all upstream speaks.
@@ -64,8 +66,8 @@ class UpstreamEndpoints:
             host = uri.host.decode("ascii")
         except UnicodeDecodeError:
             raise ValueError(f"the host name {uri.host!r} is not ASCII") from None
-        kwargs = {} if self._connectTimeout is None else {"timeout": self._connectTimeout}
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port, **kwargs)
+        timeout = 30.0 if self._connectTimeout is None else self._connectTimeout
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port, timeout=timeout)
         if uri.scheme == b"https":
             endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port), endpoint)
         elif uri.scheme != b"http":
@@ -123,7 +125,7 @@ class BodyReader(Protocol):
         Drop the connection; the body will not end well.
         """
         if self.transport is not None:
-            self.transport.stopProducing()
+            cast(IPushProducer, self.transport).stopProducing()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         # A body without a length ends when the connection does.
@@ -172,6 +174,83 @@ class _CappedBody(BodyReader):
         return b"".join(self.parts)
 
 
+class FileSink(Structural):
+    """
+    Where L{Upstream.fetchFile} puts a file as it arrives.
+    """
+
+    def begin(self, length: int | None, body: "FileBody") -> None:
+        """
+        Upstream answered, with C{length} bytes to come where it says so;
+        C{body} may be paused and resumed.  Raising refuses the file before
+        any of it is read.
+        """
+
+    def write(self, data: bytes) -> None:
+        """
+        More of the file.  Raising ends the download with that failure.
+        """
+
+
+class FileBody(BodyReader):
+    """
+    Hands a file's body to a L{FileSink} as it arrives; drops the connection
+    if upstream goes quiet for longer than the idle timeout.  Time the sink
+    holds upstream back (L{pause}) is not upstream's silence.
+    """
+
+    def __init__(self, sink: FileSink, clock: IReactorTime, idle: float) -> None:
+        super().__init__()
+        self._sink = sink
+        self._timer = IdleTimer(clock, idle, self.stop)
+        self.paused = False
+
+    @property
+    def quiet(self) -> bool:
+        """
+        Whether the body was given up for upstream's silence.
+        """
+        return self._timer.fired
+
+    def connectionMade(self) -> None:
+        if not self.paused:
+            self._timer.start()
+
+    def pause(self) -> None:
+        """
+        Stop reading from upstream for a while.
+        """
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            cast(IPushProducer, self.transport).pauseProducing()
+            self._timer.pause()
+
+    def resume(self) -> None:
+        """
+        Read from upstream again.
+        """
+        if self.paused and self.transport is not None:
+            self.paused = False
+            cast(IPushProducer, self.transport).resumeProducing()
+            if not self.done.called:
+                self._timer.resume()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self._timer.poke()
+        try:
+            self._sink.write(data)
+        except BaseException:
+            failure = Failure()
+            self.stop()
+            self.end(failure)
+
+    def end(self, failure: Failure | None) -> None:
+        self._timer.stop()
+        super().end(failure)
+
+
 def readBody(response: IResponse, cap: int) -> Deferred[bytes]:
     """
     Read a response body of at most C{cap} bytes.
@@ -218,7 +297,14 @@ def _reason(failure: Failure, timeout: float) -> UpstreamError:
     if failure.check(ConnectError):
         return UpstreamError(502, "upstream refused or dropped the connection")
     summary = " ".join(failure.getErrorMessage().split())[:200]
-    return UpstreamError(502, f"upstream request failed: {failure.type.__name__}: {summary}")
+    return UpstreamError(502, f"upstream request failed: {typeName(failure)}: {summary}")
+
+
+def typeName(failure: Failure) -> str:
+    """
+    The name of a failure's exception type.
+    """
+    return failure.type.__name__ if failure.type is not None else "failure"
 
 
 class Upstream:
@@ -237,8 +323,10 @@ class Upstream:
         concurrency: int = 16,
         fileConcurrency: int = 16,
         idleTimeout: float | None = None,
+        events: IMirrorEvents | None = None,
     ) -> None:
         self._client = client
+        self._events = events if events is not None else NoEvents()
         self.root = root if root.endswith("/") else root + "/"
         self._clock = clock
         #: Seconds for a page fetch, whole, and for a file's headers.
@@ -264,7 +352,18 @@ class Upstream:
         @return: a L{Deferred} firing with L{Fetched}, or failing with
             L{NotFound} or L{UpstreamError}, within the timeout.
         """
-        return self._semaphore.run(lambda: self._within(self._fetch(name, etag)))
+        started = self._clock.seconds()
+
+        def report(result: Any) -> Any:
+            if isinstance(result, Fetched):
+                outcome = "unchanged" if result.status == 304 else "ok"
+            else:
+                outcome = _outcome(result.value)
+            self._events.upstreamRequest("page", outcome, self._clock.seconds() - started)
+            return result
+
+        d = self._semaphore.run(lambda: self._within(self._fetch(name, etag)))
+        return d.addBoth(report)
 
     def _within(self, work: Coroutine[Any, Any, T]) -> Deferred[T]:
         """
@@ -285,15 +384,42 @@ class Upstream:
 
         return d.addErrback(translate)
 
-    def openFile(self, url: str) -> Deferred[IResponse]:
+    async def fetchFile(self, url: str, sink: FileSink) -> None:
         """
-        Ask upstream for a file, by the URL its project page gives.  The
-        caller holds a slot of L{fileSlots} and reads the body.
+        Download a file, by the URL its project page gives, into C{sink}:
+        in a slot of L{fileSlots}, headers within the timeout, then the body
+        for as long as upstream keeps sending it.
 
-        @return: a L{Deferred} firing with a 200 response whose body is not
-            read yet, within the timeout; or failing with L{UpstreamError}.
+        @raise UpstreamError: if upstream fails to send it whole (504 if it
+            stops sending, or never answers).
         """
-        return self._within(self._openFile(url))
+        await self.fileSlots.acquire()
+        started = self._clock.seconds()
+        outcome = "failed"
+        try:
+            response = await self._within(self._openFile(url))
+            outcome = "ok"
+            body = FileBody(sink, self._clock, self.idleTimeout)
+            length = response.length if isinstance(response.length, int) else None
+            try:
+                sink.begin(length, body)
+            except BaseException:
+                response.deliverBody(Protocol())
+                raise
+            response.deliverBody(body)
+            try:
+                await body.done
+            except Exception as e:
+                outcome = "timeout" if body.quiet else _outcome(e)
+                if body.quiet:
+                    raise UpstreamError(504, "upstream stopped sending the file") from None
+                raise
+        except UpstreamError as e:
+            outcome = _outcome(e)
+            raise
+        finally:
+            self.fileSlots.release()
+            self._events.upstreamRequest("file", outcome, self._clock.seconds() - started)
 
     async def _openFile(self, url: str) -> IResponse:
         response = await self._client.get(
@@ -329,6 +455,17 @@ class Upstream:
             (_header(response, b"content-type") or "").lower(),
             body,
         )
+
+
+def _outcome(e: BaseException) -> str:
+    """
+    The outcome of a failed upstream request, for the events.
+    """
+    if isinstance(e, NotFound):
+        return "missing"
+    if isinstance(e, UpstreamError) and e.status == 504:
+        return "timeout"
+    return "failed"
 
 
 def _header(response: IResponse, name: bytes) -> str | None:

@@ -18,6 +18,7 @@ from werkzeug.http import parse_accept_header
 from ._bodies import Rendered
 from ._errors import NotFound, Unavailable
 from ._files import FileStore
+from ._layout import PYPI
 from ._http import etagMatches, header, plain
 from ._names import canonicalName
 from ._negotiate import Form, contentType, negotiate
@@ -213,7 +214,7 @@ class MirrorWeb:
         The twisted.web resource of these routes, behind the fast paths for
         fresh pages and for files.
         """
-        return Front(self._pages, FileResource(self._files), self.app.resource())
+        return Front(self._pages, FileResource(self._files, PYPI), self.app.resource())
 
 
 class Front(Resource):
@@ -238,7 +239,7 @@ class Front(Resource):
             # Every route takes only these: one plain answer for all.
             request.setHeader("Allow", ALLOW)
             return plain(request, 405, f"only {ALLOW} here")
-        if request.path.startswith(b"/root/pypi/"):
+        if request.path.startswith(PYPI.urlPrefix):
             return self._files.render(request)
         body = self._fresh(request)
         if body is not None:

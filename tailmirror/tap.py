@@ -5,15 +5,17 @@ C{twistd tailmirror}: options, and the service they make.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from ._service import MirrorService, Settings, loadTrustRoot
+from ._pipindex import pipIndex
+from ._service import MirrorService, Settings, TailmirrorService, loadTrustRoot
+from ._version import __version__
 
 __all__ = ["Options", "makeService"]
 
@@ -21,24 +23,41 @@ DEFAULT_LISTEN = "tcp:3141:interface=127.0.0.1"
 UPSTREAM_ENV = "TAILMIRROR_UPSTREAM"
 
 
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
-def _count(option: str, value: str, units: bool = False) -> int:
+def _count(option: str, value: str, units: bool = False, zero: bool = False) -> int:
     """
-    A positive whole number, with a K, M or G suffix if C{units}; or a
-    usage error naming the option.
+    A positive whole number (or 0, if C{zero}), with a K, M, G or T suffix
+    if C{units}; or a usage error naming the option.
     """
-    text = value.strip().upper().removesuffix("B") if units else value.strip()
+    text = value.strip().upper().removesuffix("IB").removesuffix("B") if units else value.strip()
     unit = text[-1:] if units and text[-1:] in _UNITS else ""
     try:
         number = int(text[: len(text) - len(unit)]) * _UNITS[unit]
     except ValueError:
-        number = 0
-    if number <= 0:
-        what = "a positive size in bytes (K, M, G allowed)" if units else "a positive whole number"
+        number = -1
+    if number < 0 or (number == 0 and not zero):
+        what = "a positive size in bytes (K, M, G, T allowed)" if units else "a positive whole number"
         raise usage.UsageError(f"--{option} takes {what}, not {value!r}")
     return number
+
+
+def _sizeOrShare(option: str, value: str) -> int | float:
+    """
+    A size in bytes, or a percentage of the filesystem (C{5%}) as a share
+    below 1; or a usage error naming the option.
+    """
+    text = value.strip()
+    if not text.endswith("%"):
+        return _count(option, text, units=True, zero=True)
+    try:
+        share = float(text[:-1]) / 100
+    except ValueError:
+        share = -1.0
+    if not 0 <= share < 1:
+        raise usage.UsageError(f"--{option} takes a size or a percentage below 100%, not {value!r}")
+    return share
 
 
 def _positive(option: str, value: str) -> float:
@@ -69,7 +88,8 @@ class Options(usage.Options):
             "upstream",
             "u",
             None,
-            f"The Simple API root URL of the index to mirror (or ${UPSTREAM_ENV}).",
+            f"The Simple API root URL of the index to mirror (or ${UPSTREAM_ENV}; "
+            "default: the index pip on this host uses).",
         ],
         ["cache-dir", "d", ".cache/tailmirror", "Where the journal and the files live."],
         ["ttl", None, "900", "Seconds a project page stays fresh before it is revalidated."],
@@ -84,6 +104,20 @@ class Options(usage.Options):
         ["max-page-size", None, "64M", "The largest project page taken from upstream (K, M, G)."],
         ["page-requests", None, "16", "Page requests to upstream at once, at most."],
         ["file-requests", None, "16", "File downloads from upstream at once, at most."],
+        [
+            "max-size",
+            None,
+            None,
+            "The most the cache directory may hold (K, M, G, T); least recently "
+            "used files are evicted past it (default: no limit).",
+        ],
+        [
+            "min-free",
+            None,
+            "5%",
+            "Free space to keep on the cache's filesystem, as a size or a "
+            "percentage; least recently used files are evicted to keep it.",
+        ],
         [
             "ca-certs",
             None,
@@ -106,6 +140,25 @@ class Options(usage.Options):
 
     opt_l = opt_listen
 
+    def opt_version(self) -> None:
+        """
+        Print tailmirror's version and exit.
+        """
+        print(f"tailmirror {__version__}")
+        sys.exit(0)
+
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        Parse the options; under twistd, a bad one ends the process with
+        one line that names it, not a page of usage.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            sys.exit(f"twistd tailmirror: {e} (twistd tailmirror --help lists the options)")
+
     def postOptions(self) -> None:
         """
         Check every option and say plainly what is wrong.
@@ -122,16 +175,22 @@ class Options(usage.Options):
                     f"--listen takes a Twisted endpoint such as {DEFAULT_LISTEN}, "
                     f"not {endpoint!r} ({e})"
                 ) from None
-        upstream = self["upstream"] or os.environ.get(UPSTREAM_ENV)
+        upstream, self["upstream-source"] = self["upstream"], "--upstream"
+        if not upstream and os.environ.get(UPSTREAM_ENV):
+            upstream, self["upstream-source"] = os.environ[UPSTREAM_ENV], UPSTREAM_ENV
         if not upstream:
-            raise usage.UsageError(
-                f"--upstream (or ${UPSTREAM_ENV}) is required: the Simple API root URL "
-                "of the index to mirror"
-            )
+            found = pipIndex()
+            if found is None:
+                raise usage.UsageError(
+                    f"no index to mirror: pass --upstream (or ${UPSTREAM_ENV}) with the "
+                    "Simple API root URL of the index to mirror; no pip here says which it uses"
+                )
+            upstream, self["upstream-source"] = found
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise usage.UsageError(
                 f"--upstream takes an http:// or https:// URL, not {upstream!r}"
+                + ("" if self["upstream-source"] == "--upstream" else f" (from {self['upstream-source']})")
             )
         self["upstream"] = upstream if upstream.endswith("/") else upstream + "/"
         self["ttl"] = _positive("ttl", self["ttl"])
@@ -140,6 +199,9 @@ class Options(usage.Options):
         self["max-page-size"] = _count("max-page-size", self["max-page-size"], units=True)
         for option in ("page-requests", "file-requests"):
             self[option] = _count(option, self[option])
+        if self["max-size"] is not None:
+            self["max-size"] = _count("max-size", self["max-size"], units=True)
+        self["min-free"] = _sizeOrShare("min-free", self["min-free"])
         if self["ca-certs"] is not None:
             try:
                 loadTrustRoot(self["ca-certs"])
@@ -157,7 +219,6 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     """
     if reactor is None:
         from twisted.internet import reactor
-    top = MultiService()
     settings = Settings(
         upstream=options["upstream"],
         cacheDir=options["cache-dir"],
@@ -169,9 +230,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         pageRequests=options["page-requests"],
         fileRequests=options["file-requests"],
         caCerts=options["ca-certs"],
+        maxSize=options["max-size"],
+        minFree=options["min-free"],
     )
-    mirror = MirrorService(reactor, settings)
-    mirror.setServiceParent(top)
+    top = TailmirrorService(MirrorService(reactor, settings), options.get("upstream-source", "--upstream"))
     for endpoint in options["listen"]:
-        StreamServerEndpointService(serverFromString(reactor, endpoint), mirror.site).setServiceParent(top)
+        top.listen(endpoint, serverFromString(reactor, endpoint))
     return top

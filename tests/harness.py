@@ -21,11 +21,9 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
-from tailmirror._files import FileStore
-from tailmirror._journal import Journal
-from tailmirror._pages import ProjectPages
-from tailmirror._upstream import Upstream
-from tailmirror._web import MirrorWeb
+from tailmirror._events import IMirrorEvents
+from tailmirror._mirror import Settings, buildMirror
+from zope.interface import implementer
 
 from .fakeindex import FakeIndex, FakeProject
 
@@ -95,20 +93,55 @@ class Answer:
         return self.headers.get(name.lower())
 
 
+@implementer(IMirrorEvents)
+class RecordedEvents:
+    """
+    Every event a mirror fires, as C{(name, *args)}, in order.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args: self.seen.append((name, *args))
+
+    def named(self, name: str) -> list[tuple[Any, ...]]:
+        """
+        The arguments of every event called C{name}.
+        """
+        return [e[1:] for e in self.seen if e[0] == name]
+
+
+class Space:
+    """
+    A filesystem's size and free space as the tests say they are: by
+    default, plenty of both.
+    """
+
+    def __init__(self, total: int = 1 << 40, free: int = 1 << 39) -> None:
+        self.total = total
+        self.free = free
+
+    def __call__(self, path: str) -> tuple[int, int]:
+        return self.total, self.free
+
+
 class Harness:
     """
-    A mirror over a fake index, all in memory.
+    A mirror over a fake index, all in memory, built as the service builds
+    one (L{buildMirror}); any L{Settings} field may be given.
     """
 
     def __init__(
         self,
         projects: list[FakeProject] = (),  # type: ignore[assignment]
         cacheDir: str | None = None,
-        ttl: float = 900.0,
-        timeout: float = 15.0,
         clock: Clock | None = None,
         index: FakeIndex | None = None,
-        **upstreamOptions: Any,
+        space: Space | None = None,
+        **settings: Any,
     ) -> None:
         if clock is None:
             clock = Clock()
@@ -118,23 +151,26 @@ class Harness:
         self.cacheDir = cacheDir or tempfile.mkdtemp(prefix="tailmirror-test-")
         self.journalPath = os.path.join(self.cacheDir, "journal.jsonl")
         self.upstreamHTTP = StubTreq(self.index)
-        self.upstream = Upstream(
-            self.upstreamHTTP, UPSTREAM, self.clock, timeout=timeout, **upstreamOptions
+        self.events = RecordedEvents()
+        self.space = space or Space()
+        self.settings = Settings(UPSTREAM, self.cacheDir, **settings)
+        self.mirror = buildMirror(
+            self.settings, self.upstreamHTTP, self.clock, runSynchronously, (self.events,), self.space
         )
-        self.pages = ProjectPages(
-            Journal(self.journalPath), self.upstream, self.clock, runSynchronously, ttl=ttl
-        )
-        self.pages.open()
-        self.files = FileStore(self.cacheDir, self.pages, self.upstream, self.clock, runSynchronously)
-        self.files.open()
-        self.http = RequestTraversalAgent(MirrorWeb(self.pages, self.files).resource())
+        self.upstream = self.mirror.upstream
+        self.pages = self.mirror.pages
+        self.tree = self.mirror.tree
+        self.files = self.mirror.files
+        self.mirror.open()
+        self.http = RequestTraversalAgent(self.mirror.resource)
 
     def restart(self, **kwargs: Any) -> "Harness":
         """
-        A new mirror on the same cache directory, index and clock.
+        A new mirror on the same cache directory, index, clock and space.
         """
-        self.pages.close()
+        self.mirror.close()
         kwargs.setdefault("clock", self.clock)
+        kwargs.setdefault("space", self.space)
         return Harness(cacheDir=self.cacheDir, index=self.index, **kwargs)
 
     def flush(self) -> None:

@@ -17,6 +17,7 @@ from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._send import CHUNK, Stream
+from tailmirror._tree import OpenFile
 
 from .fakeindex import FakeProject, generated, sdist
 from .harness import CapturedLog, Harness
@@ -190,7 +191,7 @@ class UpstreamTests(SynchronousTestCase):
         answer = self.h.get(link)
         assertPlain(self, answer, 502, "file")
         self.assertIn(b"redirected too often", answer.body)
-        self.assertFalse(os.path.exists(self.h.files.path(_key(link))))
+        self.assertFalse(os.path.exists(self.h.tree.path(_key(link))))
         self.h.index.redirects.clear()
         self.assertEqual(self.h.get(link).body, f.content)
 
@@ -223,7 +224,7 @@ class UpstreamTests(SynchronousTestCase):
         the caps allow; the rest wait their turn, and all are answered.
         """
         projects = [generated(f"p{i}", versions=1) for i in range(5)]
-        h = Harness(projects, concurrency=2, fileConcurrency=3)
+        h = Harness(projects, pageRequests=2, fileRequests=3)
         h.index.hang = True
         pages = [h.start("GET", f"/simple/p{i}/") for i in range(5)]
         h.flush()
@@ -267,7 +268,7 @@ class UpstreamTests(SynchronousTestCase):
 
 
 def _key(link: str) -> Any:
-    from tailmirror._files import parseFilePath
+    from tailmirror._layout import parseFilePath
 
     key = parseFilePath(link.encode())
     assert key is not None
@@ -324,7 +325,7 @@ class StalledClientTests(SynchronousTestCase):
         self.fd = os.open(path, os.O_RDONLY)
         self.clock = Clock()
         self.request = _Request()
-        self.stream = Stream(self.request, self.fd, 0, 8 * CHUNK, None, self.clock, 60.0)
+        self.stream = Stream(self.request, OpenFile(self.fd, 8 * CHUNK), 0, 8 * CHUNK, None, self.clock, 60.0)
 
     def test_stalled(self) -> None:
         """

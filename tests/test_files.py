@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._files import FileKey, parseFilePath, projectsOf
-from tailmirror._names import mirrorPath
+from tailmirror._layout import FileKey, parseFilePath
+from tailmirror._links import projectsOf
+from tailmirror._layout import mirrorPath
 from tailmirror._send import parseRange
 
 from .fakeindex import FakeFile, FakeProject, sdist
@@ -274,11 +275,11 @@ class ColdFileTests(SynchronousTestCase):
         def full() -> Any:
             raise OSError(28, "No space left on device")
 
-        self.h.files.temporary = full  # type: ignore[method-assign]
+        self.h.tree.temporary = full  # type: ignore[method-assign]
         answer = self.h.get(filePath(self.file))
         self.assertEqual(answer.code, 507)
         self.assertIn(b"No space left on device", answer.body)
-        del self.h.files.temporary
+        del self.h.tree.temporary
         self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
 
 
@@ -287,10 +288,10 @@ class ColdFileTests(SynchronousTestCase):
         The disk fills up part way through: the client's response is cut
         short, nothing is kept, and the next request tries again.
         """
-        from tailmirror import _files
+        from tailmirror import _download
 
         log = CapturedLog(self)
-        writeAll = _files._writeAll
+        writeAll = _download._writeAll
         calls = []
 
         def fillsUp(fd: int, chunks: list[bytes]) -> None:
@@ -299,7 +300,7 @@ class ColdFileTests(SynchronousTestCase):
                 raise OSError(28, "No space left on device")
             writeAll(fd, chunks)
 
-        self.patch(_files, "_writeAll", fillsUp)
+        self.patch(_download, "_writeAll", fillsUp)
         self.h.index.holdFiles = True
         d = self.h.start("GET", filePath(self.file))
         self.h.flush()
@@ -545,7 +546,7 @@ class SharedDownloadTests(SynchronousTestCase):
         """
         from twisted.internet.defer import Deferred, maybeDeferred
 
-        from tailmirror._files import PENDING_MAX
+        from tailmirror._download import PENDING_MAX
 
         queued: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
 
@@ -555,6 +556,7 @@ class SharedDownloadTests(SynchronousTestCase):
             return d
 
         self.h.files.runInThread = later  # type: ignore[method-assign]
+        self.h.tree._run = later  # type: ignore[method-assign]
         big = sdist("foo", "2.0", size=PENDING_MAX + 4 * 2**20)
         self.h.index.projects["foo"].files.append(big)
         d = self.h.start("GET", filePath(big))
@@ -565,15 +567,16 @@ class SharedDownloadTests(SynchronousTestCase):
             request.write(content[i : min(i + 2**20, last)])
             self.h.flush()
         (download,) = self.h.files._downloads.values()
-        receiver = download._receiver
-        self.assertTrue(receiver._paused)
+        receiver = download._body
+        assert receiver is not None
+        self.assertTrue(receiver.paused)
         self.h.clock.advance(3 * self.h.upstream.idleTimeout)
         self.assertFalse(receiver.done.called)
         while queued:
             waiting, f, args = queued.pop(0)
             maybeDeferred(f, *args).chainDeferred(waiting)
             self.h.flush()
-        self.assertFalse(receiver._paused)
+        self.assertFalse(receiver.paused)
         request.write(content[last:])
         self.h.flush()
         finish(request)
@@ -593,7 +596,7 @@ class SharedDownloadTests(SynchronousTestCase):
         (request, content), = self.h.index.heldFiles
         request.write(content[:1000])
         self.h.flush()
-        self.h.clock.advance(16)
+        self.h.clock.advance(self.h.upstream.idleTimeout + 1)
         self.assertIsInstance(self.h.finish(d).body, Exception)
         self.assertIn("upstream stopped sending the file", log.text())
         self.assertEqual(treeFiles(self.h, "+tmp"), [])

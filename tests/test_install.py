@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from tailmirror._names import mirrorPath
+from tailmirror._layout import mirrorPath
 
 from .processes import (
     INSTALLED,

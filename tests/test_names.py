@@ -8,7 +8,8 @@ import re
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._names import canonicalName, mirrorPath, safeFilename
+from tailmirror._layout import mirrorPath
+from tailmirror._names import canonicalName, safeFilename
 
 _names = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?", fullmatch=True)
 

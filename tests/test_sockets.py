@@ -20,9 +20,9 @@ from twisted.web.client import URI, BrowserLikePolicyForHTTPS, HTTPConnectionPoo
 from twisted.web.error import SchemeNotSupported
 from twisted.web.server import Site
 
-from tailmirror._files import Download
+from tailmirror._download import Download
 from tailmirror._http import BULK, socketOf
-from tailmirror._names import mirrorPath
+from tailmirror._layout import mirrorPath
 from tailmirror._send import Stream
 from tailmirror._service import MirrorService, Settings, loadTrustRoot
 from tailmirror._upstream import UpstreamEndpoints

@@ -5,11 +5,10 @@ Tests for C{twistd tailmirror}'s options and the service they make.
 import os
 import tempfile
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._service import MirrorService
+from tailmirror._service import Listening, MirrorService
 from tailmirror.tap import DEFAULT_LISTEN, UPSTREAM_ENV, Options, makeService
 
 UP = "http://127.0.0.1:1/simple/"
@@ -86,7 +85,6 @@ class OptionsTests(SynchronousTestCase):
         A missing or bad value is a usage error naming the option and what
         it takes.
         """
-        self.assertUsage([], "--upstream", UPSTREAM_ENV)
         self.assertUsage(["-u", "ftp://x/"], "--upstream", "http")
         self.assertUsage(["-u", "not a url"], "--upstream")
         self.assertUsage(["-u", UP, "--ttl", "soon"], "--ttl", "positive number")
@@ -122,7 +120,7 @@ class MakeServiceTests(SynchronousTestCase):
         top = makeService(options)
         children = list(top)
         self.assertIsInstance(children[0], MirrorService)
-        self.assertEqual([type(c) for c in children[1:]], [StreamServerEndpointService] * 2)
+        self.assertEqual([type(c) for c in children[1:]], [Listening] * 2)
         mirror = children[0]
         mirror.startService()
         self.assertTrue(os.path.exists(os.path.join(cache, "journal.jsonl")))

@@ -1,0 +1,516 @@
+"""
+The cache's disk budget: what the tree holds, by when each file was last
+used, and eviction of the least recently used files when the cache passes
+C{--max-size} or the filesystem's free space falls under C{--min-free}.
+
+A file's last use is the mirror's own record, kept in the file's
+modification time: the mirror sets it when it keeps the file, and again
+when it serves the file if the time recorded is older than C{touchEvery}
+seconds (a minute by default), so last uses are known to within that, and
+survive restarts, backups and copies that keep modification times.  The
+filesystem's access time plays no part.
+
+In memory there is no record per file, only the bytes and files by the hour
+of their last use (L{Histogram}), built at start by a walk of the tree in a
+thread, while the mirror already answers.  Eviction walks the tree again in
+a thread: it removes every file older than the hour in which enough bytes
+have been counted, and of that hour's files the oldest first, exactly.
+
+A file's charge is the blocks it takes on disk, and for a distribution (not
+a C{.metadata} file) one block more for the directory of its shard.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._errors import StoreError
+from ._layout import METADATA
+
+__all__ = ["Budget", "Histogram", "Limits", "charge", "diskSpace", "formatSize"]
+
+log = Logger()
+
+#: The width of a histogram bucket, in seconds.
+BUCKET = 3600.0
+
+#: What a shard directory takes, charged to the distribution in it.
+DIRECTORY = 4096
+
+#: Files of the boundary hour that one eviction holds in memory at most;
+#: a busier hour is first cut into seconds by a walk that counts them.
+CANDIDATES = 50_000
+
+#: Seconds between checks of the limits when nothing else asks for one
+#: (other programs may fill the filesystem).
+CHECK_EVERY = 30.0
+
+RunInThread = Callable[..., Deferred[Any]]
+
+
+def formatSize(n: float) -> str:
+    """
+    A size for people: C{512 B}, C{1.5 MiB}.
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def charge(stat: os.stat_result, name: str) -> int:
+    """
+    What a file of the tree costs the budget.
+    """
+    blocks = getattr(stat, "st_blocks", None)
+    used = blocks * 512 if blocks is not None else stat.st_size
+    return used if name.endswith(METADATA) else used + DIRECTORY
+
+
+def expectedCharge(size: int) -> int:
+    """
+    What a distribution of C{size} bytes will cost, before it is written.
+    """
+    return -(-size // 4096) * 4096 + DIRECTORY
+
+
+def diskSpace(path: str) -> tuple[int, int]:
+    """
+    The size of the filesystem holding C{path}, and what of it is free to
+    this process, in bytes.
+    """
+    st = os.statvfs(path)
+    return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+
+
+@dataclass
+class Limits:
+    """
+    The most the cache may hold, and the free space it leaves.
+
+    @ivar maxSize: bytes, or L{None} for no limit.
+    @ivar minFree: bytes (an L{int}), or a share of the filesystem (a
+        L{float} below 1).
+    """
+
+    maxSize: int | None = None
+    minFree: int | float = 0.05
+
+    def minFreeBytes(self, total: int) -> int:
+        """
+        The free space to keep on a filesystem of C{total} bytes.
+        """
+        if isinstance(self.minFree, float):
+            return int(total * self.minFree)
+        return self.minFree
+
+    def describe(self) -> str:
+        """
+        The limits, as the first log line names them.
+        """
+        maxSize = "none" if self.maxSize is None else formatSize(self.maxSize)
+        if isinstance(self.minFree, float):
+            minFree = f"{self.minFree * 100:g}%"
+        else:
+            minFree = formatSize(self.minFree)
+        return f"max size {maxSize}, min free {minFree}"
+
+
+def headroom(limit: int) -> int:
+    """
+    How far under a limit an eviction goes, so that it does not run again
+    at the next file.
+    """
+    return limit // 20
+
+
+@dataclass
+class Histogram:
+    """
+    The tree's bytes and files by the hour of their last use.
+    """
+
+    buckets: dict[int, list[int]] = field(default_factory=dict)
+    bytes: int = 0
+    files: int = 0
+
+    def add(self, mtime: float, size: int) -> None:
+        bucket = self.buckets.setdefault(int(mtime // BUCKET), [0, 0])
+        bucket[0] += size
+        bucket[1] += 1
+        self.bytes += size
+        self.files += 1
+
+    def remove(self, mtime: float, size: int) -> None:
+        key = int(mtime // BUCKET)
+        bucket = self.buckets.get(key)
+        if bucket is not None:
+            bucket[0] -= size
+            bucket[1] -= 1
+            if bucket[1] <= 0:
+                del self.buckets[key]
+        self.bytes = max(0, self.bytes - size)
+        self.files = max(0, self.files - 1)
+
+    def merge(self, other: "Histogram") -> None:
+        for key, (size, count) in other.buckets.items():
+            bucket = self.buckets.setdefault(key, [0, 0])
+            bucket[0] += size
+            bucket[1] += count
+        self.bytes += other.bytes
+        self.files += other.files
+
+    def boundary(self, need: int) -> tuple[float, float, int]:
+        """
+        The hour by the end of which the oldest files add up to C{need}
+        bytes: its start and end, and how many files are in it.
+        """
+        total = 0
+        for key in sorted(self.buckets):
+            size, count = self.buckets[key]
+            total += size
+            if total >= need:
+                return key * BUCKET, (key + 1) * BUCKET, count
+        return float("inf"), float("inf"), 0
+
+
+def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """
+    Every regular file below C{root}: its path, name and status.
+    """
+    stack = [root]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        yield entry.path, entry.name, entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+
+
+def inventory(root: str, skip: set[str]) -> Histogram:
+    """
+    Count the tree, but for the paths in C{skip}.  Disk work: run it in a
+    thread.
+    """
+    histogram = Histogram()
+    for path, name, stat in _walk(root):
+        if path not in skip:
+            histogram.add(stat.st_mtime, charge(stat, name))
+    return histogram
+
+
+def profile(root: str, start: float, end: float, slices: int) -> list[int]:
+    """
+    The bytes of the files last used in C{[start, end)}, in C{slices} equal
+    slices of it.  Disk work: run it in a thread.
+    """
+    width = (end - start) / slices
+    counted = [0] * slices
+    for _, name, stat in _walk(root):
+        if start <= stat.st_mtime < end:
+            counted[min(slices - 1, int((stat.st_mtime - start) // width))] += charge(stat, name)
+    return counted
+
+
+@dataclass(order=True)
+class Evicted:
+    """
+    A file an eviction removed (or may remove): when it was last used, its
+    charge and path.
+    """
+
+    mtime: float
+    size: int
+    path: str
+
+
+def _remove(victim: Evicted) -> bool:
+    """
+    Remove a file unless it was used since it was looked at; and its shard
+    directory, if that is empty now.
+    """
+    try:
+        if os.stat(victim.path).st_mtime > victim.mtime:
+            return False
+        os.unlink(victim.path)
+    except OSError:
+        return False
+    try:
+        os.rmdir(os.path.dirname(victim.path))
+    except OSError:
+        pass
+    return True
+
+
+def sweep(root: str, before: float, until: float, need: int, inUse: set[str]) -> list[Evicted]:
+    """
+    Remove the least recently used files until C{need} bytes are freed:
+    every file last used before C{before}, then those used before C{until}
+    oldest first, as far as needed.  Files being sent (C{inUse}) go last,
+    and only if the rest is not enough.  Disk work: run it in a thread.
+
+    @return: what was removed.
+    """
+    removed: list[Evicted] = []
+    boundary: list[Evicted] = []
+    busy: list[Evicted] = []
+    freed = 0
+    for path, name, stat in _walk(root):
+        if stat.st_mtime >= until:
+            continue
+        victim = Evicted(stat.st_mtime, charge(stat, name), path)
+        if path in inUse:
+            busy.append(victim)
+        elif stat.st_mtime < before:
+            if _remove(victim):
+                removed.append(victim)
+                freed += victim.size
+        else:
+            boundary.append(victim)
+            if len(boundary) > 2 * CANDIDATES:
+                boundary = heapq.nsmallest(CANDIDATES, boundary)
+    for victims in (sorted(boundary), sorted(busy)):
+        for victim in victims:
+            if freed >= need:
+                return removed
+            if _remove(victim):
+                removed.append(victim)
+                freed += victim.size
+    return removed
+
+
+class Budget:
+    """
+    What the tree below C{root} holds against the limits, and its eviction.
+
+    @ivar histogram: the tree's files by last use; until the inventory at
+        start is done, only those kept since.
+    @ivar reserved: bytes promised to downloads under way.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        limits: Limits,
+        clock: IReactorTime,
+        runInThread: RunInThread,
+        otherBytes: Callable[[], int] = lambda: 0,
+        space: Callable[[str], tuple[int, int]] = diskSpace,
+        onEvicted: Callable[[Evicted], None] = lambda victim: None,
+    ) -> None:
+        self.root = root
+        self.limits = limits
+        self._clock = clock
+        self._run = runInThread
+        self._otherBytes = otherBytes
+        self._space = space
+        self._onEvicted = onEvicted
+        self.histogram = Histogram()
+        self.ready = False
+        self.reserved = 0
+        #: Paths kept while the inventory runs: it does not count them.
+        self._keptMeanwhile: set[str] = set()
+        self.inUse: set[str] = set()
+        self.evicting: Deferred[None] | None = None
+        self.evictedFiles = 0
+        self.evictedBytes = 0
+        self._checking: IDelayedCall | None = None
+        self._stopped = False
+        self._short = False
+
+    def start(self) -> Deferred[None]:
+        """
+        Count the tree in a thread, then keep the limits.
+        """
+        d = self._run(inventory, self.root, self._keptMeanwhile)
+
+        def counted(histogram: Histogram) -> None:
+            histogram.merge(self.histogram)
+            self.histogram, self.ready = histogram, True
+            self._keptMeanwhile.clear()
+            log.info(
+                "cache inventory: {files} files, {size}",
+                files=histogram.files,
+                size=formatSize(histogram.bytes),
+            )
+            self.check()
+
+        def failed(failure: Failure) -> None:
+            log.failure("cannot count the cache's files", failure)
+
+        return d.addCallbacks(counted, failed)
+
+    def stop(self) -> None:
+        """
+        Stop checking the limits.
+        """
+        self._stopped = True
+        if self._checking is not None and self._checking.active():
+            self._checking.cancel()
+        self._checking = None
+
+    @property
+    def used(self) -> int:
+        """
+        The bytes the cache directory holds: files, downloads under way,
+        and the rest (the journal).
+        """
+        return self.histogram.bytes + self.reserved + self._otherBytes()
+
+    def kept(self, path: str, size: int, mtime: float) -> None:
+        """
+        A file entered the tree.
+        """
+        if not self.ready:
+            self._keptMeanwhile.add(path)
+        self.histogram.add(mtime, size)
+        self.check()
+
+    def touched(self, size: int, before: float, now: float) -> None:
+        """
+        A file's last use moved from C{before} to C{now}.
+        """
+        if self.ready:
+            self.histogram.remove(before, size)
+            self.histogram.add(now, size)
+
+    def admit(self, size: int | None) -> int:
+        """
+        Promise room to a download of C{size} bytes, evicting what it takes.
+
+        @return: the bytes reserved, to give back to L{release}.
+        @raise StoreError: (507) if the file cannot fit, even after eviction.
+        """
+        if size is None:
+            return 0
+        needed = expectedCharge(size)
+        limits = self.limits
+        if limits.maxSize is not None and needed + self.reserved + self._otherBytes() > limits.maxSize:
+            raise StoreError(
+                507,
+                f"the file ({formatSize(size)}) cannot fit in the cache, whose --max-size is "
+                f"{formatSize(limits.maxSize)}",
+            )
+        total, free = self._space(self.root)
+        keep = limits.minFreeBytes(total)
+        evictable = self.histogram.bytes if self.ready else total
+        if needed > free - self.reserved + evictable - keep:
+            raise StoreError(
+                507,
+                f"the file ({formatSize(size)}) cannot fit: the filesystem has "
+                f"{formatSize(max(0, free - keep))} free beyond --min-free, even after eviction",
+            )
+        self.reserved += needed
+        self.check()
+        return needed
+
+    def release(self, reserved: int) -> None:
+        """
+        A download is over: give back the room promised to it.
+        """
+        self.reserved = max(0, self.reserved - reserved)
+
+    def need(self) -> int:
+        """
+        The bytes to free now to be back under the limits, with headroom;
+        0 if within them.
+        """
+        limits = self.limits
+        need = 0
+        if limits.maxSize is not None and self.used > limits.maxSize:
+            need = self.used - (limits.maxSize - headroom(limits.maxSize))
+        total, free = self._space(self.root)
+        keep = limits.minFreeBytes(total)
+        if free < keep:
+            need = max(need, keep + headroom(keep) - free)
+        return need
+
+    def check(self) -> None:
+        """
+        Evict if a limit is passed, unless an eviction runs already; check
+        again in a while in any case.
+        """
+        if self._stopped:
+            return
+        if self._checking is not None and self._checking.active():
+            self._checking.cancel()
+        self._checking = self._clock.callLater(CHECK_EVERY, self.check)
+        if not self.ready or self.evicting is not None:
+            return
+        try:
+            need = self.need()
+        except OSError as e:
+            log.error("cannot read the free space of the cache's filesystem: {why}", why=str(e))
+            return
+        if need <= 0:
+            self._short = False
+            return
+        self.evicting = Deferred.fromCoroutine(self._evict(need))
+        self.evicting.addErrback(lambda f: log.failure("eviction failed", f))
+
+    async def _evict(self, need: int) -> None:
+        """
+        Free C{need} bytes, least recently used files first, in a thread.
+        """
+        started = self._clock.seconds()
+        try:
+            before, until, count = self.histogram.boundary(need)
+            if count > CANDIDATES and until != float("inf"):
+                slices = await self._run(profile, self.root, before, until, 3600)
+                counted = sum(s for s in self._olderThan(before))
+                for i, size in enumerate(slices):
+                    counted += size
+                    if counted >= need:
+                        width = (until - before) / len(slices)
+                        before, until = before + i * width, before + (i + 1) * width
+                        break
+            removed = await self._run(sweep, self.root, before, until, need, set(self.inUse))
+        finally:
+            self.evicting = None
+        freed = 0
+        for victim in removed:
+            self.histogram.remove(victim.mtime, victim.size)
+            freed += victim.size
+            self._onEvicted(victim)
+        self.evictedFiles += len(removed)
+        self.evictedBytes += freed
+        log.info(
+            "evicted {files} files ({size}) in {seconds:.2f} s; the cache holds {held}",
+            files=len(removed),
+            size=formatSize(freed),
+            seconds=self._clock.seconds() - started,
+            held=formatSize(self.histogram.bytes),
+        )
+        if freed < need and not self._short:
+            self._short = True
+            log.warn(
+                "the cache is still over its limits after eviction, short by {size}",
+                size=formatSize(need - freed),
+            )
+        elif freed >= need and self.need() > 0:
+            self.check()
+
+    def _olderThan(self, when: float) -> Iterator[int]:
+        """
+        The bytes of each histogram hour that ends by C{when}.
+        """
+        for key, (size, _) in self.histogram.buckets.items():
+            if (key + 1) * BUCKET <= when:
+                yield size

@@ -1,0 +1,309 @@
+"""
+One download of one file from upstream into the tree.
+
+A download streams into a temporary file, hashed as it is written, and is
+put into the tree only when its hash (and size, where the page gives one)
+match.  Every client waiting for it follows it as its bytes reach the
+disk; all but the last byte until the whole file is verified, so nobody
+can receive a complete copy of a wrong file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Awaitable, Callable
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseFailed
+
+from ._coalesce import Signal
+from ._disk import writeAll
+from ._errors import NotFound, StoreError, Unavailable, UpstreamError
+from ._events import IMirrorEvents
+from ._layout import FileKey
+from ._links import FileLink
+from ._tree import FileTree
+from ._upstream import FileBody, Upstream, typeName
+
+__all__ = ["Download", "Follower", "PENDING_MAX"]
+
+log = Logger()
+
+#: Received bytes that may wait for the disk before upstream is paused.
+PENDING_MAX = 8 * 1024 * 1024
+
+
+class Follower:
+    """
+    What a L{Download} tells of its progress: something sending its bytes.
+    """
+
+    def progress(self) -> None:
+        """
+        More bytes may be read, or the download ended.
+        """
+        raise NotImplementedError()
+
+
+class _BodyTooLong(Exception):
+    pass
+
+
+class _Corrupt(Exception):
+    """
+    Upstream's bytes are not the file its page links.
+    """
+
+
+class Download:
+    """
+    One download of one file, from finding its link to keeping it.
+
+    @ivar fd: the temporary file, readable by followers as it is written.
+    """
+
+    def __init__(
+        self,
+        key: FileKey,
+        resolve: Callable[[FileKey], Awaitable[FileLink]],
+        upstream: Upstream,
+        tree: FileTree,
+        clock: IReactorTime,
+        runInThread: Callable[..., Deferred[Any]],
+        events: IMirrorEvents,
+    ) -> None:
+        self.key = key
+        self._resolve = resolve
+        self._upstream = upstream
+        self._tree = tree
+        self._clock = clock
+        self._run = runInThread
+        self._events = events
+        #: The length clients are told, where known before the end.
+        self.length: int | None = None
+        #: Bytes received, and bytes written (which clients may read).
+        self.received = 0
+        self.written = 0
+        self._link: FileLink | None = None
+        self._reserved = 0
+        self._pending: list[bytes] = []
+        self._pendingBytes = 0
+        self._writing: Deferred[Any] | None = None
+        self._writeFailure: Failure | None = None
+        self._drained: Signal[None] | None = None
+        self._body: FileBody | None = None
+        self.verified = False
+        self.failed = False
+        self.fd = -1
+        self._tmp: str | None = None
+        self._hash: Any = None
+        self.followers: set[Follower] = set()
+        #: Fires with this download when bytes start to arrive.
+        self.started: Signal[Download] = Signal()
+        #: Fires with the file's path in the tree once it is there.
+        self.finished: Signal[str] = Signal()
+
+    @property
+    def readable(self) -> int:
+        """
+        How many bytes may be sent to clients now.
+        """
+        return self.written if self.verified else max(0, self.written - 1)
+
+    async def run(self) -> None:
+        """
+        Find the file's link, make room for it, download and verify it, and
+        keep it.
+        """
+        started = self._clock.seconds()
+        try:
+            self._link = link = await self._resolve(self.key)
+            self._reserved = self._tree.admit(link.size)
+            try:
+                await self._upstream.fetchFile(link.url, self)
+            finally:
+                # Whatever happened, no thread is still at the file.
+                await self._allWritten()
+            self._verify(link)
+            self.verified = True
+            self._tell()
+            path = await self._keep()
+        except BaseException as e:
+            self._fail(e)
+        else:
+            seconds = self._clock.seconds() - started
+            log.info("kept {file} ({size} bytes)", file=str(self.key), size=self.written)
+            self._events.fileKept(self.key, self.written, seconds)
+            self.finished.fire(path)
+        finally:
+            self._tree.release(self._reserved)
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+
+    def begin(self, length: int | None, body: FileBody) -> None:
+        """
+        Upstream answered: make room for what it says it sends, open the
+        temporary file, and let clients start.
+        """
+        assert self._link is not None
+        if self._link.size is None and length is not None:
+            self._reserved = self._tree.admit(length)
+        self.length = self._link.size if self._link.size is not None else length
+        if self._link.algorithm is not None:
+            self._hash = hashlib.new(self._link.algorithm)
+        try:
+            self.fd, self._tmp = self._tree.temporary()
+        except OSError as e:
+            raise StoreError.cannotWrite(e) from None
+        self._body = body
+        self._events.downloadStarted(self.key, self.length)
+        self.started.fire(self)
+
+    def write(self, data: bytes) -> None:
+        """
+        More of the body, from upstream.
+        """
+        self.append(data)
+
+    def append(self, data: bytes) -> None:
+        """
+        Take more of the body: it is written to the temporary file and
+        hashed off the reactor thread, a batch at a time, while more
+        arrives.  Upstream is paused while too much waits for the disk.
+        """
+        if self.length is not None and self.received + len(data) > self.length:
+            raise _BodyTooLong()
+        self.received += len(data)
+        self._pending.append(data)
+        self._pendingBytes += len(data)
+        if self._pendingBytes > PENDING_MAX and self._body is not None:
+            self._body.pause()
+        self._writeBatch()
+
+    def _writeBatch(self) -> None:
+        """
+        Write and hash what is pending, both at once, in the thread pool.
+        """
+        if self._writing is not None or not self._pending:
+            return
+        batch, self._pending, self._pendingBytes = self._pending, [], 0
+        work = [self._run(_writeAll, self.fd, batch)]
+        if self._hash is not None:
+            work.append(self._run(_hashAll, self._hash, batch))
+        self._writing = gatherResults(work, consumeErrors=True)
+        self._writing.addCallbacks(self._wrote, self._cannotWrite, (sum(map(len, batch)),))
+
+    def _wrote(self, result: object, size: int) -> None:
+        self._writing = None
+        self.written += size
+        if self._body is not None:
+            self._body.resume()
+        self._writeBatch()
+        self._tell()
+        if self._writing is None and self._drained is not None:
+            self._drained.fire(None)
+
+    def _cannotWrite(self, failure: Failure) -> None:
+        self._writing = None
+        self._writeFailure = failure.value.subFailure  # type: ignore[union-attr]
+        self._pending = []
+        if self._body is not None and not self._body.done.called:
+            self._body.stop()  # the cache cannot take the file
+        if self._drained is not None:
+            self._drained.fire(None)
+
+    async def _allWritten(self) -> None:
+        """
+        Wait until everything received is on disk.
+        """
+        if self._writing is not None:
+            self._drained = Signal()
+            await self._drained.wait()
+            self._drained = None
+        if self._writeFailure is not None:
+            self._writeFailure.raiseException()
+
+    def _tell(self) -> None:
+        for follower in list(self.followers):
+            try:
+                follower.progress()
+            except Exception:
+                # One client's trouble is never the download's.
+                log.failure("sending {file} to a client", file=str(self.key))
+                self.followers.discard(follower)
+
+    def _verify(self, link: FileLink) -> None:
+        """
+        Check the whole body against the link.
+        """
+        if self.length is not None and self.written != self.length:
+            raise _Corrupt(f"{self.written} bytes where {self.length} were expected")
+        if self._hash is not None and self._hash.hexdigest() != link.digest:
+            raise _Corrupt(f"{link.algorithm} {self._hash.hexdigest()} where {link.digest} was expected")
+
+    async def _keep(self) -> str:
+        """
+        Put the verified file in its place in the tree.
+        """
+        assert self._tmp is not None
+        path = await self._tree.keep(self.fd, self._tmp, self.key)
+        self._tmp = None
+        return path
+
+    def _fail(self, e: BaseException) -> None:
+        """
+        Keep nothing, and end every client's response without its end.
+        """
+        reason = _reason(e, self)
+        if not isinstance(e, NotFound):
+            log.error("download of {file} failed, nothing kept: {why}", file=str(self.key), why=reason.reason)
+            self._events.fileRefused(self.key, reason.status, reason.reason)
+        self.failed = True
+        if self._tmp is not None:
+            self._tree.discard(self._tmp)
+        failure = Failure(e if isinstance(e, (NotFound, Unavailable)) else reason)
+        self.started.fire(failure)
+        self.finished.fire(failure)
+        self._tell()
+
+
+def _writeAll(fd: int, chunks: list[bytes]) -> None:
+    """
+    Write chunks to the end of a file.  Disk work: run it off the reactor.
+    """
+    for chunk in chunks:
+        writeAll(fd, chunk)
+
+
+def _hashAll(digest: Any, chunks: list[bytes]) -> None:
+    """
+    Hash chunks, in order.  CPU work: run it off the reactor.
+    """
+    for chunk in chunks:
+        digest.update(chunk)
+
+
+def _reason(e: BaseException, download: Download) -> Unavailable:
+    """
+    What to tell clients of a failed download.
+    """
+    if isinstance(e, Unavailable):
+        return e
+    if isinstance(e, NotFound):
+        return Unavailable(404, "no such file")
+    if isinstance(e, _Corrupt):
+        return UpstreamError(502, f"upstream sent a corrupt file: {e}")
+    if isinstance(e, _BodyTooLong):
+        return UpstreamError(502, f"upstream sent more than the {download.length} bytes expected")
+    if isinstance(e, OSError):
+        return StoreError.cannotWrite(e)
+    if isinstance(e, ResponseFailed):
+        return UpstreamError(502, "upstream broke off the file")
+    failure = Failure(e)
+    summary = " ".join(failure.getErrorMessage().split())[:200]
+    return UpstreamError(502, f"download from upstream failed: {typeName(failure)}: {summary}")

@@ -1,0 +1,139 @@
+"""
+What the mirror tells of itself: an interface that it calls at the moments
+that matter, for logging, metrics and prefetch to subscribe to.  The
+default, L{NoEvents}, does nothing; L{Fanout} hands each event to several
+subscribers, and a subscriber that raises is logged and never breaks what
+the mirror was doing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from ._layout import FileKey
+
+__all__ = ["IMirrorEvents", "NoEvents", "Fanout", "PAGE_OUTCOMES", "UPSTREAM_OUTCOMES"]
+
+log = Logger()
+
+#: How a project page was answered: from the cache within its TTL; after
+#: upstream confirmed it unchanged; with a new page from upstream; stale,
+#: for upstream failed; not at all, for upstream failed and no copy exists.
+PAGE_OUTCOMES = ("fresh", "revalidated", "refreshed", "stale", "failed")
+
+#: How an upstream request ended.
+UPSTREAM_OUTCOMES = ("ok", "unchanged", "missing", "failed", "timeout")
+
+
+class IMirrorEvents(Interface):
+    """
+    The moments of a mirror's work.  Every method is called on the reactor
+    thread and must return quickly.
+    """
+
+    def pageServed(project: str, outcome: str) -> None:
+        """
+        A project page was answered: C{outcome} is one of L{PAGE_OUTCOMES}.
+        """
+
+    def upstreamRequest(kind: str, outcome: str, seconds: float) -> None:
+        """
+        A request to upstream ended: C{kind} is C{"page"} or C{"file"},
+        C{outcome} one of L{UPSTREAM_OUTCOMES}, C{seconds} from asking to
+        the end of the body (or of the failure).
+        """
+
+    def fileServed(key: FileKey, size: int, cached: bool) -> None:
+        """
+        A file's answer began: from the tree (C{cached}) or from a download
+        under way; C{size} is the bytes the answer carries, when known.
+        """
+
+    def downloadStarted(key: FileKey, size: int | None) -> None:
+        """
+        Upstream began sending a file: C{size} is its length where known.
+        """
+
+    def fileKept(key: FileKey, size: int, seconds: float) -> None:
+        """
+        A file was verified and put in the tree.
+        """
+
+    def fileRefused(key: FileKey, status: int, reason: str) -> None:
+        """
+        A file could not be had: refused before its download (the cache has
+        no room), or its download failed; nothing of it was kept.
+        """
+
+    def fileEvicted(key: FileKey, size: int) -> None:
+        """
+        A file was removed from the tree to keep the cache within its limits.
+        """
+
+
+@implementer(IMirrorEvents)
+class NoEvents:
+    """
+    Events nobody listens to.
+    """
+
+    def pageServed(self, project: str, outcome: str) -> None:
+        pass
+
+    def upstreamRequest(self, kind: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def fileServed(self, key: FileKey, size: int, cached: bool) -> None:
+        pass
+
+    def downloadStarted(self, key: FileKey, size: int | None) -> None:
+        pass
+
+    def fileKept(self, key: FileKey, size: int, seconds: float) -> None:
+        pass
+
+    def fileRefused(self, key: FileKey, status: int, reason: str) -> None:
+        pass
+
+    def fileEvicted(self, key: FileKey, size: int) -> None:
+        pass
+
+
+def _fanned(name: str) -> Any:
+    def call(self: "Fanout", *args: Any) -> None:
+        for subscriber in self.subscribers:
+            try:
+                getattr(subscriber, name)(*args)
+            except Exception:
+                log.failure("an events subscriber failed on {event}", event=name)
+
+    call.__name__ = name
+    call.__doc__ = f"Hand C{{{name}}} to every subscriber."
+    return call
+
+
+@implementer(IMirrorEvents)
+class Fanout:
+    """
+    Every event, to each of several subscribers in turn.
+    """
+
+    def __init__(self, subscribers: Iterable[IMirrorEvents] = ()) -> None:
+        self.subscribers = list(subscribers)
+
+    def subscribe(self, subscriber: IMirrorEvents) -> None:
+        """
+        Add a subscriber.
+        """
+        self.subscribers.append(subscriber)
+
+    pageServed = _fanned("pageServed")
+    upstreamRequest = _fanned("upstreamRequest")
+    fileServed = _fanned("fileServed")
+    downloadStarted = _fanned("downloadStarted")
+    fileKept = _fanned("fileKept")
+    fileRefused = _fanned("fileRefused")
+    fileEvicted = _fanned("fileEvicted")

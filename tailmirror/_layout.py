@@ -1,0 +1,162 @@
+"""
+Where an index's files live: the mirror's URL paths for them, the paths in
+the file tree, and the way back from either to the file they name.
+
+Pages link a file as C{root/<index>/+f/<3 hex>/<13 hex>/<filename>}, by the
+first 16 hex digits of its sha256 (devpi's layout), or as
+C{root/<index>/+f/_url/<16 hex>/<filename>}, by a digest of its upstream
+URL where the link gives no usable sha256.  The tree below C{+files/} uses
+the same relative paths.  Each index has its own L{IndexLayout}; the
+first, and for now only, one is L{PYPI}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from ._names import safeFilename, usableSha256
+
+__all__ = ["FileKey", "IndexLayout", "METADATA", "PYPI", "mirrorPath", "parseFilePath", "shardOf"]
+
+METADATA = ".metadata"
+_HEX3 = re.compile(r"[0-9a-f]{3}")
+_HEX13 = re.compile(r"[0-9a-f]{13}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """
+    A path below C{/root/<index>/+f/} that may name a file of the mirror.
+
+    @ivar shard: C{(<3 hex>, <13 hex>)} or C{("_url", <16 hex>)}.
+    @ivar filename: the distribution's file name, unquoted.
+    @ivar metadata: whether the path names the file's core metadata.
+    @ivar index: the name of the index the file comes from.
+    """
+
+    shard: tuple[str, str]
+    filename: str
+    metadata: bool
+    index: str = "pypi"
+
+    @property
+    def linkPath(self) -> str:
+        """
+        The distribution's mirror path as the pages write it.
+        """
+        return _shardPath(self.index, self.shard, self.filename)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """
+        The path's segments below the tree's root, unquoted.
+        """
+        name = self.filename + METADATA if self.metadata else self.filename
+        return ("root", self.index, "+f", *self.shard, name)
+
+    @property
+    def etag(self) -> str:
+        """
+        A strong entity tag: what the path names never changes.
+        """
+        suffix = METADATA if self.metadata else ""
+        return f'"{self.shard[0]}{self.shard[1]}{suffix}"'
+
+    def __str__(self) -> str:
+        return "/".join(self.parts)
+
+
+def _shardPath(index: str, shard: tuple[str, str], filename: str) -> str:
+    return f"root/{index}/+f/{shard[0]}/{shard[1]}/{quote(filename)}"
+
+
+def _validShard(first: str, second: str) -> bool:
+    return bool(
+        (first == "_url" and _HEX16.fullmatch(second))
+        or (_HEX3.fullmatch(first) and _HEX13.fullmatch(second))
+    )
+
+
+def shardOf(url: str, hashes: object) -> tuple[str, str]:
+    """
+    The shard of a file's path: by its sha256, or by its upstream URL where
+    it has no usable sha256.
+    """
+    sha = usableSha256(hashes)
+    if sha is None:
+        return ("_url", hashlib.sha256(url.encode("utf-8")).hexdigest()[:16])
+    return (sha[:3], sha[3:16])
+
+
+class IndexLayout:
+    """
+    The file paths of one index, by its name.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        #: Where the index's file URLs begin, as a request path starts.
+        self.urlPrefix = f"/root/{name}/".encode("ascii")
+
+    def linkPath(self, filename: str, url: str, hashes: object) -> str:
+        """
+        The path of a file below the mirror's root, without a leading slash,
+        as the pages link it: see L{shardOf}.
+        """
+        return _shardPath(self.name, shardOf(url, hashes), filename)
+
+    def parse(self, path: bytes) -> FileKey | None:
+        """
+        The file a request path names, or L{None} when it cannot name one.
+        """
+        segments = path.split(b"/")
+        if len(segments) != 7:
+            return None
+        try:
+            # Clients may escape any of it: pip sends "+f" as "%2Bf".
+            decoded = [unquote(s.decode("ascii"), errors="strict") for s in segments]
+        except UnicodeDecodeError:
+            return None
+        if decoded[:4] != ["", "root", self.name, "+f"]:
+            return None
+        return self.fromParts(decoded[4:])
+
+    def fromParts(self, parts: list[str] | tuple[str, ...]) -> FileKey | None:
+        """
+        The file that the last three segments of a path name, unquoted:
+        C{(<shard>, <shard>, <name>)}; L{None} if they name none.  The
+        inverse of L{FileKey.parts}, for the tree.
+        """
+        if len(parts) != 3:
+            return None
+        first, second, name = parts
+        if not _validShard(first, second):
+            return None
+        metadata = name.endswith(METADATA)
+        if metadata:
+            name = name[: -len(METADATA)]
+        if not safeFilename(name):
+            return None
+        return FileKey((first, second), name, metadata, self.name)
+
+
+#: The layout of the index given as C{--upstream}.
+PYPI = IndexLayout("pypi")
+
+
+def mirrorPath(filename: str, url: str, hashes: object) -> str:
+    """
+    A file's path in L{PYPI}: see L{IndexLayout.linkPath}.
+    """
+    return PYPI.linkPath(filename, url, hashes)
+
+
+def parseFilePath(path: bytes) -> FileKey | None:
+    """
+    The file of L{PYPI} a request path names: see L{IndexLayout.parse}.
+    """
+    return PYPI.parse(path)

@@ -1,0 +1,133 @@
+"""
+Which upstream URL each mirror path stands for: the links of a project
+page, indexed once per version of the page, so that a cold file's link is
+found without reading its page back from the journal for every lookup.
+
+A file's upstream URL and hash come only from its project's page; a path a
+client asks for is matched against the links on that page, so the mirror
+never fetches a URL a client chose.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urldefrag, urlsplit, urlunsplit
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from ._layout import METADATA, FileKey, shardOf
+from ._names import canonicalName
+
+__all__ = ["FileLink", "Links", "indexLinks", "metadataURL", "projectsOf"]
+
+_HEXDIGEST = re.compile(r"[0-9a-f]+")
+
+#: Hashes a link may give, strongest first; the first one present is checked.
+_ALGORITHMS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", "sha1", "md5")
+
+
+@dataclass(frozen=True, slots=True)
+class FileLink:
+    """
+    Where upstream keeps a file, and what its bytes must be.
+
+    @ivar algorithm: the hash checked, or L{None} if the link gives none.
+    @ivar size: the size the page gives, if any.
+    """
+
+    url: str
+    algorithm: str | None
+    digest: str | None
+    size: int | None
+
+
+#: A page's links by the path below C{+f/} that names each, as the shard
+#: and file name: the distribution's link, and its core metadata's where
+#: the page advertises one.
+Links = dict[tuple[tuple[str, str], str], tuple[FileLink, FileLink | None]]
+
+
+def _check(hashes: object) -> tuple[str | None, str | None]:
+    """
+    The strongest well-formed hash among a link's C{hashes}.
+    """
+    if isinstance(hashes, dict):
+        for algorithm in _ALGORITHMS:
+            digest = hashes.get(algorithm)
+            if isinstance(digest, str) and _HEXDIGEST.fullmatch(digest.lower()):
+                return algorithm, digest.lower()
+    return None, None
+
+
+def metadataURL(url: str) -> str:
+    """
+    Where a distribution's core metadata file is (PEP 658): its URL with
+    C{.metadata} after the path.
+    """
+    parts = urlsplit(urldefrag(url)[0])
+    return urlunsplit(parts._replace(path=parts.path + METADATA))
+
+
+def indexLinks(page: dict[str, Any]) -> Links:
+    """
+    Every link of a project page by the path that names it.  CPU work for a
+    big page: run it off the reactor thread.
+    """
+    links: Links = {}
+    for entry in page.get("files", ()):
+        filename, url = entry["filename"], entry["url"]
+        where = (shardOf(url, entry.get("hashes")), filename)
+        if where in links:
+            continue
+        size = entry.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            size = None
+        advertised = entry.get("core-metadata", entry.get("dist-info-metadata"))
+        metadata = FileLink(metadataURL(url), *_check(advertised), None) if advertised else None
+        links[where] = (FileLink(url, *_check(entry.get("hashes")), size), metadata)
+    return links
+
+
+def lookUp(links: Links, key: FileKey) -> FileLink | None:
+    """
+    The link C{key} names among a page's links, or L{None}: for a
+    C{.metadata} path, only where the page advertises core metadata.
+    """
+    found = links.get((key.shard, key.filename))
+    if found is None:
+        return None
+    return found[1] if key.metadata else found[0]
+
+
+def projectsOf(filename: str) -> list[str]:
+    """
+    The normalized names of the projects a file may belong to, likeliest
+    first: a wheel's name is exact; an sdist's is everything before its last
+    dash; older formats put the version after the first dash.
+    """
+    names: list[str] = []
+    if filename.endswith(".whl"):
+        try:
+            names.append(parse_wheel_filename(filename)[0])
+        except InvalidWheelFilename:
+            pass
+    try:
+        names.append(parse_sdist_filename(filename)[0])
+    except InvalidSdistFilename:
+        for suffix in (".tar.bz2", ".tar.xz", ".tgz", ".tar", ".egg", ".exe", ".msi", ".rpm", ".dmg"):
+            if filename.endswith(suffix):
+                names.append(filename[: -len(suffix)].rpartition("-")[0])
+    names.append(filename.partition("-")[0])
+    found: list[str] = []
+    for name in names:
+        canonical = canonicalName(name)
+        if canonical is not None and canonical not in found:
+            found.append(canonical)
+    return found

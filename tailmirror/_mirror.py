@@ -1,0 +1,138 @@
+"""
+One mirror, wired together from its settings: the upstream client, the
+pages and their journal, the file tree and its budget, the downloads, and
+the resource tree that serves them.  L{buildMirror} is the one place that
+does it, for the service and the tests alike; each default lives in
+L{Settings}.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+
+from ._budget import Limits, diskSpace
+from ._events import Fanout, IMirrorEvents
+from ._files import FileStore
+from ._journal import Journal
+from ._pages import ProjectPages
+from ._tree import TOUCH_EVERY, FileTree
+from ._upstream import Upstream
+from ._web import MirrorWeb
+
+__all__ = ["Mirror", "Settings", "buildMirror"]
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class Settings:
+    """
+    What a mirror is told by its options, with their defaults.
+    """
+
+    upstream: str
+    cacheDir: str
+    ttl: float = 900.0
+    timeout: float = 15.0
+    idleTimeout: float = 30.0
+    clientTimeout: float = 60.0
+    maxPageBytes: int = 64 * MiB
+    pageRequests: int = 16
+    fileRequests: int = 16
+    caCerts: str | None = None
+    #: The most the cache directory may hold, in bytes; L{None}: no limit.
+    maxSize: int | None = None
+    #: Free space to keep: bytes, or a share of the filesystem below 1.
+    minFree: int | float = 0.05
+    #: Seconds between records of a file's use.
+    touchEvery: float = TOUCH_EVERY
+
+    @property
+    def limits(self) -> Limits:
+        """
+        The disk limits these settings give.
+        """
+        return Limits(self.maxSize, self.minFree)
+
+
+@dataclass
+class Mirror:
+    """
+    The parts of one mirror.
+    """
+
+    settings: Settings
+    events: Fanout
+    upstream: Upstream
+    journal: Journal
+    pages: ProjectPages
+    tree: FileTree
+    files: FileStore
+    resource: Any
+
+    def open(self) -> Deferred[None]:
+        """
+        Replay the journal, clear unfinished downloads and start counting
+        the tree (the L{Deferred} fires when it is counted).
+
+        @raise OSError: if the cache directory cannot be used.
+        """
+        os.makedirs(self.settings.cacheDir, exist_ok=True)
+        self.pages.open()
+        return self.tree.open()
+
+    def close(self) -> None:
+        """
+        Stop the budget and close the journal, durably.
+        """
+        self.tree.close()
+        self.pages.close()
+
+
+def buildMirror(
+    settings: Settings,
+    client: Any,
+    clock: IReactorTime,
+    runInThread: Callable[..., Deferred[Any]],
+    subscribers: tuple[IMirrorEvents, ...] = (),
+    space: Callable[[str], tuple[int, int]] = diskSpace,
+) -> Mirror:
+    """
+    A mirror of C{settings.upstream} over C{client} (a C{treq} HTTP client),
+    its time from C{clock}, its disk and CPU work through C{runInThread},
+    its events to C{subscribers}, and its free space read by C{space}.
+    """
+    events = Fanout(subscribers)
+    upstream = Upstream(
+        client,
+        settings.upstream,
+        clock,
+        timeout=settings.timeout,
+        maxPageBytes=settings.maxPageBytes,
+        concurrency=settings.pageRequests,
+        fileConcurrency=settings.fileRequests,
+        idleTimeout=settings.idleTimeout,
+        events=events,
+    )
+    journal = Journal(os.path.join(settings.cacheDir, "journal.jsonl"))
+    pages = ProjectPages(journal, upstream, clock, runInThread, ttl=settings.ttl, events=events)
+    tree = FileTree(
+        settings.cacheDir,
+        clock,
+        runInThread,
+        limits=settings.limits,
+        events=events,
+        otherBytes=lambda: journal.size,
+        space=space,
+        touchEvery=settings.touchEvery,
+    )
+    files = FileStore(
+        tree, pages, upstream, clock, runInThread, events=events, clientTimeout=settings.clientTimeout
+    )
+    resource = MirrorWeb(pages, files).resource()
+    return Mirror(settings, events, upstream, journal, pages, tree, files, resource)

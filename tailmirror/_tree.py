@@ -1,0 +1,229 @@
+"""
+The file tree under a cache directory, and its one owner: L{FileTree} is
+the only code that opens, keeps, lists and removes the files of
+C{+files/}, and the temporary files of downloads in C{+tmp/}.  So every
+hit, every file kept and every file evicted passes through here, and the
+disk budget (L{tailmirror._budget}) sees them all.
+
+Present in the tree means complete and verified: a file gets there only
+by a rename after its hash matched, made durable first.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from ._budget import Budget, Evicted, Limits, charge, diskSpace
+from ._disk import putInPlace
+from ._errors import StoreError
+from ._events import IMirrorEvents, NoEvents
+from ._layout import FileKey, IndexLayout, PYPI
+
+__all__ = ["FileTree", "OpenFile"]
+
+log = Logger()
+
+#: A file's last use is recorded again when it is served this many seconds
+#: after the last record: how exactly the least recently used is known.
+TOUCH_EVERY = 60.0
+
+
+class OpenFile:
+    """
+    A file open for sending: its descriptor and size, until L{close}.
+    """
+
+    def __init__(self, fd: int, size: int, onClose: Callable[[], None] = lambda: None) -> None:
+        self.fd = fd
+        self.size = size
+        self._onClose = onClose
+
+    def close(self) -> None:
+        """
+        Let the file go; only the first call counts.
+        """
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            self._onClose()
+
+
+class FileTree:
+    """
+    The files of a cache directory, kept within its limits.
+    """
+
+    def __init__(
+        self,
+        cacheDir: str,
+        clock: IReactorTime,
+        runInThread: Callable[..., Deferred[Any]],
+        limits: Limits | None = None,
+        events: IMirrorEvents | None = None,
+        otherBytes: Callable[[], int] = lambda: 0,
+        space: Callable[[str], tuple[int, int]] = diskSpace,
+        layouts: tuple[IndexLayout, ...] = (PYPI,),
+        touchEvery: float = TOUCH_EVERY,
+    ) -> None:
+        self.root = os.path.join(cacheDir, "+files")
+        self.tmp = os.path.join(cacheDir, "+tmp")
+        self._clock = clock
+        self._run = runInThread
+        self._events = events if events is not None else NoEvents()
+        self._layouts = {layout.name: layout for layout in layouts}
+        self.touchEvery = touchEvery
+        self._sending: Counter[str] = Counter()
+        self.budget = Budget(
+            self.root,
+            limits or Limits(),
+            clock,
+            runInThread,
+            otherBytes=otherBytes,
+            space=space,
+            onEvicted=self._evicted,
+        )
+
+    def open(self) -> Deferred[None]:
+        """
+        Make the tree, clear downloads a previous run left unfinished, and
+        count the tree in a thread.
+
+        @raise OSError: if the tree cannot be made.
+        """
+        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.tmp, exist_ok=True)
+        leftovers = os.listdir(self.tmp)
+        for name in leftovers:
+            self.discard(os.path.join(self.tmp, name))
+        if leftovers:
+            log.info("cleared {count} unfinished downloads", count=len(leftovers))
+        return self.budget.start()
+
+    def close(self) -> None:
+        """
+        Stop keeping the limits.
+        """
+        self.budget.stop()
+
+    def path(self, key: FileKey) -> str:
+        """
+        Where a file is in the tree.
+        """
+        return os.path.join(self.root, *key.parts)
+
+    def openFile(self, key: FileKey) -> OpenFile | None:
+        """
+        Open a file of the tree for sending, and record its use; L{None} if
+        the tree does not have it.
+
+        @raise OSError: if it is there but cannot be read.
+        """
+        path = self.path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            stat = os.fstat(fd)
+            now = self._clock.seconds()
+            if abs(now - stat.st_mtime) >= self.touchEvery:
+                self._touch(fd, stat, key, now)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._sending[path] += 1
+        self.budget.inUse.add(path)
+        return OpenFile(fd, stat.st_size, lambda: self._sent(path))
+
+    def _touch(self, fd: int, stat: os.stat_result, key: FileKey, now: float) -> None:
+        """
+        Record a file's use in its modification time: one small write of
+        its inode, at most once in L{touchEvery} seconds.
+        """
+        try:
+            os.utime(fd, (now, now))
+        except OSError as e:
+            log.warn("cannot record the use of {file}: {why}", file=str(key), why=str(e))
+            return
+        self.budget.touched(charge(stat, key.parts[-1]), stat.st_mtime, now)
+
+    def _sent(self, path: str) -> None:
+        self._sending[path] -= 1
+        if self._sending[path] <= 0:
+            del self._sending[path]
+            self.budget.inUse.discard(path)
+
+    def admit(self, size: int | None) -> int:
+        """
+        Room for a download of C{size} bytes: see L{Budget.admit}.
+        """
+        return self.budget.admit(size)
+
+    def release(self, reserved: int) -> None:
+        """
+        A download is over: see L{Budget.release}.
+        """
+        self.budget.release(reserved)
+
+    def temporary(self) -> tuple[int, str]:
+        """
+        A new temporary file for a download.
+
+        @raise OSError: if none can be made.
+        """
+        return tempfile.mkstemp(dir=self.tmp, prefix="download-")
+
+    def discard(self, path: str) -> None:
+        """
+        Remove a temporary file, if it is there.
+        """
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.error("cannot remove {path}: {why}", path=path, why=str(e))
+
+    async def keep(self, fd: int, temporary: str, key: FileKey) -> str:
+        """
+        Put a verified download in its place in the tree, durably, its use
+        recorded as now.
+
+        @return: its path in the tree.
+        @raise StoreError: if it cannot be put there.
+        """
+        path = self.path(key)
+        now = self._clock.seconds()
+        try:
+            stat = await self._run(_place, fd, temporary, path, now)
+        except OSError as e:
+            raise StoreError.cannotWrite(e) from None
+        self.budget.kept(path, charge(stat, key.parts[-1]), now)
+        return path
+
+    def _evicted(self, victim: Evicted) -> None:
+        """
+        The budget removed a file: tell the events which one.
+        """
+        parts = os.path.relpath(victim.path, self.root).split(os.sep)
+        layout = self._layouts.get(parts[1]) if len(parts) == 6 and parts[0] == "root" else None
+        key = layout.fromParts(parts[3:]) if layout is not None and parts[2] == "+f" else None
+        if key is not None:
+            self._events.fileEvicted(key, victim.size)
+
+
+def _place(fd: int, temporary: str, path: str, now: float) -> os.stat_result:
+    """
+    Move a finished file into the tree, durably, its modification time set
+    to C{now}.  Disk work: run it off the reactor.
+    """
+    os.utime(fd, (now, now))
+    putInPlace(fd, temporary, path)
+    return os.fstat(fd)
