@@ -374,10 +374,11 @@ class Budget:
         """
         return self.histogram.bytes + self.reserved + self._otherBytes()
 
-    def kept(self, path: str, size: int, mtime: float) -> None:
+    def kept(self, path: str, size: int, mtime: float, reserved: int = 0) -> None:
         """
-        A file entered the tree.
+        A file entered the tree, with the room C{reserved} for it.
         """
+        self.release(reserved)
         if not self.ready:
             self._keptMeanwhile.add(path)
         self.histogram.add(mtime, size)
@@ -462,8 +463,10 @@ class Budget:
         if need <= 0:
             self._short = False
             return
-        self.evicting = Deferred.fromCoroutine(self._evict(need))
-        self.evicting.addErrback(lambda f: log.failure("eviction failed", f))
+        evicting = Deferred.fromCoroutine(self._evict(need))
+        evicting.addErrback(lambda f: log.failure("eviction failed", f))
+        if not evicting.called:
+            self.evicting = evicting
 
     async def _evict(self, need: int) -> None:
         """

@@ -251,8 +251,8 @@ class Download:
         Put the verified file in its place in the tree.
         """
         assert self._tmp is not None
-        path = await self._tree.keep(self.fd, self._tmp, self.key)
-        self._tmp = None
+        path = await self._tree.keep(self.fd, self._tmp, self.key, self._reserved)
+        self._tmp, self._reserved = None, 0
         return path
 
     def _fail(self, e: BaseException) -> None:

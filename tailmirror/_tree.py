@@ -191,10 +191,10 @@ class FileTree:
         except OSError as e:
             log.error("cannot remove {path}: {why}", path=path, why=str(e))
 
-    async def keep(self, fd: int, temporary: str, key: FileKey) -> str:
+    async def keep(self, fd: int, temporary: str, key: FileKey, reserved: int = 0) -> str:
         """
         Put a verified download in its place in the tree, durably, its use
-        recorded as now.
+        recorded as now; the room C{reserved} for it is its own now.
 
         @return: its path in the tree.
         @raise StoreError: if it cannot be put there.
@@ -205,7 +205,7 @@ class FileTree:
             stat = await self._run(_place, fd, temporary, path, now)
         except OSError as e:
             raise StoreError.cannotWrite(e) from None
-        self.budget.kept(path, charge(stat, key.parts[-1]), now)
+        self.budget.kept(path, charge(stat, key.parts[-1]), now, reserved)
         return path
 
     def _evicted(self, victim: Evicted) -> None:

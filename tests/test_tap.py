@@ -73,6 +73,62 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(self.parse()["upstream"], "https://mirror.invalid/simple/")
         self.assertEqual(self.parse("--upstream", UP)["upstream"], UP)
 
+    def test_upstreamFromPip(self) -> None:
+        """
+        Without --upstream or C{TAILMIRROR_UPSTREAM}, the upstream is the
+        index pip here would use: C{PIP_INDEX_URL}, else pip's configured
+        index-url, else pip's own default, read from pip; and where it came
+        from is kept.
+        """
+        from pip._internal.models.index import PyPI
+
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", UPSTREAM_ENV))}
+        self.patch(os, "environ", dict(clean, PIP_INDEX_URL="http://127.0.0.1:9/simple"))
+        options = self.parse()
+        self.assertEqual((options["upstream"], options["upstream-source"]), (UP.replace(":1/", ":9/"), "PIP_INDEX_URL"))
+        config = os.path.join(tempfile.mkdtemp(), "pip.conf")
+        with open(config, "w") as f:
+            f.write("[global]\nindex-url = http://127.0.0.1:8/simple/\n")
+        self.patch(os, "environ", dict(clean, PIP_CONFIG_FILE=config))
+        options = self.parse()
+        self.assertEqual(options["upstream"], "http://127.0.0.1:8/simple/")
+        self.assertEqual(options["upstream-source"], "pip's configuration (global.index-url)")
+        self.patch(os, "environ", dict(clean, PIP_CONFIG_FILE=os.devnull))
+        options = self.parse()
+        self.assertEqual(options["upstream"].rstrip("/"), PyPI.simple_url.rstrip("/"))
+        self.assertEqual(options["upstream-source"], "pip's default index")
+        self.assertEqual(self.parse("-u", UP)["upstream-source"], "--upstream")
+
+    def test_noPip(self) -> None:
+        """
+        With no pip to ask, a usage error says to pass --upstream.
+        """
+        from tailmirror import tap
+
+        self.patch(tap, "pipIndex", lambda: None)
+        self.assertUsage([], "--upstream", UPSTREAM_ENV)
+
+    def test_diskLimits(self) -> None:
+        """
+        C{--max-size} takes K, M, G and T (none by default); C{--min-free} a
+        size or a percentage (5% by default); both reach the mirror.
+        """
+        self.assertIsNone(self.parse("-u", UP)["max-size"])
+        self.assertEqual(self.parse("-u", UP)["min-free"], 0.05)
+        self.assertEqual(self.parse("-u", UP, "--max-size", "20G")["max-size"], 20 * 1024**3)
+        self.assertEqual(self.parse("-u", UP, "--max-size", "1T")["max-size"], 1024**4)
+        self.assertEqual(self.parse("-u", UP, "--min-free", "10%")["min-free"], 0.1)
+        self.assertEqual(self.parse("-u", UP, "--min-free", "2G")["min-free"], 2 * 1024**3)
+        self.assertEqual(self.parse("-u", UP, "--min-free", "0")["min-free"], 0)
+        self.assertUsage(["-u", UP, "--max-size", "0"], "--max-size")
+        self.assertUsage(["-u", UP, "--max-size", "lots"], "--max-size", "size")
+        self.assertUsage(["-u", UP, "--min-free", "100%"], "--min-free", "percentage")
+        self.assertUsage(["-u", UP, "--min-free", "-1"], "--min-free")
+        options = self.parse("-u", UP, "--max-size", "3M", "--min-free", "1%", "-d", tempfile.mkdtemp())
+        mirror = list(makeService(options))[0]
+        self.assertEqual(mirror.tree.budget.limits.maxSize, 3 * 1024**2)
+        self.assertEqual(mirror.tree.budget.limits.minFree, 0.01)
+
     def test_listenRepeats(self) -> None:
         """
         C{--listen} takes endpoint strings and may repeat.
