@@ -24,6 +24,10 @@ from __future__ import annotations
 
 import heapq
 import os
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -49,11 +53,26 @@ DIRECTORY = 4096
 #: a busier hour is first cut into seconds by a walk that counts them.
 CANDIDATES = 50_000
 
+#: Files removed in a row before an eviction pauses, and for how long: a
+#: burst of removals holds up the filesystem's journal, and with it the
+#: reactor's own small writes (a log line, a file's record of use).
+REMOVALS_IN_A_ROW = 64
+PAUSE = 0.02
+
+#: Evicted files accounted for and told of in one turn of the reactor.
+BATCH = 1000
+
 #: Seconds between checks of the limits when nothing else asks for one
 #: (other programs may fill the filesystem).
 CHECK_EVERY = 30.0
 
 RunInThread = Callable[..., Deferred[Any]]
+
+
+class Stopped(Exception):
+    """
+    A walk of the tree was given up, for the mirror is stopping.
+    """
 
 
 def formatSize(n: float) -> str:
@@ -183,12 +202,19 @@ class Histogram:
         return float("inf"), float("inf"), 0
 
 
-def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
+#: A walk of the tree: every regular file below a root, as its path, name,
+#: last use and charge; given up with L{Stopped} once C{stop} is set.
+Walk = Callable[[str, "threading.Event | None"], Iterator[tuple[str, str, float, int]]]
+
+
+def walkHere(root: str, stop: threading.Event | None = None) -> Iterator[tuple[str, str, float, int]]:
     """
-    Every regular file below C{root}: its path, name and status.
+    Walk the tree in this process (see L{Walk}).
     """
     stack = [root]
     while stack:
+        if stop is not None and stop.is_set():
+            raise Stopped()
         try:
             entries = os.scandir(stack.pop())
         except OSError:
@@ -199,33 +225,81 @@ def _walk(root: str) -> Iterator[tuple[str, str, os.stat_result]]:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
-                        yield entry.path, entry.name, entry.stat(follow_symlinks=False)
+                        stat = entry.stat(follow_symlinks=False)
+                        yield entry.path, entry.name, stat.st_mtime, charge(stat, entry.name)
                 except OSError:
                     continue
 
 
-def inventory(root: str, skip: set[str]) -> Histogram:
+def walkInChild(root: str, stop: threading.Event | None = None) -> Iterator[tuple[str, str, float, int]]:
+    """
+    Walk the tree in a child process (see L{Walk}), which reads the
+    directories and stats the files under its own interpreter lock, not
+    the reactor's: the walk of a big tree is mostly that work.  The child
+    is killed once C{stop} is set.  A child that cannot run at all gives
+    way to a walk in this process; one that fails midway fails the walk.
+    """
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tailmirror._budget", root],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="surrogateescape",
+        )
+    except OSError as e:
+        log.warn("cannot walk the tree in a child process ({why}); walking it here", why=str(e))
+        yield from walkHere(root, stop)
+        return
+    assert child.stdout is not None
+    count = 0
+    try:
+        for count, line in enumerate(child.stdout, 1):
+            if count % 1024 == 0 and stop is not None and stop.is_set():
+                raise Stopped()
+            mtime, size, path = line.rstrip("\n").split("\t", 2)
+            yield path, os.path.basename(path), float(mtime), int(size)
+        if stop is not None and stop.is_set():
+            raise Stopped()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stdout.close()
+        status = child.wait()
+    if status != 0 and count == 0:
+        log.warn("the tree's walker exited with status {status}; walking the tree here", status=status)
+        yield from walkHere(root, stop)
+    elif status != 0:
+        raise OSError(f"the tree's walker failed midway, with status {status}")
+
+
+def inventory(
+    root: str, skip: set[str], stop: threading.Event | None = None, walk: Walk = walkHere
+) -> Histogram:
     """
     Count the tree, but for the paths in C{skip}.  Disk work: run it in a
     thread.
     """
     histogram = Histogram()
-    for path, name, stat in _walk(root):
+    for path, _, mtime, size in walk(root, stop):
         if path not in skip:
-            histogram.add(stat.st_mtime, charge(stat, name))
+            histogram.add(mtime, size)
     return histogram
 
 
-def profile(root: str, start: float, end: float, slices: int) -> list[int]:
+def profile(
+    root: str, start: float, end: float, slices: int, stop: threading.Event | None = None, walk: Walk = walkHere
+) -> list[int]:
     """
     The bytes of the files last used in C{[start, end)}, in C{slices} equal
     slices of it.  Disk work: run it in a thread.
     """
     width = (end - start) / slices
     counted = [0] * slices
-    for _, name, stat in _walk(root):
-        if start <= stat.st_mtime < end:
-            counted[min(slices - 1, int((stat.st_mtime - start) // width))] += charge(stat, name)
+    for _, _, mtime, size in walk(root, stop):
+        if start <= mtime < end:
+            counted[min(slices - 1, int((mtime - start) // width))] += size
     return counted
 
 
@@ -239,6 +313,23 @@ class Evicted:
     mtime: float
     size: int
     path: str
+
+
+class _Remover:
+    """
+    Removes files, pausing after every L{REMOVALS_IN_A_ROW} of them.
+    """
+
+    def __init__(self) -> None:
+        self.removed: list[Evicted] = []
+        self.freed = 0
+
+    def __call__(self, victim: Evicted) -> None:
+        if _remove(victim):
+            self.removed.append(victim)
+            self.freed += victim.size
+            if len(self.removed) % REMOVALS_IN_A_ROW == 0:
+                time.sleep(PAUSE)
 
 
 def _remove(victim: Evicted) -> bool:
@@ -259,7 +350,15 @@ def _remove(victim: Evicted) -> bool:
     return True
 
 
-def sweep(root: str, before: float, until: float, need: int, inUse: set[str]) -> list[Evicted]:
+def sweep(
+    root: str,
+    before: float,
+    until: float,
+    need: int,
+    inUse: set[str],
+    stop: threading.Event | None = None,
+    walk: Walk = walkHere,
+) -> list[Evicted]:
     """
     Remove the least recently used files until C{need} bytes are freed:
     every file last used before C{before}, then those used before C{until}
@@ -268,32 +367,32 @@ def sweep(root: str, before: float, until: float, need: int, inUse: set[str]) ->
 
     @return: what was removed.
     """
-    removed: list[Evicted] = []
+    remove = _Remover()
     boundary: list[Evicted] = []
     busy: list[Evicted] = []
-    freed = 0
-    for path, name, stat in _walk(root):
-        if stat.st_mtime >= until:
+    files = walk(root, stop)
+    while True:
+        try:
+            path, _, mtime, size = next(files)
+        except (StopIteration, Stopped):
+            break
+        if mtime >= until:
             continue
-        victim = Evicted(stat.st_mtime, charge(stat, name), path)
+        victim = Evicted(mtime, size, path)
         if path in inUse:
             busy.append(victim)
-        elif stat.st_mtime < before:
-            if _remove(victim):
-                removed.append(victim)
-                freed += victim.size
+        elif mtime < before:
+            remove(victim)
         else:
             boundary.append(victim)
             if len(boundary) > 2 * CANDIDATES:
                 boundary = heapq.nsmallest(CANDIDATES, boundary)
     for victims in (sorted(boundary), sorted(busy)):
         for victim in victims:
-            if freed >= need:
-                return removed
-            if _remove(victim):
-                removed.append(victim)
-                freed += victim.size
-    return removed
+            if remove.freed >= need or (stop is not None and stop.is_set()):
+                return remove.removed
+            remove(victim)
+    return remove.removed
 
 
 class Budget:
@@ -314,8 +413,10 @@ class Budget:
         otherBytes: Callable[[], int] = lambda: 0,
         space: Callable[[str], tuple[int, int]] = diskSpace,
         onEvicted: Callable[[Evicted], None] = lambda victim: None,
+        walk: Walk = walkHere,
     ) -> None:
         self.root = root
+        self._walk = walk
         self.limits = limits
         self._clock = clock
         self._run = runInThread
@@ -333,13 +434,15 @@ class Budget:
         self.evictedBytes = 0
         self._checking: IDelayedCall | None = None
         self._stopped = False
+        #: Set when the mirror stops: walks in threads give up at once.
+        self._stop = threading.Event()
         self._short = False
 
     def start(self) -> Deferred[None]:
         """
         Count the tree in a thread, then keep the limits.
         """
-        d = self._run(inventory, self.root, self._keptMeanwhile)
+        d = self._run(inventory, self.root, self._keptMeanwhile, self._stop, self._walk)
 
         def counted(histogram: Histogram) -> None:
             histogram.merge(self.histogram)
@@ -353,7 +456,8 @@ class Budget:
             self.check()
 
         def failed(failure: Failure) -> None:
-            log.failure("cannot count the cache's files", failure)
+            if not failure.check(Stopped):
+                log.failure("cannot count the cache's files", failure)
 
         return d.addCallbacks(counted, failed)
 
@@ -362,6 +466,7 @@ class Budget:
         Stop checking the limits.
         """
         self._stopped = True
+        self._stop.set()
         if self._checking is not None and self._checking.active():
             self._checking.cancel()
         self._checking = None
@@ -463,10 +568,16 @@ class Budget:
         if need <= 0:
             self._short = False
             return
+        if self.histogram.files == 0 and self._short:
+            return  # nothing left to evict; said so already
         evicting = Deferred.fromCoroutine(self._evict(need))
-        evicting.addErrback(lambda f: log.failure("eviction failed", f))
+        evicting.addErrback(self._evictionFailed)
         if not evicting.called:
             self.evicting = evicting
+
+    def _evictionFailed(self, failure: Failure) -> None:
+        if not failure.check(Stopped):
+            log.failure("eviction failed", failure)
 
     async def _evict(self, need: int) -> None:
         """
@@ -476,7 +587,7 @@ class Budget:
         try:
             before, until, count = self.histogram.boundary(need)
             if count > CANDIDATES and until != float("inf"):
-                slices = await self._run(profile, self.root, before, until, 3600)
+                slices = await self._run(profile, self.root, before, until, 3600, self._stop, self._walk)
                 counted = sum(s for s in self._olderThan(before))
                 for i, size in enumerate(slices):
                     counted += size
@@ -484,14 +595,19 @@ class Budget:
                         width = (until - before) / len(slices)
                         before, until = before + i * width, before + (i + 1) * width
                         break
-            removed = await self._run(sweep, self.root, before, until, need, set(self.inUse))
+            removed = await self._run(
+                sweep, self.root, before, until, need, set(self.inUse), self._stop, self._walk
+            )
         finally:
             self.evicting = None
         freed = 0
-        for victim in removed:
-            self.histogram.remove(victim.mtime, victim.size)
-            freed += victim.size
-            self._onEvicted(victim)
+        for start in range(0, len(removed), BATCH):
+            if start:
+                await self._nextTurn()  # a big eviction never holds the reactor long
+            for victim in removed[start : start + BATCH]:
+                self.histogram.remove(victim.mtime, victim.size)
+                freed += victim.size
+                self._onEvicted(victim)
         self.evictedFiles += len(removed)
         self.evictedBytes += freed
         log.info(
@@ -510,6 +626,14 @@ class Budget:
         elif freed >= need and self.need() > 0:
             self.check()
 
+    def _nextTurn(self) -> Deferred[None]:
+        """
+        Wait for the reactor's next turn.
+        """
+        d: Deferred[None] = Deferred()
+        self._clock.callLater(0, d.callback, None)
+        return d
+
     def _olderThan(self, when: float) -> Iterator[int]:
         """
         The bytes of each histogram hour that ends by C{when}.
@@ -517,3 +641,20 @@ class Budget:
         for key, (size, _) in self.histogram.buckets.items():
             if (key + 1) * BUCKET <= when:
                 yield size
+
+
+def _printWalk(root: str) -> None:
+    """
+    The child of L{walkInChild}: a line for each file of the tree, its last
+    use, charge and path, tab-separated.
+    """
+    out = sys.stdout
+    for path, _, mtime, size in walkHere(root):
+        if "\n" not in path:  # none of the mirror's own: it writes no control characters
+            out.write(f"{mtime!r}\t{size}\t{path}\n")
+    out.flush()
+
+
+if __name__ == "__main__":
+    sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+    _printWalk(sys.argv[1])

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from ._budget import Limits, diskSpace
+from ._budget import Limits, Walk, diskSpace, walkHere
 from ._events import Fanout, IMirrorEvents
 from ._files import FileStore
 from ._journal import Journal
@@ -101,11 +101,13 @@ def buildMirror(
     runInThread: Callable[..., Deferred[Any]],
     subscribers: tuple[IMirrorEvents, ...] = (),
     space: Callable[[str], tuple[int, int]] = diskSpace,
+    walk: Walk = walkHere,
 ) -> Mirror:
     """
     A mirror of C{settings.upstream} over C{client} (a C{treq} HTTP client),
     its time from C{clock}, its disk and CPU work through C{runInThread},
-    its events to C{subscribers}, and its free space read by C{space}.
+    its events to C{subscribers}, its free space read by C{space} and its
+    tree walked by C{walk}.
     """
     events = Fanout(subscribers)
     upstream = Upstream(
@@ -130,6 +132,7 @@ def buildMirror(
         otherBytes=lambda: journal.size,
         space=space,
         touchEvery=settings.touchEvery,
+        walk=walk,
     )
     files = FileStore(
         tree, pages, upstream, clock, runInThread, events=events, clientTimeout=settings.clientTimeout

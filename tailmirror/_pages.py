@@ -41,7 +41,7 @@ RECHECK_AFTER = 10.0
 SYNC_AFTER = 1.0
 
 #: Links of pages kept in memory at most, for finding cold files' links.
-LINKS_KEPT = 100_000
+LINKS_KEPT = 50_000
 
 #: How CPU and disk work leaves the reactor thread:
 #: C{runInThread(f, *args)} returns a L{Deferred} of C{f(*args)}.
@@ -243,19 +243,33 @@ class ProjectPages:
 
     async def _linksOf(self, entry: Entry) -> Links:
         """
-        The links of a page, indexed once per change: kept from when it was
-        fetched, or read back from the journal off the reactor.
+        The links of a page, indexed once per change.
+        """
+        return await self._perVersion(entry, self._links, self._indexing, indexLinks)
+
+    async def _perVersion(
+        self,
+        entry: Entry,
+        cache: BoundedCache[T],
+        making: Coalescer[T],
+        make: Callable[[dict[str, Any]], T],
+    ) -> T:
+        """
+        What C{make} makes of a page, once per version of the page: kept in
+        C{cache} from when the page was fetched, or made from the page read
+        back from the journal off the reactor, once however many ask.
         """
         key = (entry.name, entry.serial)
-        links = self._links.get(key)
-        if links is None:
-            links = await self._indexing.run(key, lambda: self._indexFromJournal(entry))
-        return links
+        found = cache.get(key)
+        if found is None:
 
-    async def _indexFromJournal(self, entry: Entry) -> Links:
-        links = await self._fromJournal(entry, indexLinks)
-        self._links.put((entry.name, entry.serial), links)
-        return links
+            async def fromJournal() -> T:
+                made = await self._fromJournal(entry, make)
+                cache.put(key, made)
+                return made
+
+            found = await making.run(key, fromJournal)
+        return found
 
     async def _fromJournal(self, entry: Entry, make: Callable[[dict[str, Any]], T]) -> T:
         """
@@ -391,19 +405,7 @@ class ProjectPages:
         """
         Both forms of a page, rendered once per change.
         """
-        key = (entry.name, entry.serial)
-        rendered = self._renders.get(key)
-        if rendered is None:
-            rendered = await self._rendering.run(key, lambda: self._renderFromJournal(entry))
-        return rendered
-
-    async def _renderFromJournal(self, entry: Entry) -> Rendered:
-        """
-        Read a page back from the journal and render it, off the reactor.
-        """
-        rendered = await self._fromJournal(entry, renderPage)
-        self._renders.put((entry.name, entry.serial), rendered)
-        return rendered
+        return await self._perVersion(entry, self._renders, self._rendering, renderPage)
 
     async def root(self) -> Rendered:
         """

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.server import Site
 
+from ._budget import walkInChild
 from ._events import IMirrorEvents
 from ._lock import CacheLock, LockHeld
 from ._mirror import Settings, buildMirror
@@ -83,7 +84,10 @@ class MirrorService(Service):
         def runInThread(f: Any, *args: Any) -> Any:
             return deferToThreadPool(reactor, pool, f, *args)
 
-        self.mirror = buildMirror(settings, client, reactor, runInThread, subscribers)
+        # The tree's walks (its count at start, eviction) run in a child
+        # process: in a thread, a big tree's walk would hold the interpreter
+        # lock from the reactor for most of a minute.
+        self.mirror = buildMirror(settings, client, reactor, runInThread, subscribers, walk=walkInChild)
         self.pages = self.mirror.pages
         self.files = self.mirror.files
         self.tree = self.mirror.tree

@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ._budget import Budget, Evicted, Limits, charge, diskSpace
+from ._budget import Budget, Evicted, Limits, Walk, charge, diskSpace, walkHere
 from ._disk import putInPlace
 from ._errors import StoreError
 from ._events import IMirrorEvents, NoEvents
@@ -71,6 +71,7 @@ class FileTree:
         space: Callable[[str], tuple[int, int]] = diskSpace,
         layouts: tuple[IndexLayout, ...] = (PYPI,),
         touchEvery: float = TOUCH_EVERY,
+        walk: Walk = walkHere,
     ) -> None:
         self.root = os.path.join(cacheDir, "+files")
         self.tmp = os.path.join(cacheDir, "+tmp")
@@ -88,6 +89,7 @@ class FileTree:
             otherBytes=otherBytes,
             space=space,
             onEvicted=self._evicted,
+            walk=walk,
         )
 
     def open(self) -> Deferred[None]:

@@ -83,10 +83,13 @@ class FakeUpstreamProcess:
 
 class MirrorProcess:
     """
-    The real C{twistd -n tailmirror}, from the working tree.
+    The real C{twistd -n tailmirror}, from the working tree (or another
+    checkout, C{repo}).
     """
 
-    def __init__(self, upstream: str, cacheDir: str | Path, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self, upstream: str, cacheDir: str | Path, *args: str, port: int | None = None, repo: Path = REPO
+    ) -> None:
         self.port = port or freePort()
         self.url = f"http://127.0.0.1:{self.port}/simple/"
         self.log = Path(cacheDir).parent / f"mirror-{self.port}.log"
@@ -96,7 +99,7 @@ class MirrorProcess:
             "--listen", f"tcp:{self.port}:interface=127.0.0.1", *args,
         ]
         self.started = time.monotonic()
-        self.process = subprocess.Popen(self.command, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        self.process = subprocess.Popen(self.command, env=dict(os.environ, PYTHONPATH=str(repo)))
         waitForHTTP(self.url)
         self.ready = time.monotonic() - self.started
 

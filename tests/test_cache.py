@@ -26,10 +26,11 @@ from twisted.web.server import Site
 
 from tailmirror._budget import DIRECTORY, Histogram, Limits, charge, formatSize
 from tailmirror._layout import FileKey, parseFilePath
-from tailmirror._service import MirrorService, Settings
+from tailmirror._service import Settings
 
 from .fakeindex import FakeFile, FakeIndex, FakeProject, sdist
 from .harness import CapturedLog, Harness, Space
+from .test_sockets import startMirror
 from .test_files import filePath, treeFiles
 
 SIZE = 20_000
@@ -214,17 +215,12 @@ class EvictedMidSendTests(TestCase):
         upstream = reactor.listenTCP(0, Site(index), interface="127.0.0.1")
         self.addCleanup(upstream.stopListening)
         settings = Settings(f"http://127.0.0.1:{upstream.getHost().port}/simple/", tempfile.mkdtemp())
-        mirror = MirrorService(reactor, settings)
-        mirror.startService()
-        self.addCleanup(mirror.stopService)
-        port = reactor.listenTCP(0, mirror.site, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
+        mirror, base = startMirror(self, settings)
         pool = HTTPConnectionPool(reactor, persistent=False)
-        url = f"http://127.0.0.1:{port.getHost().port}{filePath(big)}"
-        warm = await treq.get(url, pool=pool)
+        warm = await treq.get(base + filePath(big), pool=pool)
         self.assertEqual(hashlib.sha256(await warm.content()).hexdigest(), big.sha256)
         client = _SlowClient(filePath(big))
-        await ClientCreator(reactor, lambda: client).connectTCP("127.0.0.1", port.getHost().port)
+        await ClientCreator(reactor, lambda: client).connectTCP("127.0.0.1", int(base.rsplit(":", 1)[1]))
         await client.paused
         await deferLater(reactor, 0.2, lambda: None)
         budget = mirror.tree.budget
@@ -380,6 +376,54 @@ class InventoryTests(SynchronousTestCase):
         budget = restarted.tree.budget
         self.assertTrue(budget.ready)
         self.assertEqual(budget.histogram.files, 3)
+
+    def test_stopGivesUp(self) -> None:
+        """
+        Once the mirror stops, walks of the tree in threads give up at once
+        (a count of a big tree would otherwise hold the process's exit
+        until it ends), and nothing is evicted.
+        """
+        import threading
+
+        from tailmirror._budget import Stopped, inventory, sweep
+
+        h = Harness([FakeProject("foo", [sdist("foo", "1.0")])])
+        h.get(filePath(h.index.projects["foo"].files[0]))
+        stop = threading.Event()
+        self.assertEqual(inventory(h.tree.root, set(), stop).files, 1)
+        h.mirror.close()
+        self.assertTrue(h.tree.budget._stop.is_set())
+        self.assertRaises(Stopped, inventory, h.tree.root, set(), h.tree.budget._stop)
+        self.assertEqual(sweep(h.tree.root, float("inf"), float("inf"), 1 << 30, set(), h.tree.budget._stop), [])
+        self.assertEqual(len(treeFiles(h)), 1)
+
+    def test_walkInChild(self) -> None:
+        """
+        The walk in a child process sees what the walk here sees, odd file
+        names included; a child that cannot run gives way to a walk here;
+        a set stop gives the walk up.
+        """
+        import sys
+        import threading
+
+        from tailmirror import _budget
+
+        h = Harness([FakeProject("foo", [sdist("foo", f"1.{i}") for i in range(3)])])
+        for f in h.index.projects["foo"].files:
+            h.get(filePath(f))
+        odd = os.path.join(h.tree.root, "root", "pypi", "+f", "abc", "0123456789abc", "b\tad\xe9-1.0.tar.gz")
+        os.makedirs(os.path.dirname(odd))
+        open(odd, "wb").close()
+        here = sorted(_budget.walkHere(h.tree.root))
+        self.assertEqual(len(here), 4)
+        self.assertEqual(sorted(_budget.walkInChild(h.tree.root)), here)
+        stop = threading.Event()
+        stop.set()
+        self.assertRaises(_budget.Stopped, list, _budget.walkInChild(h.tree.root, stop))
+        self.patch(sys, "executable", "/nonexistent/python")
+        self.assertEqual(sorted(_budget.walkInChild(h.tree.root)), here)
+        self.patch(sys, "executable", "/bin/false")
+        self.assertEqual(sorted(_budget.walkInChild(h.tree.root)), here)
 
     def test_sizes(self) -> None:
         self.assertEqual(formatSize(512), "512 B")

@@ -40,14 +40,23 @@ async def mirrorGet(
     """
     cache = tempfile.mkdtemp(prefix="tailmirror-sockets-")
     settings = Settings(upstream, cache, timeout=timeout, idleTimeout=timeout, caCerts=caCerts)
+    _, base = startMirror(test, settings)
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    response = await treq.get(base + path, pool=pool)
+    return response.code, await response.content()
+
+
+def startMirror(test: TestCase, settings: Settings) -> tuple[MirrorService, str]:
+    """
+    A real mirror service listening on 127.0.0.1, stopped when the test
+    ends; and its root URL, without the trailing slash.
+    """
     mirror = MirrorService(reactor, settings)
     mirror.startService()
     test.addCleanup(mirror.stopService)
     port = reactor.listenTCP(0, mirror.site, interface="127.0.0.1")
     test.addCleanup(port.stopListening)
-    pool = HTTPConnectionPool(reactor, persistent=False)
-    response = await treq.get(f"http://127.0.0.1:{port.getHost().port}{path}", pool=pool)
-    return response.code, await response.content()
+    return mirror, f"http://127.0.0.1:{port.getHost().port}"
 
 
 class _Scripted(Protocol):

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,24 +125,42 @@ def test_cacheDirCannotBeMade(tmp_path: Path) -> None:
     assertOneLine(result, "--cache-dir", "cannot create it")
 
 
-@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="needs setpriv to drop root")
-def test_cacheDirNotWritable(tmp_path: Path) -> None:
+def _canRunAs(user: int) -> bool:
+    """
+    Whether C{user} can run this checkout's twistd (it must reach the
+    virtual environment and the working tree).
+    """
+    result = subprocess.run(
+        ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", sys.executable, "-c", "import tailmirror"],
+        capture_output=True, env=dict(cleanEnv(), PYTHONPATH=str(REPO)), cwd="/",
+    )
+    return result.returncode == 0
+
+
+def test_cacheDirNotWritable() -> None:
     """
     A cache directory the mirror's user cannot write in: a non-zero exit
-    within 5 s with one line naming --cache-dir.
+    within 5 s with one line naming --cache-dir.  (Run as root, the test
+    runs the mirror as nobody, whom permissions stop.)
     """
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    cache.chmod(0o555)
-    for parent in (tmp_path, *tmp_path.parents):
-        parent.chmod(parent.stat().st_mode | 0o005)  # the mirror's user may reach it
-    user = NOBODY if os.geteuid() == 0 else None
-    env = cleanEnv(HOME=str(tmp_path))
-    started = time.monotonic()
-    result = twistd("--upstream", "http://127.0.0.1:1/simple/", "--cache-dir", str(cache),
-                    "--listen", f"tcp:{freePort()}:interface=127.0.0.1", env=env, user=user)
-    assert time.monotonic() - started < 5
-    # twistd's own warning about its plugin cache may come first; our line is last.
+    user = None
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv") or not _canRunAs(NOBODY):
+            pytest.skip("needs setpriv, and a checkout the nobody user can read")
+        user = NOBODY
+    parent = Path(tempfile.mkdtemp(prefix="tailmirror-unwritable-"))
+    try:
+        parent.chmod(0o755)
+        cache = parent / "cache"
+        cache.mkdir()
+        cache.chmod(0o555)
+        started = time.monotonic()
+        result = twistd("--upstream", "http://127.0.0.1:1/simple/", "--cache-dir", str(cache),
+                        "--listen", f"tcp:{freePort()}:interface=127.0.0.1", env=cleanEnv(HOME=str(parent)), user=user)
+        assert time.monotonic() - started < 5
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    # twistd's own warning about its plugin cache may come first; ours is last.
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
