@@ -242,10 +242,11 @@ class TailmirrorService(MultiService):
             fail(e)
 
     def startService(self) -> None:
-        try:
-            super().startService()
-        except StartFailure as e:
-            fail(e)
+        # Every endpoint listens by now (privilegedStartService): say what
+        # the mirror runs with before it opens its cache.
+        for listening in self.listening:
+            if listening._waitingForPort is None:
+                self._listen(listening)
         settings = self.mirror.settings
         log.info(
             "tailmirror {version} mirroring {upstream} (from {source}), listening on {addresses}; "
@@ -257,3 +258,17 @@ class TailmirrorService(MultiService):
             cacheDir=os.path.abspath(settings.cacheDir),
             limits=settings.limits.describe(),
         )
+        try:
+            super().startService()
+        except StartFailure as e:
+            fail(e)
+
+    @staticmethod
+    def _listen(listening: Listening) -> None:
+        """
+        Listen on an endpoint now, if twistd did not ask for it before.
+        """
+        try:
+            listening.privilegedStartService()
+        except StartFailure as e:
+            fail(e)

@@ -77,7 +77,8 @@ def test_secondInstanceRefused(tmp_path: Path, upstream: FakeUpstreamProcess) ->
         assertOneLine(second, "--cache-dir", str(cache), str(first.process.pid), "in use")
         assert (cache / "lock").read_text().strip() == str(first.process.pid)
         waitForHTTP(first.url)
-        line = next(line for line in first.logText().splitlines() if "tailmirror " + __version__ in line)
+        line = next(line for line in first.logText().splitlines() if "[tailmirror." in line)
+        assert "tailmirror " + __version__ + " mirroring" in line, line
         for part in (upstream.url, "(from --upstream)", f"http://127.0.0.1:{first.port}/", str(cache), "max size 2.0 GiB", "min free 5%"):
             assert part in line, line
     finally:
