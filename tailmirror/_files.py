@@ -41,8 +41,9 @@ class FileStore:
         upstream: Upstream,
         clock: IReactorTime,
         runInThread: Callable[..., Deferred[Any]],
+        *,
+        clientTimeout: float,
         events: IMirrorEvents | None = None,
-        clientTimeout: float = 60.0,
     ) -> None:
         self.tree = tree
         self.pages = pages

@@ -24,7 +24,7 @@ from ._tree import TOUCH_EVERY, FileTree
 from ._upstream import Upstream
 from ._web import MirrorWeb
 
-__all__ = ["Mirror", "Settings", "buildMirror"]
+__all__ = ["DEFAULTS", "Mirror", "Settings", "buildMirror"]
 
 MiB = 1024 * 1024
 
@@ -58,6 +58,10 @@ class Settings:
         The disk limits these settings give.
         """
         return Limits(self.maxSize, self.minFree)
+
+
+#: The defaults of every setting.
+DEFAULTS = Settings("", "")
 
 
 @dataclass
@@ -134,8 +138,6 @@ def buildMirror(
         touchEvery=settings.touchEvery,
         walk=walk,
     )
-    files = FileStore(
-        tree, pages, upstream, clock, runInThread, events=events, clientTimeout=settings.clientTimeout
-    )
+    files = FileStore(tree, pages, upstream, clock, runInThread, clientTimeout=settings.clientTimeout, events=events)
     resource = MirrorWeb(pages, files).resource()
     return Mirror(settings, events, upstream, journal, pages, tree, files, resource)

@@ -318,11 +318,12 @@ class Upstream:
         client: Any,
         root: str,
         clock: IReactorTime,
-        timeout: float = 15.0,
-        maxPageBytes: int = 64 * 1024 * 1024,
-        concurrency: int = 16,
-        fileConcurrency: int = 16,
-        idleTimeout: float | None = None,
+        *,
+        timeout: float,
+        maxPageBytes: int,
+        concurrency: int,
+        fileConcurrency: int,
+        idleTimeout: float,
         events: IMirrorEvents | None = None,
     ) -> None:
         self._client = client
@@ -332,7 +333,7 @@ class Upstream:
         #: Seconds for a page fetch, whole, and for a file's headers.
         self.timeout = timeout
         #: Seconds a file download may go without a byte from upstream.
-        self.idleTimeout = timeout if idleTimeout is None else idleTimeout
+        self.idleTimeout = idleTimeout
         self.maxPageBytes = maxPageBytes
         self._semaphore = DeferredSemaphore(concurrency)
         #: Downloads hold a slot of their own from request to last byte, so

@@ -14,6 +14,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from ._pipindex import pipIndex
+from ._mirror import DEFAULTS
 from ._service import MirrorService, Settings, TailmirrorService, loadTrustRoot
 from ._version import __version__
 
@@ -92,18 +93,18 @@ class Options(usage.Options):
             "default: the index pip on this host uses).",
         ],
         ["cache-dir", "d", ".cache/tailmirror", "Where the journal and the files live."],
-        ["ttl", None, "900", "Seconds a project page stays fresh before it is revalidated."],
-        ["timeout", None, "15", "Seconds for a page from upstream, and for a file to begin."],
-        ["idle-timeout", None, "30", "Seconds a file from upstream may stall midway."],
+        ["ttl", None, f"{DEFAULTS.ttl:g}", "Seconds a project page stays fresh before it is revalidated."],
+        ["timeout", None, f"{DEFAULTS.timeout:g}", "Seconds for a page from upstream, and for a file to begin."],
+        ["idle-timeout", None, f"{DEFAULTS.idleTimeout:g}", "Seconds a file from upstream may stall midway."],
         [
             "client-timeout",
             None,
-            "60",
+            f"{DEFAULTS.clientTimeout:g}",
             "Seconds a client connection may idle, or take nothing of a file.",
         ],
-        ["max-page-size", None, "64M", "The largest project page taken from upstream (K, M, G)."],
-        ["page-requests", None, "16", "Page requests to upstream at once, at most."],
-        ["file-requests", None, "16", "File downloads from upstream at once, at most."],
+        ["max-page-size", None, f"{DEFAULTS.maxPageBytes // 2**20}M", "The largest project page taken from upstream (K, M, G)."],
+        ["page-requests", None, str(DEFAULTS.pageRequests), "Page requests to upstream at once, at most."],
+        ["file-requests", None, str(DEFAULTS.fileRequests), "File downloads from upstream at once, at most."],
         [
             "max-size",
             None,
@@ -114,7 +115,7 @@ class Options(usage.Options):
         [
             "min-free",
             None,
-            "5%",
+            f"{DEFAULTS.minFree * 100:g}%",
             "Free space to keep on the cache's filesystem, as a size or a "
             "percentage; least recently used files are evicted to keep it.",
         ],
