@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._coalesce import Signal
 from ._errors import StoreError
 from ._layout import METADATA
 
@@ -425,6 +426,8 @@ class Budget:
         self._onEvicted = onEvicted
         self.histogram = Histogram()
         self.ready = False
+        #: Fires once the inventory at start is done (or given up).
+        self.counted: Signal[None] = Signal()
         self.reserved = 0
         #: Paths kept while the inventory runs: it does not count them.
         self._keptMeanwhile: set[str] = set()
@@ -459,7 +462,10 @@ class Budget:
             if not failure.check(Stopped):
                 log.failure("cannot count the cache's files", failure)
 
-        return d.addCallbacks(counted, failed)
+        def done(result: None) -> None:
+            self.counted.fire(None)
+
+        return d.addCallbacks(counted, failed).addCallback(done)
 
     def stop(self) -> None:
         """

@@ -224,6 +224,7 @@ class EvictedMidSendTests(TestCase):
         await client.paused
         await deferLater(reactor, 0.2, lambda: None)
         budget = mirror.tree.budget
+        await budget.counted.wait()
         self.assertEqual(len(budget.inUse), 1, "the file is being sent")
         budget.limits.maxSize = 4096
         budget.check()
