@@ -236,7 +236,8 @@ def walkInChild(root: str, stop: threading.Event | None = None) -> Iterator[tupl
     """
     Walk the tree in a child process (see L{Walk}), which reads the
     directories and stats the files under its own interpreter lock, not
-    the reactor's: the walk of a big tree is mostly that work.  The child
+    the reactor's (the walk of a big tree is mostly that work), and at a
+    lower priority than the mirror.  The child
     is killed once C{stop} is set.  A child that cannot run at all gives
     way to a walk in this process; one that fails midway fails the walk.
     """
@@ -662,5 +663,8 @@ def _printWalk(root: str) -> None:
 
 
 if __name__ == "__main__":
+    # Background work: when the machine is busy, the mirror's reactor
+    # comes first.
+    os.nice(10)
     sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
     _printWalk(sys.argv[1])
