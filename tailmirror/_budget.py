@@ -305,16 +305,12 @@ def profile(
     return counted
 
 
-@dataclass(order=True)
-class Evicted:
-    """
-    A file an eviction removed (or may remove): when it was last used, its
-    charge and path.
-    """
-
-    mtime: float
-    size: int
-    path: str
+#: A file an eviction removed (or may remove): when it was last used, its
+#: charge and path, which orders such files by last use.  A plain tuple of
+#: plain values, which the garbage collector stops tracking: an eviction of
+#: a big tree holds hundreds of thousands, and each full collection would
+#: otherwise walk them all while holding the reactor's interpreter lock.
+Evicted = tuple[float, int, str]
 
 
 class _Remover:
@@ -329,7 +325,7 @@ class _Remover:
     def __call__(self, victim: Evicted) -> None:
         if _remove(victim):
             self.removed.append(victim)
-            self.freed += victim.size
+            self.freed += victim[1]
             if len(self.removed) % REMOVALS_IN_A_ROW == 0:
                 time.sleep(PAUSE)
 
@@ -339,14 +335,15 @@ def _remove(victim: Evicted) -> bool:
     Remove a file unless it was used since it was looked at; and its shard
     directory, if that is empty now.
     """
+    mtime, _, path = victim
     try:
-        if os.stat(victim.path).st_mtime > victim.mtime:
+        if os.stat(path).st_mtime > mtime:
             return False
-        os.unlink(victim.path)
+        os.unlink(path)
     except OSError:
         return False
     try:
-        os.rmdir(os.path.dirname(victim.path))
+        os.rmdir(os.path.dirname(path))
     except OSError:
         pass
     return True
@@ -380,7 +377,7 @@ def sweep(
             break
         if mtime >= until:
             continue
-        victim = Evicted(mtime, size, path)
+        victim = (mtime, size, path)
         if path in inUse:
             busy.append(victim)
         elif mtime < before:
@@ -612,8 +609,8 @@ class Budget:
             if start:
                 await self._nextTurn()  # a big eviction never holds the reactor long
             for victim in removed[start : start + BATCH]:
-                self.histogram.remove(victim.mtime, victim.size)
-                freed += victim.size
+                self.histogram.remove(victim[0], victim[1])
+                freed += victim[1]
                 self._onEvicted(victim)
         self.evictedFiles += len(removed)
         self.evictedBytes += freed

@@ -41,6 +41,11 @@ class StartFailure(Exception):
     """
 
 
+# Daemonized, twistd's parent prints the failure's class and the start of
+# its line: keep the class's name short.
+StartFailure.__module__ = "tailmirror"
+
+
 def loadTrustRoot(path: str) -> Any:
     """
     The certificate authorities of a PEM file, as a trust root.
@@ -101,18 +106,20 @@ class MirrorService(Service):
 
         @raise StartFailure: if the cache directory cannot be had.
         """
-        where = f"--cache-dir {self.cacheDir}"
+        # The reason comes before the path: daemonized, twistd's parent
+        # shows only the line's first hundred bytes.
+        where = self.cacheDir
         try:
             os.makedirs(self.cacheDir, exist_ok=True)
         except OSError as e:
-            raise StartFailure(f"{where}: cannot create it: {e.strerror}") from None
+            raise StartFailure(f"--cache-dir cannot be created ({e.strerror}): {where}") from None
         try:
             self._lock.acquire()
         except LockHeld as e:
             holder = "another process" if e.pid is None else f"process {e.pid}"
-            raise StartFailure(f"{where} is in use by another tailmirror ({holder})") from None
+            raise StartFailure(f"--cache-dir is in use by another tailmirror ({holder}): {where}") from None
         except OSError as e:
-            raise StartFailure(f"{where}: cannot write in it: {e.strerror}") from None
+            raise StartFailure(f"--cache-dir cannot be written ({e.strerror}): {where}") from None
         try:
             self.mirror.open()
             fd, probe = self.tree.temporary()
@@ -120,7 +127,7 @@ class MirrorService(Service):
             os.unlink(probe)
         except OSError as e:
             self._lock.release()
-            raise StartFailure(f"{where}: cannot write in it: {e.strerror}") from None
+            raise StartFailure(f"--cache-dir cannot be written ({e.strerror}): {where}") from None
         self._previousHandler = signal.signal(signal.SIGUSR2, self._compactOnSignal)
         super().startService()
 
@@ -172,7 +179,7 @@ class Listening(StreamServerEndpointService):
         try:
             super().privilegedStartService()
         except (CannotListenError, OSError, ValueError, TypeError) as e:
-            raise StartFailure(f"--listen {self.description}: cannot listen: {_why(e)}") from None
+            raise StartFailure(f"--listen cannot listen ({_why(e)}): {self.description}") from None
         assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._listening)
 
@@ -180,8 +187,9 @@ class Listening(StreamServerEndpointService):
         if port is None:
             # It failed later, and Twisted logged why: never run on deaf.
             try:
-                fail(StartFailure(f"--listen {self.description}: cannot listen; the log says why"))
-            except SystemExit:
+                fail(StartFailure(f"--listen cannot listen (the log says why): {self.description}"))
+            except StartFailure as e:
+                _plainStartFailure(StartFailure, e, None)
                 os._exit(1)
         self.port = port
         return port
@@ -200,15 +208,33 @@ class Listening(StreamServerEndpointService):
 
 def fail(failure: StartFailure) -> NoReturn:
     """
-    End the process for a failure to start: the reason in the log and as
-    one plain line on standard error, exit status 1.
+    End the start for a failure: the reason in the log, then raised out of
+    twistd, which under C{-n} ends the process with status 1 and just the
+    reason on standard error (L{_plainStartFailure}); daemonized, twistd
+    hands it to its waiting parent, which prints it and exits 1.  (An exit
+    without raising would leave that parent waiting for good.)
     """
     log.critical("tailmirror cannot start: {why}", why=str(failure))
+    if sys.excepthook is not _plainStartFailure:
+        _plainStartFailure.previous = sys.excepthook  # type: ignore[attr-defined]
+        sys.excepthook = _plainStartFailure
+    raise failure
+
+
+def _plainStartFailure(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+    """
+    A failure to start that reaches the top of twistd: one plain line, no
+    traceback.
+    """
     stream = sys.__stderr__
-    if stream is not None:
-        stream.write(f"tailmirror: {failure}\n")
+    if isinstance(value, StartFailure) and stream is not None:
+        stream.write(f"tailmirror: {value}\n")
         stream.flush()
-    raise SystemExit(1)
+    else:
+        _plainStartFailure.previous(kind, value, tb)  # type: ignore[attr-defined]
+
+
+_plainStartFailure.previous = sys.excepthook  # type: ignore[attr-defined]
 
 
 class TailmirrorService(MultiService):

@@ -214,11 +214,12 @@ class FileTree:
         """
         The budget removed a file: tell the events which one.
         """
-        parts = os.path.relpath(victim.path, self.root).split(os.sep)
+        _, size, path = victim
+        parts = os.path.relpath(path, self.root).split(os.sep)
         layout = self._layouts.get(parts[1]) if len(parts) == 6 and parts[0] == "root" else None
         key = layout.fromParts(parts[3:]) if layout is not None and parts[2] == "+f" else None
         if key is not None:
-            self._events.fileEvicted(key, victim.size)
+            self._events.fileEvicted(key, size)
 
 
 def _place(fd: int, temporary: str, path: str, now: float) -> os.stat_result:

@@ -76,6 +76,17 @@ def test_secondInstanceRefused(tmp_path: Path, upstream: FakeUpstreamProcess) ->
         assert second.returncode == 1
         assertOneLine(second, "--cache-dir", str(cache), str(first.process.pid), "in use")
         assert (cache / "lock").read_text().strip() == str(first.process.pid)
+        # Daemonized, twistd's parent says why and exits 1 (it would wait
+        # for good if the daemon ended without telling it).
+        daemonized = subprocess.run(
+            [str(BIN / "twistd"), f"--pidfile={tmp_path / 'second.pid'}", "--logfile", str(tmp_path / "second.log"),
+             "tailmirror", "--upstream", upstream.url, "--cache-dir", str(cache),
+             "--listen", f"tcp:{freePort()}:interface=127.0.0.1"],
+            capture_output=True, text=True, timeout=10, env=dict(cleanEnv(), PYTHONPATH=str(REPO)),
+        )
+        assert daemonized.returncode == 1
+        assert "is in use by another" in daemonized.stdout + daemonized.stderr
+        assert "is in use by another" in (tmp_path / "second.log").read_text()
         waitForHTTP(first.url)
         line = next(line for line in first.logText().splitlines() if "[tailmirror." in line)
         assert "tailmirror " + __version__ + " mirroring" in line, line
@@ -123,7 +134,7 @@ def test_cacheDirCannotBeMade(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     result = twistd("--upstream", "http://127.0.0.1:1/simple/", "--cache-dir", str(tmp_path / "file" / "cache"),
                     "--listen", f"tcp:{freePort()}:interface=127.0.0.1")
-    assertOneLine(result, "--cache-dir", "cannot create it")
+    assertOneLine(result, "--cache-dir", "cannot be created", str(tmp_path / "file" / "cache"))
 
 
 def _canRunAs(user: int) -> bool:
@@ -165,7 +176,7 @@ def test_cacheDirNotWritable() -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
-    assert lines and "--cache-dir" in lines[-1] and "cannot write" in lines[-1], result.stderr
+    assert lines and "--cache-dir" in lines[-1] and "cannot be written" in lines[-1], result.stderr
 
 
 def test_version() -> None:
