@@ -11,10 +11,12 @@ survive restarts, backups and copies that keep modification times.  The
 filesystem's access time plays no part.
 
 In memory there is no record per file, only the bytes and files by the hour
-of their last use (L{Histogram}), built at start by a walk of the tree in a
-thread, while the mirror already answers.  Eviction walks the tree again in
-a thread: it removes every file older than the hour in which enough bytes
-have been counted, and of that hour's files the oldest first, exactly.
+of their last use (L{Histogram}), built at start by a walk of the tree in
+the background, while the mirror already answers.  Eviction walks the tree
+again: it removes every file older than the hour in which enough bytes have
+been counted, and of that hour's files the oldest first, exactly.  The
+walks read the tree in a child process (L{walkInChild}), so that they do
+not hold the reactor's interpreter lock.
 
 A file's charge is the blocks it takes on disk, and for a distribution (not
 a C{.metadata} file) one block more for the directory of its shard.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import os
+from collections import Counter
 import subprocess
 import sys
 import threading
@@ -50,8 +53,8 @@ BUCKET = 3600.0
 #: What a shard directory takes, charged to the distribution in it.
 DIRECTORY = 4096
 
-#: Files of the boundary hour that one eviction holds in memory at most;
-#: a busier hour is first cut into seconds by a walk that counts them.
+#: Files of the boundary hour that one eviction holds in memory at most,
+#: the oldest; if a busier hour must go further, eviction goes again.
 CANDIDATES = 50_000
 
 #: Files removed in a row before an eviction pauses, and for how long: a
@@ -122,8 +125,8 @@ class Limits:
         L{float} below 1).
     """
 
-    maxSize: int | None = None
-    minFree: int | float = 0.05
+    maxSize: int | None
+    minFree: int | float
 
     def minFreeBytes(self, total: int) -> int:
         """
@@ -189,26 +192,25 @@ class Histogram:
         self.bytes += other.bytes
         self.files += other.files
 
-    def boundary(self, need: int) -> tuple[float, float, int]:
+    def boundary(self, need: int) -> tuple[float, float]:
         """
         The hour by the end of which the oldest files add up to C{need}
-        bytes: its start and end, and how many files are in it.
+        bytes: its start and end.
         """
         total = 0
         for key in sorted(self.buckets):
-            size, count = self.buckets[key]
-            total += size
+            total += self.buckets[key][0]
             if total >= need:
-                return key * BUCKET, (key + 1) * BUCKET, count
-        return float("inf"), float("inf"), 0
+                return key * BUCKET, (key + 1) * BUCKET
+        return float("inf"), float("inf")
 
 
-#: A walk of the tree: every regular file below a root, as its path, name,
-#: last use and charge; given up with L{Stopped} once C{stop} is set.
-Walk = Callable[[str, "threading.Event | None"], Iterator[tuple[str, str, float, int]]]
+#: A walk of the tree: every regular file below a root, as its path, last
+#: use and charge; given up with L{Stopped} once C{stop} is set.
+Walk = Callable[[str, "threading.Event | None"], Iterator[tuple[str, float, int]]]
 
 
-def walkHere(root: str, stop: threading.Event | None = None) -> Iterator[tuple[str, str, float, int]]:
+def walkHere(root: str, stop: threading.Event | None = None) -> Iterator[tuple[str, float, int]]:
     """
     Walk the tree in this process (see L{Walk}).
     """
@@ -227,18 +229,18 @@ def walkHere(root: str, stop: threading.Event | None = None) -> Iterator[tuple[s
                         stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
                         stat = entry.stat(follow_symlinks=False)
-                        yield entry.path, entry.name, stat.st_mtime, charge(stat, entry.name)
+                        yield entry.path, stat.st_mtime, charge(stat, entry.name)
                 except OSError:
                     continue
 
 
-def walkInChild(root: str, stop: threading.Event | None = None) -> Iterator[tuple[str, str, float, int]]:
+def walkInChild(root: str, stop: threading.Event | None = None) -> Iterator[tuple[str, float, int]]:
     """
     Walk the tree in a child process (see L{Walk}), which reads the
     directories and stats the files under its own interpreter lock, not
     the reactor's (the walk of a big tree is mostly that work), and at a
-    lower priority than the mirror.  The child
-    is killed once C{stop} is set.  A child that cannot run at all gives
+    lower priority than the mirror.  The child is killed once C{stop} is
+    set.  A child that cannot run at all gives
     way to a walk in this process; one that fails midway fails the walk.
     """
     try:
@@ -261,7 +263,7 @@ def walkInChild(root: str, stop: threading.Event | None = None) -> Iterator[tupl
             if count % 1024 == 0 and stop is not None and stop.is_set():
                 raise Stopped()
             mtime, size, path = line.rstrip("\n").split("\t", 2)
-            yield path, os.path.basename(path), float(mtime), int(size)
+            yield path, float(mtime), int(size)
         if stop is not None and stop.is_set():
             raise Stopped()
     finally:
@@ -284,25 +286,10 @@ def inventory(
     thread.
     """
     histogram = Histogram()
-    for path, _, mtime, size in walk(root, stop):
+    for path, mtime, size in walk(root, stop):
         if path not in skip:
             histogram.add(mtime, size)
     return histogram
-
-
-def profile(
-    root: str, start: float, end: float, slices: int, stop: threading.Event | None = None, walk: Walk = walkHere
-) -> list[int]:
-    """
-    The bytes of the files last used in C{[start, end)}, in C{slices} equal
-    slices of it.  Disk work: run it in a thread.
-    """
-    width = (end - start) / slices
-    counted = [0] * slices
-    for _, _, mtime, size in walk(root, stop):
-        if start <= mtime < end:
-            counted[min(slices - 1, int((mtime - start) // width))] += size
-    return counted
 
 
 #: A file an eviction removed (or may remove): when it was last used, its
@@ -369,23 +356,21 @@ def sweep(
     remove = _Remover()
     boundary: list[Evicted] = []
     busy: list[Evicted] = []
-    files = walk(root, stop)
-    while True:
-        try:
-            path, _, mtime, size = next(files)
-        except (StopIteration, Stopped):
-            break
-        if mtime >= until:
-            continue
-        victim = (mtime, size, path)
-        if path in inUse:
-            busy.append(victim)
-        elif mtime < before:
-            remove(victim)
-        else:
-            boundary.append(victim)
-            if len(boundary) > 2 * CANDIDATES:
-                boundary = heapq.nsmallest(CANDIDATES, boundary)
+    try:
+        for path, mtime, size in walk(root, stop):
+            if mtime >= until:
+                continue
+            victim = (mtime, size, path)
+            if path in inUse:
+                busy.append(victim)
+            elif mtime < before:
+                remove(victim)
+            else:
+                boundary.append(victim)
+                if len(boundary) > 2 * CANDIDATES:
+                    boundary = heapq.nsmallest(CANDIDATES, boundary)
+    except Stopped:
+        return remove.removed
     for victims in (sorted(boundary), sorted(busy)):
         for victim in victims:
             if remove.freed >= need or (stop is not None and stop.is_set()):
@@ -429,19 +414,19 @@ class Budget:
         self.reserved = 0
         #: Paths kept while the inventory runs: it does not count them.
         self._keptMeanwhile: set[str] = set()
-        self.inUse: set[str] = set()
+        #: The files of the tree being sent, and to how many clients.
+        self.inUse: Counter[str] = Counter()
         self.evicting: Deferred[None] | None = None
         self.evictedFiles = 0
         self.evictedBytes = 0
         self._checking: IDelayedCall | None = None
-        self._stopped = False
-        #: Set when the mirror stops: walks in threads give up at once.
+        #: Set when the mirror stops: walks give up at once.
         self._stop = threading.Event()
         self._short = False
 
     def start(self) -> Deferred[None]:
         """
-        Count the tree in a thread, then keep the limits.
+        Count the tree in the background, then keep the limits.
         """
         d = self._run(inventory, self.root, self._keptMeanwhile, self._stop, self._walk)
 
@@ -469,7 +454,6 @@ class Budget:
         """
         Stop checking the limits.
         """
-        self._stopped = True
         self._stop.set()
         if self._checking is not None and self._checking.active():
             self._checking.cancel()
@@ -520,6 +504,8 @@ class Budget:
             )
         total, free = self._space(self.root)
         keep = limits.minFreeBytes(total)
+        # Until the tree is counted, what eviction could free is unknown:
+        # refuse only what no filesystem of this size could take.
         evictable = self.histogram.bytes if self.ready else total
         if needed > free - self.reserved + evictable - keep:
             raise StoreError(
@@ -557,7 +543,7 @@ class Budget:
         Evict if a limit is passed, unless an eviction runs already; check
         again in a while in any case.
         """
-        if self._stopped:
+        if self._stop.is_set():
             return
         if self._checking is not None and self._checking.active():
             self._checking.cancel()
@@ -589,16 +575,7 @@ class Budget:
         """
         started = self._clock.seconds()
         try:
-            before, until, count = self.histogram.boundary(need)
-            if count > CANDIDATES and until != float("inf"):
-                slices = await self._run(profile, self.root, before, until, 3600, self._stop, self._walk)
-                counted = sum(s for s in self._olderThan(before))
-                for i, size in enumerate(slices):
-                    counted += size
-                    if counted >= need:
-                        width = (until - before) / len(slices)
-                        before, until = before + i * width, before + (i + 1) * width
-                        break
+            before, until = self.histogram.boundary(need)
             removed = await self._run(
                 sweep, self.root, before, until, need, set(self.inUse), self._stop, self._walk
             )
@@ -621,14 +598,16 @@ class Budget:
             seconds=self._clock.seconds() - started,
             held=formatSize(self.histogram.bytes),
         )
-        if freed < need and not self._short:
+        if removed and self.need() > 0:
+            # Still over, for files came meanwhile or the boundary hour held
+            # more than one eviction takes: go again while it frees some.
+            self.check()
+        elif freed < need and not self._short:
             self._short = True
             log.warn(
                 "the cache is still over its limits after eviction, short by {size}",
                 size=formatSize(need - freed),
             )
-        elif freed >= need and self.need() > 0:
-            self.check()
 
     def _nextTurn(self) -> Deferred[None]:
         """
@@ -638,14 +617,6 @@ class Budget:
         self._clock.callLater(0, d.callback, None)
         return d
 
-    def _olderThan(self, when: float) -> Iterator[int]:
-        """
-        The bytes of each histogram hour that ends by C{when}.
-        """
-        for key, (size, _) in self.histogram.buckets.items():
-            if (key + 1) * BUCKET <= when:
-                yield size
-
 
 def _printWalk(root: str) -> None:
     """
@@ -653,7 +624,7 @@ def _printWalk(root: str) -> None:
     use, charge and path, tab-separated.
     """
     out = sys.stdout
-    for path, _, mtime, size in walkHere(root):
+    for path, mtime, size in walkHere(root):
         if "\n" not in path:  # none of the mirror's own: it writes no control characters
             out.write(f"{mtime!r}\t{size}\t{path}\n")
     out.flush()

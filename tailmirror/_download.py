@@ -166,13 +166,7 @@ class Download:
 
     def write(self, data: bytes) -> None:
         """
-        More of the body, from upstream.
-        """
-        self.append(data)
-
-    def append(self, data: bytes) -> None:
-        """
-        Take more of the body: it is written to the temporary file and
+        More of the body, from upstream: it is written to the temporary file and
         hashed off the reactor thread, a batch at a time, while more
         arrives.  Upstream is paused while too much waits for the disk.
         """

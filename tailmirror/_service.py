@@ -215,9 +215,7 @@ def fail(failure: StartFailure) -> NoReturn:
     without raising would leave that parent waiting for good.)
     """
     log.critical("tailmirror cannot start: {why}", why=str(failure))
-    if sys.excepthook is not _plainStartFailure:
-        _plainStartFailure.previous = sys.excepthook  # type: ignore[attr-defined]
-        sys.excepthook = _plainStartFailure
+    sys.excepthook = _plainStartFailure
     raise failure
 
 
@@ -231,10 +229,7 @@ def _plainStartFailure(kind: type[BaseException], value: BaseException, tb: Any)
         stream.write(f"tailmirror: {value}\n")
         stream.flush()
     else:
-        _plainStartFailure.previous(kind, value, tb)  # type: ignore[attr-defined]
-
-
-_plainStartFailure.previous = sys.excepthook  # type: ignore[attr-defined]
+        sys.__excepthook__(kind, value, tb)
 
 
 class TailmirrorService(MultiService):
@@ -268,11 +263,21 @@ class TailmirrorService(MultiService):
             fail(e)
 
     def startService(self) -> None:
-        # Every endpoint listens by now (privilegedStartService): say what
-        # the mirror runs with before it opens its cache.
-        for listening in self.listening:
-            if listening._waitingForPort is None:
-                self._listen(listening)
+        try:
+            for listening in self.listening:
+                if listening._waitingForPort is None:  # not started by twistd's privileged start
+                    listening.privilegedStartService()
+            # Every endpoint listens: say what the mirror runs with before
+            # it opens its cache.
+            self._announce()
+            super().startService()
+        except StartFailure as e:
+            fail(e)
+
+    def _announce(self) -> None:
+        """
+        The first line the mirror logs.
+        """
         settings = self.mirror.settings
         log.info(
             "tailmirror {version} mirroring {upstream} (from {source}), listening on {addresses}; "
@@ -284,17 +289,3 @@ class TailmirrorService(MultiService):
             cacheDir=os.path.abspath(settings.cacheDir),
             limits=settings.limits.describe(),
         )
-        try:
-            super().startService()
-        except StartFailure as e:
-            fail(e)
-
-    @staticmethod
-    def _listen(listening: Listening) -> None:
-        """
-        Listen on an endpoint now, if twistd did not ask for it before.
-        """
-        try:
-            listening.privilegedStartService()
-        except StartFailure as e:
-            fail(e)

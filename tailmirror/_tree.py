@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import Counter
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
@@ -65,7 +64,7 @@ class FileTree:
         cacheDir: str,
         clock: IReactorTime,
         runInThread: Callable[..., Deferred[Any]],
-        limits: Limits | None = None,
+        limits: Limits,
         events: IMirrorEvents | None = None,
         otherBytes: Callable[[], int] = lambda: 0,
         space: Callable[[str], tuple[int, int]] = diskSpace,
@@ -80,10 +79,9 @@ class FileTree:
         self._events = events if events is not None else NoEvents()
         self._layouts = {layout.name: layout for layout in layouts}
         self.touchEvery = touchEvery
-        self._sending: Counter[str] = Counter()
         self.budget = Budget(
             self.root,
-            limits or Limits(),
+            limits,
             clock,
             runInThread,
             otherBytes=otherBytes,
@@ -95,7 +93,7 @@ class FileTree:
     def open(self) -> Deferred[None]:
         """
         Make the tree, clear downloads a previous run left unfinished, and
-        count the tree in a thread.
+        count the tree in the background.
 
         @raise OSError: if the tree cannot be made.
         """
@@ -140,8 +138,7 @@ class FileTree:
         except BaseException:
             os.close(fd)
             raise
-        self._sending[path] += 1
-        self.budget.inUse.add(path)
+        self.budget.inUse[path] += 1
         return OpenFile(fd, stat.st_size, lambda: self._sent(path))
 
     def _touch(self, fd: int, stat: os.stat_result, key: FileKey, now: float) -> None:
@@ -157,10 +154,10 @@ class FileTree:
         self.budget.touched(charge(stat, key.parts[-1]), stat.st_mtime, now)
 
     def _sent(self, path: str) -> None:
-        self._sending[path] -= 1
-        if self._sending[path] <= 0:
-            del self._sending[path]
-            self.budget.inUse.discard(path)
+        inUse = self.budget.inUse
+        inUse[path] -= 1
+        if inUse[path] <= 0:
+            del inUse[path]
 
     def admit(self, size: int | None) -> int:
         """

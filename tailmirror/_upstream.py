@@ -66,8 +66,8 @@ class UpstreamEndpoints:
             host = uri.host.decode("ascii")
         except UnicodeDecodeError:
             raise ValueError(f"the host name {uri.host!r} is not ASCII") from None
-        timeout = 30.0 if self._connectTimeout is None else self._connectTimeout
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port, timeout=timeout)
+        kwargs: dict[str, Any] = {} if self._connectTimeout is None else {"timeout": self._connectTimeout}
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port, **kwargs)
         if uri.scheme == b"https":
             endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port), endpoint)
         elif uri.scheme != b"http":
@@ -399,24 +399,25 @@ class Upstream:
         outcome = "failed"
         try:
             response = await self._within(self._openFile(url))
-            outcome = "ok"
             body = FileBody(sink, self._clock, self.idleTimeout)
             length = response.length if isinstance(response.length, int) else None
             try:
                 sink.begin(length, body)
             except BaseException:
+                outcome = "ok"  # upstream answered; the mirror refused the file
                 response.deliverBody(Protocol())
                 raise
             response.deliverBody(body)
             try:
                 await body.done
-            except Exception as e:
-                outcome = "timeout" if body.quiet else _outcome(e)
+            except Exception:
                 if body.quiet:
                     raise UpstreamError(504, "upstream stopped sending the file") from None
                 raise
-        except UpstreamError as e:
-            outcome = _outcome(e)
+            outcome = "ok"
+        except Exception as e:
+            if outcome != "ok":
+                outcome = _outcome(e)
             raise
         finally:
             self.fileSlots.release()

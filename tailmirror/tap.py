@@ -234,7 +234,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         maxSize=options["max-size"],
         minFree=options["min-free"],
     )
-    top = TailmirrorService(MirrorService(reactor, settings), options.get("upstream-source", "--upstream"))
+    top = TailmirrorService(MirrorService(reactor, settings), options["upstream-source"])
     for endpoint in options["listen"]:
         top.listen(endpoint, serverFromString(reactor, endpoint))
     return top

@@ -114,6 +114,24 @@ class EvictionTests(SynchronousTestCase):
         self.fetch(self.files[1])
         self.assertIn(self.files[1].filename, heldFiles(self.h))
 
+    def test_busyHourTakesSeveralRounds(self) -> None:
+        """
+        An hour holding more files than one eviction keeps in memory: it
+        goes again until the cache is within its limit, still oldest first.
+        """
+        from tailmirror import _budget
+
+        self.patch(_budget, "CANDIDATES", 1)
+        for f in self.files[:5]:
+            self.h.clock.advance(2)  # all within one hour
+            self.assertEqual(self.h.get(filePath(f)).body, f.content)
+        limit = self.limitTo(2.5)
+        self.h.tree.budget.check()
+        self.assertEqual(heldFiles(self.h), sorted(f.filename for f in self.files[3:5]))
+        self.assertLessEqual(self.h.tree.budget.used, limit)
+        evicted = [key.filename for key, _ in self.h.events.named("fileEvicted")]
+        self.assertEqual(evicted, [f.filename for f in self.files[:3]])
+
     def test_orderSurvivesRestart(self) -> None:
         """
         The record of last use is kept with the files: a restarted mirror

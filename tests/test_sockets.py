@@ -265,13 +265,13 @@ class BulkTests(TestCase):
         port = reactor.listenTCP(0, Site(index), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         pieces: list[int] = []
-        append = Download.append
+        write = Download.write
 
         def measured(download: Download, data: bytes) -> None:
             pieces.append(len(data))
-            append(download, data)
+            write(download, data)
 
-        self.patch(Download, "append", measured)
+        self.patch(Download, "write", measured)
         sendLimits: list[int] = []
         begin = Stream.begin
 
