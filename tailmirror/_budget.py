@@ -253,7 +253,7 @@ def walkInChild(root: str, stop: threading.Event | None = None) -> Iterator[tupl
             errors="surrogateescape",
         )
     except OSError as e:
-        log.warn("cannot walk the tree in a child process ({why}); walking it here", why=str(e))
+        log.warn("cannot walk the tree in a child process ({reason}); walking it here", reason=str(e))
         yield from walkHere(root, stop)
         return
     assert child.stdout is not None
@@ -502,7 +502,7 @@ class Budget:
                 f"the file ({formatSize(size)}) cannot fit in the cache, whose --max-size is "
                 f"{formatSize(limits.maxSize)}",
             )
-        total, free = self._space(self.root)
+        total, free = self.space()
         keep = limits.minFreeBytes(total)
         # Until the tree is counted, what eviction could free is unknown:
         # refuse only what no filesystem of this size could take.
@@ -523,6 +523,14 @@ class Budget:
         """
         self.reserved = max(0, self.reserved - reserved)
 
+    def space(self) -> tuple[int, int]:
+        """
+        The size and free space of the cache's filesystem, in bytes.
+
+        @raise OSError: if they cannot be read.
+        """
+        return self._space(self.root)
+
     def need(self) -> int:
         """
         The bytes to free now to be back under the limits, with headroom;
@@ -532,7 +540,7 @@ class Budget:
         need = 0
         if limits.maxSize is not None and self.used > limits.maxSize:
             need = self.used - (limits.maxSize - headroom(limits.maxSize))
-        total, free = self._space(self.root)
+        total, free = self.space()
         keep = limits.minFreeBytes(total)
         if free < keep:
             need = max(need, keep + headroom(keep) - free)
@@ -553,7 +561,7 @@ class Budget:
         try:
             need = self.need()
         except OSError as e:
-            log.error("cannot read the free space of the cache's filesystem: {why}", why=str(e))
+            log.error("cannot read the free space of the cache's filesystem: {reason}", reason=str(e))
             return
         if need <= 0:
             self._short = False

@@ -98,6 +98,8 @@ class Download:
         self._body: FileBody | None = None
         self.verified = False
         self.failed = False
+        #: When upstream began sending.
+        self.startedAt: float | None = None
         self.fd = -1
         self._tmp: str | None = None
         self._hash: Any = None
@@ -133,11 +135,9 @@ class Download:
             self._tell()
             path = await self._keep()
         except BaseException as e:
-            self._fail(e)
+            self._fail(e, self._clock.seconds() - started)
         else:
-            seconds = self._clock.seconds() - started
-            log.info("kept {file} ({size} bytes)", file=str(self.key), size=self.written)
-            self._events.fileKept(self.key, self.written, seconds)
+            self._events.fileKept(self.key, self.written, self._clock.seconds() - started)
             self.finished.fire(path)
         finally:
             self._tree.release(self._reserved)
@@ -161,6 +161,7 @@ class Download:
         except OSError as e:
             raise StoreError.cannotWrite(e) from None
         self._body = body
+        self.startedAt = self._clock.seconds()
         self._events.downloadStarted(self.key, self.length)
         self.started.fire(self)
 
@@ -249,14 +250,13 @@ class Download:
         self._tmp, self._reserved = None, 0
         return path
 
-    def _fail(self, e: BaseException) -> None:
+    def _fail(self, e: BaseException, seconds: float) -> None:
         """
         Keep nothing, and end every client's response without its end.
         """
         reason = _reason(e, self)
         if not isinstance(e, NotFound):
-            log.error("download of {file} failed, nothing kept: {why}", file=str(self.key), why=reason.reason)
-            self._events.fileRefused(self.key, reason.status, reason.reason)
+            self._events.fileRefused(self.key, reason.status, reason.reason, self.received, seconds)
         self.failed = True
         if self._tmp is not None:
             self._tree.discard(self._tmp)

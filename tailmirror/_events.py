@@ -15,7 +15,7 @@ from zope.interface import Interface, implementer
 
 from ._layout import FileKey
 
-__all__ = ["IMirrorEvents", "NoEvents", "Fanout", "PAGE_OUTCOMES", "UPSTREAM_OUTCOMES"]
+__all__ = ["IMirrorEvents", "NoEvents", "Fanout", "PAGE_OUTCOMES", "REFRESH_OUTCOMES", "UPSTREAM_OUTCOMES"]
 
 log = Logger()
 
@@ -23,6 +23,12 @@ log = Logger()
 #: upstream confirmed it unchanged; with a new page from upstream; stale,
 #: for upstream failed; not at all, for upstream failed and no copy exists.
 PAGE_OUTCOMES = ("fresh", "revalidated", "refreshed", "stale", "failed")
+
+#: How a refresh of a project page from upstream ended: a page new to the
+#: mirror; a changed page; the same page; upstream has no such project;
+#: upstream failed and the mirror's copy is served stale; upstream failed
+#: and the mirror has no copy.
+REFRESH_OUTCOMES = ("new", "changed", "unchanged", "missing", "stale", "failed")
 
 #: How an upstream request ended.
 UPSTREAM_OUTCOMES = ("ok", "unchanged", "missing", "failed", "timeout")
@@ -39,11 +45,19 @@ class IMirrorEvents(Interface):
         A project page was answered: C{outcome} is one of L{PAGE_OUTCOMES}.
         """
 
-    def upstreamRequest(kind: str, outcome: str, seconds: float) -> None:
+    def pageRefreshed(project: str, outcome: str, reason: str | None) -> None:
+        """
+        A refresh of a project page from upstream ended, once however many
+        clients waited for it: C{outcome} is one of L{REFRESH_OUTCOMES},
+        C{reason} says why upstream failed (C{"stale"} or C{"failed"}).
+        """
+
+    def upstreamRequest(kind: str, outcome: str, seconds: float, size: int, reason: str | None) -> None:
         """
         A request to upstream ended: C{kind} is C{"page"} or C{"file"},
         C{outcome} one of L{UPSTREAM_OUTCOMES}, C{seconds} from asking to
-        the end of the body (or of the failure).
+        the end of the body (or of the failure), C{size} the body's bytes
+        received, C{reason} why it failed (C{"failed"} or C{"timeout"}).
         """
 
     def fileServed(key: FileKey, size: int, cached: bool) -> None:
@@ -62,10 +76,11 @@ class IMirrorEvents(Interface):
         A file was verified and put in the tree.
         """
 
-    def fileRefused(key: FileKey, status: int, reason: str) -> None:
+    def fileRefused(key: FileKey, status: int, reason: str, size: int, seconds: float) -> None:
         """
         A file could not be had: refused before its download (the cache has
-        no room), or its download failed; nothing of it was kept.
+        no room), or its download failed after C{size} bytes and C{seconds};
+        nothing of it was kept.
         """
 
     def fileEvicted(key: FileKey, size: int) -> None:
@@ -83,7 +98,10 @@ class NoEvents:
     def pageServed(self, project: str, outcome: str) -> None:
         pass
 
-    def upstreamRequest(self, kind: str, outcome: str, seconds: float) -> None:
+    def pageRefreshed(self, project: str, outcome: str, reason: str | None) -> None:
+        pass
+
+    def upstreamRequest(self, kind: str, outcome: str, seconds: float, size: int, reason: str | None) -> None:
         pass
 
     def fileServed(self, key: FileKey, size: int, cached: bool) -> None:
@@ -95,7 +113,7 @@ class NoEvents:
     def fileKept(self, key: FileKey, size: int, seconds: float) -> None:
         pass
 
-    def fileRefused(self, key: FileKey, status: int, reason: str) -> None:
+    def fileRefused(self, key: FileKey, status: int, reason: str, size: int, seconds: float) -> None:
         pass
 
     def fileEvicted(self, key: FileKey, size: int) -> None:
@@ -131,6 +149,7 @@ class Fanout:
         self.subscribers.append(subscriber)
 
     pageServed = _fanned("pageServed")
+    pageRefreshed = _fanned("pageRefreshed")
     upstreamRequest = _fanned("upstreamRequest")
     fileServed = _fanned("fileServed")
     downloadStarted = _fanned("downloadStarted")

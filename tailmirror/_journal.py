@@ -120,6 +120,8 @@ class Journal:
         #: The bytes of the records the index refers to.
         self._live = 0
         self.compacting = False
+        #: Compactions finished since the journal was made.
+        self.compactions = 0
 
     @property
     def size(self) -> int:
@@ -175,10 +177,10 @@ class Journal:
                     self._apply(line, position)
                 except ValueError as e:
                     log.error(
-                        "journal {path}: skipped an unreadable record at byte {position}: {why}",
+                        "journal {path}: skipped an unreadable record at byte {position}: {reason}",
                         path=self.path,
                         position=position,
-                        why=str(e),
+                        reason=str(e),
                     )
                 position += len(line)
         return position
@@ -327,6 +329,7 @@ class Journal:
         finally:
             self.compacting = False
         await runInThread(self._settle, new)
+        self.compactions += 1
         return before, self._size
 
     @staticmethod

@@ -15,11 +15,15 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
+from ._access import AccessLog, MirrorSite
 from ._budget import Limits, Walk, diskSpace, walkHere
 from ._events import Fanout, IMirrorEvents
 from ._files import FileStore
 from ._journal import Journal
+from ._logs import LogEvents
+from ._metrics import MirrorMetrics
 from ._pages import ProjectPages
+from ._status import MirrorStatus
 from ._tree import TOUCH_EVERY, FileTree
 from ._upstream import Upstream
 from ._web import MirrorWeb
@@ -51,6 +55,11 @@ class Settings:
     minFree: int | float = 0.05
     #: Seconds between records of a file's use.
     touchEvery: float = TOUCH_EVERY
+    #: Where the access log goes: L{None}, the mirror's log; C{"off"};
+    #: C{"-"}, standard output; or a file's path.
+    accessLog: str | None = None
+    #: The endpoint that serves the metrics instead of the mirror's own.
+    metricsListen: str | None = None
 
     @property
     def limits(self) -> Limits:
@@ -77,7 +86,10 @@ class Mirror:
     pages: ProjectPages
     tree: FileTree
     files: FileStore
+    metrics: MirrorMetrics
+    status: MirrorStatus
     resource: Any
+    site: MirrorSite
 
     def open(self) -> Deferred[None]:
         """
@@ -88,14 +100,18 @@ class Mirror:
         """
         os.makedirs(self.settings.cacheDir, exist_ok=True)
         self.pages.open()
-        return self.tree.open()
+        counted = self.tree.open()
+        self.metrics.start()
+        return counted
 
     def close(self) -> None:
         """
-        Stop the budget and close the journal, durably.
+        Stop the budget and close the journal, durably, and the access log.
         """
+        self.metrics.stop()
         self.tree.close()
         self.pages.close()
+        self.site.accessLog.close()
 
 
 def buildMirror(
@@ -113,7 +129,9 @@ def buildMirror(
     its events to C{subscribers}, its free space read by C{space} and its
     tree walked by C{walk}.
     """
-    events = Fanout(subscribers)
+    metrics = MirrorMetrics(clock)
+    status = MirrorStatus(clock)
+    events = Fanout((LogEvents(), metrics, status, *subscribers))
     upstream = Upstream(
         client,
         settings.upstream,
@@ -139,5 +157,9 @@ def buildMirror(
         walk=walk,
     )
     files = FileStore(tree, pages, upstream, clock, runInThread, clientTimeout=settings.clientTimeout, events=events)
-    resource = MirrorWeb(pages, files).resource()
-    return Mirror(settings, events, upstream, journal, pages, tree, files, resource)
+    resource = MirrorWeb(pages, files, status, None if settings.metricsListen else metrics).resource()
+    site = MirrorSite(resource, metrics, AccessLog(settings.accessLog), timeout=settings.clientTimeout, reactor=clock)
+    mirror = Mirror(settings, events, upstream, journal, pages, tree, files, metrics, status, resource, site)
+    metrics.watch(mirror)
+    status.watch(mirror)
+    return mirror

@@ -143,7 +143,7 @@ class ProjectPages:
         """
         self._index = self._journal.open()
         self._generation += 1
-        log.info("journal replayed: {count} projects known", count=len(self._index))
+        log.info("journal replayed: {projects} projects known", projects=len(self._index))
 
     def close(self) -> None:
         """
@@ -221,7 +221,6 @@ class ProjectPages:
             except Unavailable as e:
                 if entry is None:
                     raise
-                log.warn("serving {name} stale: {reason}", name=name, reason=e.reason)
                 stale = e.reason
         assert entry is not None
         return entry, stale, asked
@@ -284,14 +283,31 @@ class ProjectPages:
         try:
             return await self._run(readAndMake)  # type: ignore[no-any-return]
         except ValueError as e:
-            log.error("cannot read the page of {name} back: {why}", name=entry.name, why=str(e))
+            log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=str(e))
             raise StoreError(503, "the mirror's copy of this page is damaged") from None
 
     async def _refresh(self, name: str) -> Entry:
         """
-        Ask upstream for a page, and record what it says.
+        Ask upstream for a page, and record what it says; tell what came of
+        it, once for all who wait.
         """
         old = self._index.get(name)
+        try:
+            entry = await self._refreshFrom(name, old)
+        except NotFound:
+            self._events.pageRefreshed(name, "missing", None)
+            raise
+        except Unavailable as e:
+            self._events.pageRefreshed(name, "failed" if old is None else "stale", e.reason)
+            raise
+        if entry is old:
+            outcome = "unchanged"
+        else:
+            outcome = "new" if old is None else "changed"
+        self._events.pageRefreshed(name, outcome, None)
+        return entry
+
+    async def _refreshFrom(self, name: str, old: Entry | None) -> Entry:
         try:
             fetched = await self._upstream.fetchPage(name, old.etag if old else None)
         except NotFound:
@@ -328,10 +344,9 @@ class ProjectPages:
         try:
             prepared: _Prepared = await self._run(preparePage, name, fetched)
         except MalformedPage as e:
-            log.error("upstream page of {name} is malformed: {why}", name=name, why=str(e))
             raise UpstreamError(502, f"upstream sent a malformed page: {e}") from None
         for why in prepared.dropped:
-            log.warn("dropped a link from the page of {name}: {why}", name=name, why=why)
+            log.warn("dropped a link from the page of {project}: {reason}", project=name, reason=why)
         return prepared
 
     def _record(
@@ -345,7 +360,6 @@ class ProjectPages:
             self._generation += 1
         self._renders.put((name, entry.serial), prepared.rendered)
         self._links.put((name, entry.serial), prepared.links)
-        log.info("fetched {name} from upstream", name=name)
         return entry
 
     def _write(self, append: Callable[..., T], *args: Any) -> T:
@@ -357,7 +371,7 @@ class ProjectPages:
         try:
             result = append(*args)
         except OSError as e:
-            log.error("cannot write the journal: {why}", why=str(e))
+            log.error("cannot write the journal: {reason}", reason=str(e))
             raise StoreError.cannotWrite(e) from None
         if self._syncing is None:
             self._syncing = self._clock.callLater(SYNC_AFTER, self._sync)
@@ -391,12 +405,12 @@ class ProjectPages:
         )
 
         def done(sizes: tuple[int, int]) -> None:
-            log.info("journal compacted from {before} to {after} bytes", before=sizes[0], after=sizes[1])
+            log.info("journal compacted from {before} to {bytes} bytes", before=sizes[0], bytes=sizes[1])
 
         def failed(failure: Failure) -> None:
             log.error(
-                "journal compaction failed, the journal is as it was: {why}",
-                why=failure.getErrorMessage(),
+                "journal compaction failed, the journal is as it was: {reason}",
+                reason=failure.getErrorMessage(),
             )
 
         d = Deferred.fromCoroutine(self._journal.compact(self._run))

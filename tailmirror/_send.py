@@ -133,7 +133,7 @@ class Stream(Follower):
             try:
                 data = os.pread(self._file.fd, min(CHUNK, limit - self.offset), self.offset)
             except OSError as e:
-                log.error("cannot read a file being sent: {why}", why=str(e))
+                log.error("cannot read a file being sent: {reason}", reason=str(e))
                 data = b""
             if not data:
                 self._abort()
@@ -261,7 +261,7 @@ class FileResource(Resource):
         try:
             file = self._tree.openFile(key)
         except OSError as e:
-            log.error("cannot open {file}: {why}", file=str(key), why=str(e))
+            log.error("cannot open {file}: {reason}", file=str(key), reason=str(e))
             return plain(request, 503, "the mirror cannot read its copy of this file")
         if file is not None:
             self._fromDisk(request, key, file)

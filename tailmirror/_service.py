@@ -20,8 +20,10 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
-from twisted.web.server import Site
+from twisted.internet.defer import Deferred
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _HTTP11ClientFactory
+
+from ._access import AccessLog, MirrorSite
 
 from ._budget import walkInChild
 from ._events import IMirrorEvents
@@ -29,6 +31,7 @@ from ._lock import CacheLock, LockHeld
 from ._mirror import Settings, buildMirror
 from ._upstream import UpstreamEndpoints
 from ._version import __version__
+from ._web import MetricsOnly
 
 __all__ = ["Listening", "MirrorService", "Settings", "StartFailure", "TailmirrorService", "loadTrustRoot"]
 
@@ -61,6 +64,23 @@ def loadTrustRoot(path: str) -> Any:
     return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
 
 
+class _QuietClientFactory(_HTTP11ClientFactory):
+    """
+    The pool's connection factory, without a log line for every connection
+    it starts and stops.
+    """
+
+    noisy = False
+
+
+class QuietPool(HTTPConnectionPool):
+    """
+    Persistent connections to upstream, started and stopped without noise.
+    """
+
+    _factory = _QuietClientFactory
+
+
 class MirrorService(Service):
     """
     A mirror of one upstream index, keeping its state in C{cacheDir}.
@@ -72,7 +92,7 @@ class MirrorService(Service):
         self._previousHandler: Any = None
         self.cacheDir = settings.cacheDir
         self._lock = CacheLock(settings.cacheDir)
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool = QuietPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 8
         # Certificates are checked against the host name by service-identity,
         # against the system's authorities or those of --ca-certs.
@@ -96,8 +116,15 @@ class MirrorService(Service):
         self.pages = self.mirror.pages
         self.files = self.mirror.files
         self.tree = self.mirror.tree
-        self.site = Site(self.mirror.resource, timeout=settings.clientTimeout)
-        self.site.displayTracebacks = False
+        self.site = self.mirror.site
+        #: The metrics endpoint's site, for C{--metrics-listen}.
+        self.metricsSite = MirrorSite(
+            MetricsOnly(self.mirror.metrics),
+            self.mirror.metrics,
+            AccessLog("off"),
+            timeout=settings.clientTimeout,
+            reactor=reactor,
+        )
 
     def startService(self) -> None:
         """
@@ -113,6 +140,10 @@ class MirrorService(Service):
             os.makedirs(self.cacheDir, exist_ok=True)
         except OSError as e:
             raise StartFailure(f"--cache-dir cannot be created ({e.strerror}): {where}") from None
+        try:
+            self.site.accessLog.open()
+        except OSError as e:
+            raise StartFailure(f"--access-log cannot be opened ({e.strerror}): {self.settings.accessLog}") from None
         try:
             self._lock.acquire()
         except LockHeld as e:
@@ -130,6 +161,29 @@ class MirrorService(Service):
             raise StartFailure(f"--cache-dir cannot be written ({e.strerror}): {where}") from None
         self._previousHandler = signal.signal(signal.SIGUSR2, self._compactOnSignal)
         super().startService()
+
+    async def probeUpstream(self) -> None:
+        """
+        Ask the upstream's root once whether it is a Simple API index, and
+        warn if it does not look like one, or cannot be reached.
+        """
+        status = self.mirror.status
+        try:
+            warning = await self.mirror.upstream.probeRoot()
+        except Exception as e:
+            reason = getattr(e, "reason", None) or str(e)
+            status.upstreamFailed(reason)
+            log.warn(
+                "cannot reach upstream {upstream} ({reason}); the mirror serves what it has "
+                "and asks upstream again at each request it cannot answer alone",
+                upstream=self.settings.upstream,
+                reason=reason,
+            )
+            return
+        status.upstreamAnswered()
+        if warning is not None:
+            status.upstreamWarning = warning
+            log.warn("{reason}", upstream=self.settings.upstream, reason=warning)
 
     def _compactOnSignal(self, signum: int, frame: Any) -> None:
         """
@@ -170,16 +224,17 @@ class Listening(StreamServerEndpointService):
 
     _raiseSynchronously = True
 
-    def __init__(self, description: str, endpoint: Any, factory: Any) -> None:
+    def __init__(self, description: str, endpoint: Any, factory: Any, option: str = "--listen") -> None:
         super().__init__(endpoint, factory)
         self.description = description
+        self.option = option
         self.port: Any = None
 
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
         except (CannotListenError, OSError, ValueError, TypeError) as e:
-            raise StartFailure(f"--listen cannot listen ({_why(e)}): {self.description}") from None
+            raise StartFailure(f"{self.option} cannot listen ({_why(e)}): {self.description}") from None
         assert self._waitingForPort is not None
         self._waitingForPort.addCallback(self._listening)
 
@@ -187,7 +242,7 @@ class Listening(StreamServerEndpointService):
         if port is None:
             # It failed later, and Twisted logged why: never run on deaf.
             try:
-                fail(StartFailure(f"--listen cannot listen (the log says why): {self.description}"))
+                fail(StartFailure(f"{self.option} cannot listen (the log says why): {self.description}"))
             except StartFailure as e:
                 _plainStartFailure(StartFailure, e, None)
                 os._exit(1)
@@ -214,7 +269,7 @@ def fail(failure: StartFailure) -> NoReturn:
     hands it to its waiting parent, which prints it and exits 1.  (An exit
     without raising would leave that parent waiting for good.)
     """
-    log.critical("tailmirror cannot start: {why}", why=str(failure))
+    log.critical("tailmirror cannot start: {reason}", reason=str(failure))
     sys.excepthook = _plainStartFailure
     raise failure
 
@@ -252,6 +307,14 @@ class TailmirrorService(MultiService):
         listening.setServiceParent(self)
         return listening
 
+    def listenForMetrics(self, description: str, endpoint: Any) -> Listening:
+        """
+        Serve the metrics, alone, on an endpoint of their own.
+        """
+        listening = Listening(description, endpoint, self.mirror.metricsSite, "--metrics-listen")
+        listening.setServiceParent(self)
+        return listening
+
     @property
     def listening(self) -> list[Listening]:
         return [s for s in self if isinstance(s, Listening)]
@@ -273,6 +336,7 @@ class TailmirrorService(MultiService):
             super().startService()
         except StartFailure as e:
             fail(e)
+        self.probing = Deferred.fromCoroutine(self.mirror.probeUpstream())
 
     def _announce(self) -> None:
         """
@@ -285,7 +349,7 @@ class TailmirrorService(MultiService):
             version=__version__,
             upstream=settings.upstream,
             source=self.upstreamSource,
-            addresses=", ".join(s.address() for s in self.listening),
+            addresses=", ".join(s.address() for s in self.listening if s.option == "--listen"),
             cacheDir=os.path.abspath(settings.cacheDir),
             limits=settings.limits.describe(),
         )

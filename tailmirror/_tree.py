@@ -149,7 +149,7 @@ class FileTree:
         try:
             os.utime(fd, (now, now))
         except OSError as e:
-            log.warn("cannot record the use of {file}: {why}", file=str(key), why=str(e))
+            log.warn("cannot record the use of {file}: {reason}", file=str(key), reason=str(e))
             return
         self.budget.touched(charge(stat, key.parts[-1]), stat.st_mtime, now)
 
@@ -188,7 +188,7 @@ class FileTree:
         except FileNotFoundError:
             pass
         except OSError as e:
-            log.error("cannot remove {path}: {why}", path=path, why=str(e))
+            log.error("cannot remove {path}: {reason}", path=path, reason=str(e))
 
     async def keep(self, fd: int, temporary: str, key: FileKey, reserved: int = 0) -> str:
         """

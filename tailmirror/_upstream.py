@@ -204,6 +204,8 @@ class FileBody(BodyReader):
         self._sink = sink
         self._timer = IdleTimer(clock, idle, self.stop)
         self.paused = False
+        #: Bytes received so far.
+        self.received = 0
 
     @property
     def quiet(self) -> bool:
@@ -239,6 +241,7 @@ class FileBody(BodyReader):
         if self.done.called:
             return
         self._timer.poke()
+        self.received += len(data)
         try:
             self._sink.write(data)
         except BaseException:
@@ -249,6 +252,63 @@ class FileBody(BodyReader):
     def end(self, failure: Failure | None) -> None:
         self._timer.stop()
         super().end(failure)
+
+
+class _Head(BodyReader):
+    """
+    The first C{cap} bytes of a body; the rest is not read.
+    """
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= self.cap:
+            self.end(None)
+            self.stop()
+
+    def result(self) -> bytes:
+        return b"".join(self.parts)[: self.cap]
+
+
+#: The most of the upstream root read to judge it: the root of a big index
+#: lists every project, tens of megabytes.
+ROOT_HEAD = 64 * 1024
+
+_SIMPLE_MISSING = "is the Simple API root, often ending in /simple/, missing from the URL?"
+
+
+def judgeRoot(root: str, code: int, contentType: str, head: bytes) -> str | None:
+    """
+    What is amiss with an upstream whose root answered C{code} with the
+    start of a body, C{head}; L{None} if it looks like a Simple API index.
+    """
+    where = f"the upstream {root}"
+    if code in (404, 410):
+        return f"{where} answered {code}: it is not a Simple API index ({_SIMPLE_MISSING})"
+    if code != 200:
+        return f"{where} answered {code} to the mirror's first request; pages may fail until it answers 200"
+    mediaType = contentType.partition(";")[0].strip().lower()
+    if mediaType.startswith("application/vnd.pypi.simple."):
+        return None
+    text = head.lower()
+    if mediaType == "application/json" and b'"projects"' in text:
+        return None
+    if mediaType in ("text/html", "application/xhtml+xml"):
+        if b"pypi:repository-version" in text or (b"<script" not in text and b"stylesheet" not in text):
+            return None
+        return f"{where} answered a web page, not a Simple API index ({_SIMPLE_MISSING})"
+    return (
+        f"{where} answered {mediaType or 'no content type'}, neither the HTML nor the JSON form "
+        f"of a Simple API index ({_SIMPLE_MISSING})"
+    )
 
 
 def readBody(response: IResponse, cap: int) -> Deferred[bytes]:
@@ -340,6 +400,26 @@ class Upstream:
         #: long downloads never keep project pages waiting.
         self.fileSlots = DeferredSemaphore(fileConcurrency)
 
+    async def probeRoot(self) -> str | None:
+        """
+        Ask the root of upstream whether it is a Simple API index, reading
+        no more than the start of its answer.
+
+        @return: what is amiss, for a warning; L{None} if it looks right.
+        @raise UpstreamError: if upstream cannot be reached.
+        """
+
+        async def ask() -> tuple[int, str, bytes]:
+            headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
+            response = await self._client.get(self.root, headers=headers, unbuffered=True)
+            reader = _Head(ROOT_HEAD)
+            response.deliverBody(reader)
+            head = await reader.done
+            return response.code, _header(response, b"content-type") or "", head
+
+        code, contentType, head = await self._within(ask())
+        return judgeRoot(self.root, code, contentType, head)
+
     def pageURL(self, name: str) -> str:
         """
         Where upstream keeps the page of a project, by its normalized name.
@@ -356,11 +436,14 @@ class Upstream:
         started = self._clock.seconds()
 
         def report(result: Any) -> Any:
+            size, reason = 0, None
             if isinstance(result, Fetched):
                 outcome = "unchanged" if result.status == 304 else "ok"
+                size = len(result.body)
             else:
                 outcome = _outcome(result.value)
-            self._events.upstreamRequest("page", outcome, self._clock.seconds() - started)
+                reason = _failureReason(result.value)
+            self._events.upstreamRequest("page", outcome, self._clock.seconds() - started, size, reason)
             return result
 
         d = self._semaphore.run(lambda: self._within(self._fetch(name, etag)))
@@ -396,7 +479,8 @@ class Upstream:
         """
         await self.fileSlots.acquire()
         started = self._clock.seconds()
-        outcome = "failed"
+        outcome, reason = "failed", None
+        body: FileBody | None = None
         try:
             response = await self._within(self._openFile(url))
             body = FileBody(sink, self._clock, self.idleTimeout)
@@ -417,11 +501,12 @@ class Upstream:
             outcome = "ok"
         except Exception as e:
             if outcome != "ok":
-                outcome = _outcome(e)
+                outcome, reason = _outcome(e), _failureReason(e)
             raise
         finally:
             self.fileSlots.release()
-            self._events.upstreamRequest("file", outcome, self._clock.seconds() - started)
+            size = body.received if body is not None else 0
+            self._events.upstreamRequest("file", outcome, self._clock.seconds() - started, size, reason)
 
     async def _openFile(self, url: str) -> IResponse:
         response = await self._client.get(
@@ -468,6 +553,18 @@ def _outcome(e: BaseException) -> str:
     if isinstance(e, UpstreamError) and e.status == 504:
         return "timeout"
     return "failed"
+
+
+def _failureReason(e: BaseException) -> str | None:
+    """
+    Why an upstream request failed, for the events; L{None} if upstream
+    answered (that it has no such thing).
+    """
+    if isinstance(e, NotFound):
+        return None
+    if isinstance(e, UpstreamError):
+        return e.reason
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
 
 
 def _header(response: IResponse, name: bytes) -> str | None:

@@ -20,12 +20,14 @@ from ._errors import NotFound, Unavailable
 from ._files import FileStore
 from ._layout import PYPI
 from ._http import etagMatches, header, plain
+from ._metrics import CONTENT_TYPE as METRICS_TYPE, MirrorMetrics
 from ._names import canonicalName
 from ._negotiate import Form, contentType, negotiate
 from ._pages import ProjectPages, Served
 from ._send import ALLOW, FileResource
+from ._status import MirrorStatus
 
-__all__ = ["MirrorWeb"]
+__all__ = ["MetricsOnly", "MirrorWeb"]
 
 log = Logger()
 
@@ -122,6 +124,49 @@ def _chosenForm(request: IRequest) -> tuple[Form, str] | None:
     return negotiate(header(request, "accept"), fmt)
 
 
+def wantsJSON(request: IRequest) -> bool:
+    """
+    Whether a request for the status asks for JSON rather than HTML.
+    """
+    formats = request.args.get(b"format")
+    if formats:
+        return formats[-1] == b"json"
+    accept = header(request, "accept")
+    if not accept:
+        return False
+    return parse_accept_header(accept).best_match(["text/html", "application/json"]) == "application/json"
+
+
+def sendMetrics(request: IRequest, metrics: MirrorMetrics) -> bytes:
+    """
+    The metrics, in the Prometheus text format.
+    """
+    request.setHeader("Content-Type", METRICS_TYPE)
+    request.setHeader("Cache-Control", "no-store")
+    return metrics.render()
+
+
+class MetricsOnly(Resource):
+    """
+    The resource of the metrics endpoint (C{--metrics-listen}): the
+    metrics at C{/metrics} and C{/+metrics}, and nothing else.
+    """
+
+    isLeaf = True
+
+    def __init__(self, metrics: MirrorMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render(self, request: IRequest) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader("Allow", ALLOW)
+            return plain(request, 405, f"only {ALLOW} here")
+        if request.path not in (b"/metrics", b"/+metrics"):
+            return plain(request, 404, "only the metrics are here, at /metrics")
+        return sendMetrics(request, self._metrics)
+
+
 class MirrorWeb:
     """
     The routes of the mirror.
@@ -131,9 +176,13 @@ class MirrorWeb:
     # Paths are matched as given: "//" is not folded into "/" by a redirect.
     app.url_map.merge_slashes = False
 
-    def __init__(self, pages: ProjectPages, files: FileStore) -> None:
+    def __init__(
+        self, pages: ProjectPages, files: FileStore, status: MirrorStatus, metrics: MirrorMetrics | None
+    ) -> None:
         self._pages = pages
         self._files = files
+        self._status = status
+        self._metrics = metrics
 
     @app.route("/", methods=_READ)
     def home(self, request: IRequest) -> bytes:
@@ -190,6 +239,30 @@ class MirrorWeb:
         except Unavailable as e:
             return plain(request, e.status, e.reason)
         return sendServed(request, served, chosen)
+
+    @app.route("/+status", methods=_READ)
+    def status(self, request: IRequest) -> bytes:
+        """
+        What the mirror is doing: JSON for C{Accept: application/json} or
+        C{?format=json}, else a page for people.
+        """
+        request.setHeader("Cache-Control", "no-store")
+        request.setHeader("Vary", "Accept")
+        if wantsJSON(request):
+            request.setHeader("Content-Type", "application/json")
+            return self._status.json()
+        request.setHeader("Content-Type", "text/html; charset=utf-8")
+        return self._status.html()
+
+    @app.route("/+metrics", methods=_READ)
+    def metrics(self, request: IRequest) -> bytes:
+        """
+        The metrics, in the Prometheus text format, unless another
+        endpoint serves them.
+        """
+        if self._metrics is None:
+            return plain(request, 404, "the metrics are served on the endpoint of --metrics-listen")
+        return sendMetrics(request, self._metrics)
 
     @app.route("/<path:anything>", methods=_READ)
     def elsewhere(self, request: IRequest, anything: str) -> bytes:

@@ -126,6 +126,20 @@ class Options(usage.Options):
             "A PEM file of the authorities to trust for an https upstream "
             "(default: the system's).",
         ],
+        [
+            "access-log",
+            None,
+            None,
+            "Where the access log goes: a file's path, - for standard output, or "
+            "off (default: the mirror's log).",
+        ],
+        [
+            "metrics-listen",
+            None,
+            None,
+            "A Twisted endpoint that serves the metrics at /metrics, instead of "
+            "/+metrics on the mirror's own endpoints.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -168,12 +182,15 @@ class Options(usage.Options):
 
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
-        for endpoint in self["listen"]:
+        endpoints = [("listen", endpoint) for endpoint in self["listen"]]
+        if self["metrics-listen"] is not None:
+            endpoints.append(("metrics-listen", self["metrics-listen"]))
+        for option, endpoint in endpoints:
             try:
                 serverFromString(reactor, endpoint)
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError(
-                    f"--listen takes a Twisted endpoint such as {DEFAULT_LISTEN}, "
+                    f"--{option} takes a Twisted endpoint such as {DEFAULT_LISTEN}, "
                     f"not {endpoint!r} ({e})"
                 ) from None
         upstream, self["upstream-source"] = self["upstream"], "--upstream"
@@ -212,6 +229,8 @@ class Options(usage.Options):
                 ) from None
         if not self["cache-dir"]:
             raise usage.UsageError("--cache-dir takes a directory path")
+        if self["access-log"] == "":
+            raise usage.UsageError("--access-log takes a file's path, - or off")
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
@@ -233,8 +252,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         caCerts=options["ca-certs"],
         maxSize=options["max-size"],
         minFree=options["min-free"],
+        accessLog=options["access-log"],
+        metricsListen=options["metrics-listen"],
     )
     top = TailmirrorService(MirrorService(reactor, settings), options["upstream-source"])
     for endpoint in options["listen"]:
         top.listen(endpoint, serverFromString(reactor, endpoint))
+    if settings.metricsListen is not None:
+        top.listenForMetrics(settings.metricsListen, serverFromString(reactor, settings.metricsListen))
     return top

@@ -209,6 +209,8 @@ class FakeIndex(Resource):
             request.setResponseCode(self.failWith)
             return b"failing on purpose"
         parts = path.strip("/").split("/")
+        if path == "/simple/":
+            return self._root(request)
         if len(parts) == 2 and parts[0] == "simple":
             return self._page(request, parts[1])
         if len(parts) == 2 and parts[0] == "files":
@@ -239,6 +241,24 @@ class FakeIndex(Resource):
             return b""
         request.setHeader("Content-Type", self.contentTypeOverride or ctype)
         return body
+
+    def _root(self, request: Any) -> bytes:
+        """
+        The Simple API root: every project, in the form asked for.
+        """
+        names = sorted(self.projects)
+        accept = (request.getHeader("accept") or "").lower()
+        if "json" in self.forms and (JSON_TYPE in accept or "html" not in self.forms):
+            request.setHeader("Content-Type", JSON_TYPE)
+            return json.dumps(
+                {"meta": {"api-version": "1.0"}, "projects": [{"name": n} for n in names]}
+            ).encode()
+        request.setHeader("Content-Type", "text/html; charset=utf-8")
+        links = "".join(f'<a href="{n}/">{n}</a>\n' for n in names)
+        return (
+            '<!DOCTYPE html><html><head><meta name="pypi:repository-version" content="1.0">'
+            f"</head><body>{links}</body></html>"
+        ).encode()
 
     def content(self, filename: str) -> bytes | None:
         """

@@ -163,6 +163,9 @@ class Harness:
         self.files = self.mirror.files
         self.mirror.open()
         self.http = RequestTraversalAgent(self.mirror.resource)
+        # Requests go through the mirror's own site, which counts and logs
+        # them as the service's does.
+        self.http._serverFactory = self.mirror.site
 
     def restart(self, **kwargs: Any) -> "Harness":
         """

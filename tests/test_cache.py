@@ -475,14 +475,28 @@ class EventTests(SynchronousTestCase):
         h.get("/simple/bar/")
         outcomes = [o for _, o in h.events.named("pageServed")]
         self.assertEqual(outcomes, ["refreshed", "fresh", "revalidated", "revalidated", "stale", "failed"])
-        upstream = [(kind, outcome) for kind, outcome, _ in h.events.named("upstreamRequest")]
+        upstream = [(kind, outcome) for kind, outcome, *_ in h.events.named("upstreamRequest")]
         self.assertEqual(
             upstream,
             [("page", "ok"), ("page", "unchanged"), ("page", "unchanged"), ("page", "failed"), ("page", "failed")],
         )
+        sizes = [size for _, _, _, size, _ in h.events.named("upstreamRequest")]
+        self.assertGreater(sizes[0], 0)
+        self.assertEqual(sizes[1:3], [0, 0])
+        reasons = [reason for *_, reason in h.events.named("upstreamRequest")]
+        self.assertEqual(reasons[:3], [None, None, None])
+        self.assertIn("503", reasons[3])
+        # Each refresh is told once, with why upstream failed.
+        refreshes = h.events.named("pageRefreshed")
+        self.assertEqual(
+            [(name, outcome) for name, outcome, _ in refreshes],
+            [("foo", "new"), ("foo", "unchanged"), ("foo", "unchanged"), ("foo", "stale"), ("bar", "failed")],
+        )
+        self.assertIn("503", refreshes[3][2])
         h.index.failWith = None
         h.get("/simple/nonesuch/")
         self.assertEqual(h.events.named("upstreamRequest")[-1][:2], ("page", "missing"))
+        self.assertEqual(h.events.named("pageRefreshed")[-1], ("nonesuch", "missing", None))
 
     def test_files(self) -> None:
         """
@@ -499,7 +513,7 @@ class EventTests(SynchronousTestCase):
         self.assertEqual(h.finish(d).body, self.file.content)
         h.get(filePath(self.file))
         h.get(filePath(self.file), {"Range": "bytes=0-9"})
-        names = [e[0] for e in h.events.seen if e[0] != "pageServed"]
+        names = [e[0] for e in h.events.seen if e[0] not in ("pageServed", "pageRefreshed")]
         self.assertEqual(
             names,
             ["upstreamRequest", "downloadStarted", "fileServed", "upstreamRequest", "fileKept", "fileServed", "fileServed"],
@@ -509,6 +523,8 @@ class EventTests(SynchronousTestCase):
         self.assertEqual(served, [(key, SIZE, False), (key, SIZE, True), (key, 10, True)])
         self.assertEqual(h.events.named("downloadStarted"), [(key, SIZE)])
         self.assertEqual(h.events.named("fileKept")[0][:2], (key, SIZE))
+        fileRequest = h.events.named("upstreamRequest")[-1]
+        self.assertEqual((fileRequest[0], fileRequest[1], fileRequest[3]), ("file", "ok", SIZE))
 
     def test_refused(self) -> None:
         """
@@ -516,8 +532,8 @@ class EventTests(SynchronousTestCase):
         """
         self.h.index.corrupt.add(self.file.filename)
         self.h.get(filePath(self.file))
-        ((key, status, reason),) = self.h.events.named("fileRefused")
-        self.assertEqual((key.filename, status), (self.file.filename, 502))
+        ((key, status, reason, size, seconds),) = self.h.events.named("fileRefused")
+        self.assertEqual((key.filename, status, size), (self.file.filename, 502, SIZE))
         self.assertIn("corrupt", reason)
 
     def test_subscriberFailureLogged(self) -> None:

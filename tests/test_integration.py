@@ -55,7 +55,7 @@ def test_pipThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> None
         assert '"name":"project1"' in (cache / "journal.jsonl").read_text()
         upstream.stop()
         assert "Available versions: 1.2, 1.1, 1.0" in pipIndexVersions(mirror, "project1")
-        assert "serving project1 stale" in mirror.logText()
+        assert "upstream failed for project1, serving the mirror's copy stale" in mirror.logText()
     finally:
         mirror.stop()
     mirror = MirrorProcess(upstream.url, cache)

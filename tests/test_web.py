@@ -519,7 +519,7 @@ class FastPathTests(SynchronousTestCase):
         h.get("/simple/foo/")
         etag = h.get("/simple/foo/", JSON).header("etag")
         klein = copy.copy(h)
-        klein.http = RequestTraversalAgent(MirrorWeb(h.pages, h.files).app.resource())
+        klein.http = RequestTraversalAgent(MirrorWeb(h.pages, h.files, h.mirror.status, h.mirror.metrics).app.resource())
         cases = [
             ("GET", {}),
             ("GET", JSON),
