@@ -194,7 +194,7 @@ td.n, th.n { text-align: right; }
 
 
 def _percent(ratio: float | None) -> str:
-    return "no answers yet" if ratio is None else f"{ratio * 100:.1f}%"
+    return "none yet" if ratio is None else f"{ratio * 100:.1f}%"
 
 
 def _row(name: str, value: str) -> str:
@@ -252,7 +252,7 @@ def renderHTML(facts: dict[str, Any]) -> str:
         _row(
             "Files",
             f"{_percent(files['ratio'])} from the cache "
-            f"({files['fromCache']:,} from the cache, {files['fromUpstream']:,} from upstream)",
+            f"({files['fromCache']:,} answers from the cache, {files['fromUpstream']:,} from upstream)",
         ),
         _row(
             "Pages",
@@ -289,7 +289,7 @@ def renderHTML(facts: dict[str, Any]) -> str:
 </head>
 <body>
 <h1>tailmirror {escape(facts["version"])}</h1>
-<p class="muted">Up {uptime}, since {escape(facts["started"])}; {facts["projectsKnown"]:,} projects known.
+<p class="muted">Up {uptime}, since {escape(facts["started"])}; {_projects(facts["projectsKnown"])} known.
 This page reloads every 10 s; <a href="?format=json">JSON</a>.</p>
 <h2>Upstream</h2>
 <table>{"".join(upstream)}</table>
@@ -302,6 +302,10 @@ This page reloads every 10 s; <a href="?format=json">JSON</a>.</p>
 </body>
 </html>
 """
+
+
+def _projects(count: int) -> str:
+    return "1 project" if count == 1 else f"{count:,} projects"
 
 
 def _duration(seconds: float) -> str:

@@ -188,7 +188,14 @@ class Options(usage.Options):
         for option, endpoint in endpoints:
             try:
                 serverFromString(reactor, endpoint)
-            except (ValueError, TypeError, KeyError) as e:
+            except (IndexError, KeyError) as e:
+                if not endpoint.startswith("systemd:"):
+                    raise
+                raise usage.UsageError(
+                    f"--{option} {endpoint}: systemd passed no such socket ({e}); run it from a "
+                    "socket unit, or with systemd-socket-activate"
+                ) from None
+            except (ValueError, TypeError) as e:
                 raise usage.UsageError(
                     f"--{option} takes a Twisted endpoint such as {DEFAULT_LISTEN}, "
                     f"not {endpoint!r} ({e})"
