@@ -297,6 +297,11 @@ class _StateCollector:
             )
         yield _gauge("tailmirror_journal_bytes", "Length of the journal.", journal.size)
         yield _gauge("tailmirror_journal_live_bytes", "Bytes of the journal's records still in use.", journal.live)
+        yield _gauge(
+            "tailmirror_journal_live_ratio",
+            "The share of the journal still in use (compaction drops the rest).",
+            journal.live / journal.size if journal.size else 1.0,
+        )
         compactions = CounterMetricFamily(
             "tailmirror_journal_compactions", "Compactions of the journal since start."
         )

@@ -349,7 +349,8 @@ class TailmirrorService(MultiService):
             version=__version__,
             upstream=settings.upstream,
             source=self.upstreamSource,
-            addresses=", ".join(s.address() for s in self.listening if s.option == "--listen"),
+            addresses=", ".join(s.address() for s in self.listening if s.option == "--listen")
+            + "".join(f", metrics on {s.address()}metrics" for s in self.listening if s.option != "--listen"),
             cacheDir=os.path.abspath(settings.cacheDir),
             limits=settings.limits.describe(),
         )

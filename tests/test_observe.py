@@ -98,6 +98,7 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(value(found, "tailmirror_journal_bytes"), h.mirror.journal.size)
         self.assertEqual(value(found, "tailmirror_journal_live_bytes"), h.mirror.journal.live)
         self.assertEqual(value(found, "tailmirror_journal_compactions_total"), 0)
+        self.assertEqual(value(found, "tailmirror_journal_live_ratio"), h.mirror.journal.live / h.mirror.journal.size)
         self.assertEqual(value(found, "tailmirror_projects_known"), 1)
         self.assertIn("tailmirror_reactor_stall_seconds", {name for name, _ in found})
         self.assertIn("process_resident_memory_bytes", {name for name, _ in found})
