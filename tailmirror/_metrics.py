@@ -8,7 +8,7 @@ outcome, a kind, a status code; never a project's or a file's name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -31,6 +31,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: The routes requests are counted by.
 ROUTES = ("page", "index", "file", "status", "metrics", "other")
+
+#: The kinds of upstream requests.
+KINDS = ("page", "file")
 
 #: Upstream latency buckets, in seconds: pages take tens of milliseconds,
 #: big files minutes.
@@ -100,44 +103,33 @@ class MirrorMetrics(NoEvents):
         self.startedAt = clock.seconds()
         if process:
             ProcessCollector(registry=registry)
-        self.requests = Counter(
-            "tailmirror_http_requests",
-            "HTTP requests answered, by route and status code.",
-            ["route", "status"],
-            registry=registry,
+
+        def counter(name: str, documentation: str, *labels: str) -> Counter:
+            return Counter(name, documentation, labels, registry=registry)
+
+        def each(metric: Any, values: Iterable[Any], label: Callable[[Any], str] = str) -> dict[Any, Any]:
+            return {v: metric.labels(label(v)) for v in values}
+
+        self.requests = counter(
+            "tailmirror_http_requests", "HTTP requests answered, by route and status code.", "route", "status"
         )
-        self.sentBytes = Counter(
-            "tailmirror_http_sent_bytes",
-            "Bytes of response bodies sent to clients, by route.",
-            ["route"],
-            registry=registry,
-        )
-        self._sent = {route: self.sentBytes.labels(route) for route in ROUTES}
         self._answered: dict[tuple[str, int], Any] = {}
-        pages = Counter(
-            "tailmirror_page_answers",
-            "Project pages answered, by outcome.",
-            ["outcome"],
-            registry=registry,
+        self._sent = each(
+            counter("tailmirror_http_sent_bytes", "Bytes of response bodies sent to clients, by route.", "route"),
+            ROUTES,
         )
-        self._pages = {outcome: pages.labels(outcome) for outcome in PAGE_OUTCOMES}
-        refreshes = Counter(
-            "tailmirror_page_refreshes",
-            "Refreshes of project pages from upstream, by outcome.",
-            ["outcome"],
-            registry=registry,
+        self._pages = each(
+            counter("tailmirror_page_answers", "Project pages answered, by outcome.", "outcome"), PAGE_OUTCOMES
         )
-        self._refreshes = {outcome: refreshes.labels(outcome) for outcome in REFRESH_OUTCOMES}
-        upstream = Counter(
-            "tailmirror_upstream_requests",
-            "Requests to upstream, by kind (page, file) and outcome.",
-            ["kind", "outcome"],
-            registry=registry,
+        self._refreshes = each(
+            counter("tailmirror_page_refreshes", "Refreshes of project pages from upstream, by outcome.", "outcome"),
+            REFRESH_OUTCOMES,
+        )
+        upstream = counter(
+            "tailmirror_upstream_requests", "Requests to upstream, by kind (page, file) and outcome.", "kind", "outcome"
         )
         self._upstream = {
-            (kind, outcome): upstream.labels(kind, outcome)
-            for kind in ("page", "file")
-            for outcome in UPSTREAM_OUTCOMES
+            (kind, outcome): upstream.labels(kind, outcome) for kind in KINDS for outcome in UPSTREAM_OUTCOMES
         }
         latency = Histogram(
             "tailmirror_upstream_request_duration_seconds",
@@ -146,47 +138,40 @@ class MirrorMetrics(NoEvents):
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        self._latency = {kind: latency.labels(kind) for kind in ("page", "file")}
-        received = Counter(
-            "tailmirror_upstream_received_bytes",
-            "Bytes of bodies received from upstream, by kind.",
-            ["kind"],
-            registry=registry,
+        self._latency = each(latency, KINDS)
+        self._received = each(
+            counter("tailmirror_upstream_received_bytes", "Bytes of bodies received from upstream, by kind.", "kind"),
+            KINDS,
         )
-        self._received = {kind: received.labels(kind) for kind in ("page", "file")}
-        served = Counter(
-            "tailmirror_files_served",
-            "File answers begun, by source: the cache, or a download under way.",
-            ["source"],
-            registry=registry,
+        source = {True: "cache", False: "download"}.__getitem__
+        self._served = each(
+            counter(
+                "tailmirror_files_served",
+                "File answers begun, by source: the cache, or a download under way.",
+                "source",
+            ),
+            (True, False),
+            source,
         )
-        self._served = {True: served.labels("cache"), False: served.labels("download")}
-        servedBytes = Counter(
-            "tailmirror_file_served_bytes",
-            "Bytes of file answers begun, by source (the cache, or a download under way).",
-            ["source"],
-            registry=registry,
+        self._servedBytes = each(
+            counter(
+                "tailmirror_file_served_bytes",
+                "Bytes of file answers begun, by source (the cache, or a download under way).",
+                "source",
+            ),
+            (True, False),
+            source,
         )
-        self._servedBytes = {True: servedBytes.labels("cache"), False: servedBytes.labels("download")}
-        self.downloads = Counter(
-            "tailmirror_downloads_started", "Downloads from upstream begun.", registry=registry
-        )
-        self.kept = Counter("tailmirror_files_kept", "Files verified and kept in the cache.", registry=registry)
-        self.keptBytes = Counter(
-            "tailmirror_files_kept_bytes", "Bytes of the files kept in the cache.", registry=registry
-        )
-        self.refused = Counter(
+        self.downloads = counter("tailmirror_downloads_started", "Downloads from upstream begun.")
+        self.kept = counter("tailmirror_files_kept", "Files verified and kept in the cache.")
+        self.keptBytes = counter("tailmirror_files_kept_bytes", "Bytes of the files kept in the cache.")
+        self.refused = counter(
             "tailmirror_files_refused",
             "Files that could not be had (download failed, or no room), by the status answered.",
-            ["status"],
-            registry=registry,
+            "status",
         )
-        self.evicted = Counter(
-            "tailmirror_evicted_files", "Files evicted to keep the cache within its limits.", registry=registry
-        )
-        self.evictedBytes = Counter(
-            "tailmirror_evicted_bytes", "Bytes of the files evicted.", registry=registry
-        )
+        self.evicted = counter("tailmirror_evicted_files", "Files evicted to keep the cache within its limits.")
+        self.evictedBytes = counter("tailmirror_evicted_bytes", "Bytes of the files evicted.")
         info = Gauge("tailmirror_build_info", "The mirror's version.", ["version"], registry=registry)
         info.labels(__version__).set(1)
         Gauge("tailmirror_start_time_seconds", "When the mirror started, in Unix time.", registry=registry).set(

@@ -151,12 +151,15 @@ class BodyReader(Protocol):
 
 class _CappedBody(BodyReader):
     """
-    Collect a response body up to a cap.
+    Collect a response body up to a cap: a body past it fails with
+    L{PageTooLarge}, or, if only its C{head} is wanted, ends there, the
+    rest unread.
     """
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, head: bool = False) -> None:
         super().__init__()
         self.cap = cap
+        self.head = head
         self.parts: list[bytes] = []
         self.size = 0
 
@@ -166,12 +169,16 @@ class _CappedBody(BodyReader):
         self.size += len(data)
         if self.size > self.cap:
             self.stop()
-            self.end(Failure(PageTooLarge()))
+            if self.head:
+                self.parts.append(data)
+                self.end(None)
+            else:
+                self.end(Failure(PageTooLarge()))
             return
         self.parts.append(data)
 
     def result(self) -> bytes:
-        return b"".join(self.parts)
+        return b"".join(self.parts)[: self.cap]
 
 
 class FileSink(Structural):
@@ -252,30 +259,6 @@ class FileBody(BodyReader):
     def end(self, failure: Failure | None) -> None:
         self._timer.stop()
         super().end(failure)
-
-
-class _Head(BodyReader):
-    """
-    The first C{cap} bytes of a body; the rest is not read.
-    """
-
-    def __init__(self, cap: int) -> None:
-        super().__init__()
-        self.cap = cap
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.done.called:
-            return
-        self.parts.append(data)
-        self.size += len(data)
-        if self.size >= self.cap:
-            self.end(None)
-            self.stop()
-
-    def result(self) -> bytes:
-        return b"".join(self.parts)[: self.cap]
 
 
 #: The most of the upstream root read to judge it: the root of a big index
@@ -412,7 +395,7 @@ class Upstream:
         async def ask() -> tuple[int, str, bytes]:
             headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
             response = await self._client.get(self.root, headers=headers, unbuffered=True)
-            reader = _Head(ROOT_HEAD)
+            reader = _CappedBody(ROOT_HEAD, head=True)
             response.deliverBody(reader)
             head = await reader.done
             return response.code, _header(response, b"content-type") or "", head
