@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -38,6 +39,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ._disk import syncDirectory, writeAll
+from ._names import canonicalName
 
 __all__ = ["Entry", "Journal"]
 
@@ -86,11 +88,43 @@ class Entry:
     where: tuple[_File, int, int]
     #: The length of the page's whole record.
     record: int
+    #: The sha256 of the upstream body the page was made from.
+    digest: str | None = None
     serial: int = field(default_factory=itertools.count().__next__)
 
     @property
     def length(self) -> int:
         return self.where[2]
+
+
+def _pageHeader(name: str, fetched: float, etag: str | None, digest: str | None) -> dict[str, Any]:
+    """
+    The header of a page's record.
+    """
+    header: dict[str, Any] = {"name": name, "fetched": fetched, "etag": etag}
+    if digest is not None:
+        header["digest"] = digest
+    return header
+
+
+def _checkedHeader(header: Any) -> tuple[str, float]:
+    """
+    The project name and fetch time of a record's header, once every field
+    is of its kind.
+
+    @raise ValueError: if one is not.
+    """
+    if not isinstance(header, dict):
+        raise ValueError("its header is not an object")
+    name, fetched = header.get("name"), header.get("fetched")
+    if not isinstance(name, str) or canonicalName(name) != name:
+        raise ValueError(f"its project name {name!r:.80} is not a normalized name")
+    if isinstance(fetched, bool) or not isinstance(fetched, (int, float)) or not math.isfinite(fetched):
+        raise ValueError(f"its fetch time {fetched!r:.80} is not a number")
+    for key in ("etag", "digest"):
+        if not isinstance(header.get(key), (str, type(None))):
+            raise ValueError(f"its {key} {header.get(key)!r:.80} is not a string")
+    return name, float(fetched)
 
 
 def _line(header: dict[str, Any], page: bytes | None = None) -> tuple[bytes, int]:
@@ -166,21 +200,23 @@ class Journal:
     def _replay(self) -> int:
         """
         Read every complete record into L{index}; return where the complete
-        records end.
+        records end.  A record that is not one the mirror writes, whatever
+        it holds, is skipped and reported by its line number.
         """
         position = 0
         with open(self.path, "rb") as f:
-            for line in f:
+            for number, line in enumerate(f, 1):
                 if not line.endswith(b"\n"):
                     break
                 try:
                     self._apply(line, position)
-                except ValueError as e:
+                except Exception as e:  # any bytes at all: the record is skipped
                     log.error(
-                        "journal {path}: skipped an unreadable record at byte {position}: {reason}",
+                        "journal {path}: skipped the unreadable record on line {line} (byte {position}): {reason}",
                         path=self.path,
+                        line=number,
                         position=position,
-                        reason=str(e),
+                        reason=" ".join(str(e).split())[:200] or type(e).__name__,
                     )
                 position += len(line)
         return position
@@ -188,23 +224,31 @@ class Journal:
     def _apply(self, line: bytes, position: int) -> None:
         """
         Apply one record to the index.
+
+        @raise ValueError: if it is not a record the mirror writes.
         """
+        if not line.startswith(b"["):
+            raise ValueError("not a journal record")
         head = line[:_HEADER_PREFIX].decode("ascii", "ignore")
         try:
             header, end = _decoder.raw_decode(head, 1)
         except ValueError:
             header, end = _decoder.raw_decode(line.decode("utf-8"), 1)
-        if not line.startswith(b"[") or not isinstance(header, dict):
+        name, fetched = _checkedHeader(header)
+        rest = line[end:]
+        if rest == b"]\n":
+            if header.get("gone") is True:
+                self.index.pop(name, None)
+            elif name in self.index:
+                self.index[name].fetched = fetched
+        elif rest.startswith(b",") and not header.get("gone"):
+            page = rest[1:-2]
+            if not (page.startswith(b"{") and page.endswith(b"}") and rest.endswith(b"]\n")):
+                raise ValueError(f"the page of {name} is not a JSON object")
+            where = (self._file, position + end + 1, len(page))
+            self.index[name] = Entry(name, header.get("etag"), fetched, where, len(line), header.get("digest"))
+        else:
             raise ValueError("not a journal record")
-        name, fetched = header["name"], float(header["fetched"])
-        if header.get("gone"):
-            self.index.pop(name, None)
-        elif line[end : end + 1] == b",":
-            offset = end + 1
-            where = (self._file, position + offset, len(line) - offset - 2)
-            self.index[name] = Entry(name, header.get("etag"), fetched, where, len(line))
-        elif name in self.index:
-            self.index[name].fetched = fetched
 
     def _append(self, line: bytes) -> int:
         """
@@ -232,13 +276,16 @@ class Journal:
             self.index[name] = entry
             self._live += entry.record
 
-    def appendPage(self, name: str, etag: str | None, fetched: float, page: bytes) -> Entry:
+    def appendPage(
+        self, name: str, etag: str | None, fetched: float, page: bytes, digest: str | None = None
+    ) -> Entry:
         """
-        Record a page freshly fetched from upstream, given as JSON bytes.
+        Record a page freshly fetched from upstream, given as JSON bytes,
+        with the digest of the upstream body it was made from.
         """
-        line, offset = _line({"name": name, "fetched": fetched, "etag": etag}, page)
+        line, offset = _line(_pageHeader(name, fetched, etag, digest), page)
         start = self._append(line)
-        entry = Entry(name, etag, fetched, (self._file, start + offset, len(page)), len(line))
+        entry = Entry(name, etag, fetched, (self._file, start + offset, len(page)), len(line), digest)
         self._replace(name, entry)
         return entry
 
@@ -256,12 +303,13 @@ class Journal:
         self._append(_line({"name": name, "fetched": fetched, "gone": True})[0])
         self._replace(name, None)
 
-    def holds(self, entry: Entry, page: bytes) -> bool:
+    def forget(self, entry: Entry) -> None:
         """
-        Whether the journal holds exactly C{page} as C{entry}'s page.  This
-        is disk work: run it off the reactor thread.
+        Forget a project whose page cannot be read back, so that it is
+        fetched afresh; its next page replaces the record.
         """
-        return entry.length == len(page) and self._read(entry) == page
+        if self.index.get(entry.name) is entry:
+            self._replace(entry.name, None)
 
     @staticmethod
     def _read(entry: Entry) -> bytes:
@@ -315,7 +363,7 @@ class Journal:
         target = self.path + ".compact"
         old, before = self._file, self._size
         try:
-            plan = [(e, e.where, e.fetched, e.etag) for e in self.index.values()]
+            plan = [(e, e.where, _pageHeader(e.name, e.fetched, e.etag, e.digest)) for e in self.index.values()]
             fd, places = await runInThread(self._writeLive, target, plan)
             new = _File(fd)
             if self._file is not old:
@@ -334,7 +382,7 @@ class Journal:
 
     @staticmethod
     def _writeLive(
-        target: str, plan: list[tuple[Entry, tuple[_File, int, int], float, str | None]]
+        target: str, plan: list[tuple[Entry, tuple[_File, int, int], dict[str, Any]]]
     ) -> tuple[int, list[tuple[int, int]]]:
         """
         Write the live records to C{target}, durably; say where each page
@@ -346,11 +394,11 @@ class Journal:
             places: list[tuple[int, int]] = []
             batch: list[bytes] = []
             position = batched = 0
-            for entry, (f, offset, length), fetched, etag in plan:
+            for entry, (f, offset, length), header in plan:
                 page = os.pread(f.fd, length, offset)
                 if len(page) != length:
                     raise OSError(f"the page of {entry.name} is cut short")
-                line, start = _line({"name": entry.name, "fetched": fetched, "etag": etag}, page)
+                line, start = _line(header, page)
                 places.append((position + start, len(line)))
                 position += len(line)
                 batch.append(line)
@@ -370,7 +418,7 @@ class Journal:
         old: _File,
         before: int,
         new: _File,
-        plan: list[tuple[Entry, tuple[_File, int, int], float, str | None]],
+        plan: list[tuple[Entry, tuple[_File, int, int], dict[str, Any]]],
         places: list[tuple[int, int]],
     ) -> None:
         """
@@ -386,7 +434,7 @@ class Journal:
             new.close()
             raise
         # Every planned page is in the new file, replaced since or not.
-        for (entry, where, _, _), (offset, record) in zip(plan, places, strict=True):
+        for (entry, where, _), (offset, record) in zip(plan, places, strict=True):
             entry.where = (new, offset, where[2])
             entry.record = record
         for entry in self.index.values():

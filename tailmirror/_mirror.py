@@ -42,6 +42,14 @@ class Settings:
     upstream: str
     cacheDir: str
     ttl: float = 900.0
+    #: Seconds within which a client's revalidation (pip's C{max-age=0})
+    #: is answered with the page just checked upstream.
+    revalidateFloor: float = 60.0
+    #: Seconds a client waits for a refresh before the copy is served stale.
+    staleAfter: float = 2.0
+    #: Seconds after an upstream failure in which copies are served stale
+    #: at once while one background refresh tries upstream again.
+    retryAfter: float = 10.0
     timeout: float = 15.0
     idleTimeout: float = 30.0
     clientTimeout: float = 60.0
@@ -144,7 +152,17 @@ def buildMirror(
         events=events,
     )
     journal = Journal(os.path.join(settings.cacheDir, "journal.jsonl"))
-    pages = ProjectPages(journal, upstream, clock, runInThread, ttl=settings.ttl, events=events)
+    pages = ProjectPages(
+        journal,
+        upstream,
+        clock,
+        runInThread,
+        ttl=settings.ttl,
+        revalidateFloor=settings.revalidateFloor,
+        staleAfter=settings.staleAfter,
+        retryAfter=settings.retryAfter,
+        events=events,
+    )
     tree = FileTree(
         settings.cacheDir,
         clock,

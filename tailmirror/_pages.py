@@ -6,11 +6,12 @@ served stale while upstream fails.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from twisted.logger import Logger
@@ -22,7 +23,7 @@ from ._events import IMirrorEvents, NoEvents
 from ._journal import Entry, Journal
 from ._layout import FileKey
 from ._links import FileLink, Links, indexLinks, lookUp
-from ._parse import MalformedPage, ParsedPage, parseHTML, parseJSON
+from ._parse import MalformedPage, ParsedPage, checkHTML, parseHTML, parseJSON, sniff
 from ._render import renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
 from ._upstream import Fetched, Upstream
 
@@ -51,6 +52,12 @@ _JSON_TYPES = ("application/vnd.pypi.simple.v1+json", "application/json")
 _HTML_TYPES = ("text/html", "application/vnd.pypi.simple.v1+html")
 
 
+class DamagedCopy(StoreError):
+    """
+    The journal's copy of a page cannot be read back.
+    """
+
+
 @dataclass
 class Served:
     """
@@ -73,6 +80,16 @@ class _Prepared:
     rendered: Rendered
     links: Links
     dropped: list[str] = field(default_factory=list)
+    #: What upstream got wrong about the page, but not in it.
+    notes: list[str] = field(default_factory=list)
+
+
+def bodyDigest(body: bytes) -> str:
+    """
+    What tells one upstream body from another: its sha256, in hex.  CPU
+    work for a big page: run it off the reactor.
+    """
+    return hashlib.sha256(body).hexdigest()
 
 
 def renderPage(page: dict[str, Any]) -> Rendered:
@@ -91,17 +108,24 @@ def preparePage(name: str, fetched: Fetched) -> _Prepared:
     """
     mediaType, _, params = fetched.contentType.partition(";")
     mediaType = mediaType.strip()
-    parsed: ParsedPage
-    if mediaType in _JSON_TYPES:
-        parsed = parseJSON(fetched.body, fetched.url, name)
-    elif mediaType in _HTML_TYPES:
-        charset = params.partition("charset=")[2].strip().strip('"') or None
-        parsed = parseHTML(fetched.body, fetched.url, name, charset)
-    else:
+    labelled = "json" if mediaType in _JSON_TYPES else "html" if mediaType in _HTML_TYPES else None
+    if labelled is None:
         raise MalformedPage(f"content type {mediaType or 'none'!r:.80} is not a Simple API page")
+    # Labelled as one form, the body says which it is.
+    form = sniff(fetched.body) or labelled
+    notes = []
+    if form != labelled:
+        notes.append(f"upstream labelled the page {mediaType or 'without a type'!r:.80}; its body is {form.upper()}")
+    parsed: ParsedPage
+    if form == "json":
+        parsed = parseJSON(fetched.body, fetched.url, name)
+    else:
+        charset = params.partition("charset=")[2].strip().strip('"') or None
+        checkHTML(fetched.body, charset)
+        parsed = parseHTML(fetched.body, fetched.url, name, charset)
     page = parsed.page
     pageJSON = json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return _Prepared(pageJSON, renderPage(page), indexLinks(page), parsed.dropped)
+    return _Prepared(pageJSON, renderPage(page), indexLinks(page), parsed.dropped, notes)
 
 
 class ProjectPages:
@@ -117,6 +141,9 @@ class ProjectPages:
         runInThread: RunInThread,
         *,
         ttl: float,
+        revalidateFloor: float = 0.0,
+        staleAfter: float | None = None,
+        retryAfter: float = 0.0,
         renderCacheBytes: int = 64 * 1024 * 1024,
         events: IMirrorEvents | None = None,
         linksKept: int = LINKS_KEPT,
@@ -127,6 +154,17 @@ class ProjectPages:
         self._clock = clock
         self._run = runInThread
         self.ttl = ttl
+        #: A client's revalidation of a page checked less than this many
+        #: seconds ago gets the page as it is.
+        self.revalidateFloor = revalidateFloor
+        #: Seconds a client with a copy to fall back on waits for upstream
+        #: (L{None}: as long as upstream takes).
+        self.staleAfter = staleAfter
+        #: Seconds after an upstream failure in which copies are served at
+        #: once, while one refresh at a time tries upstream.
+        self.retryAfter = retryAfter
+        self._failed: tuple[float, str] | None = None
+        self._probing = False
         self._index: dict[str, Entry] = {}
         self._syncing: IDelayedCall | None = None
         self._renders = RenderCache(renderCacheBytes)
@@ -195,7 +233,15 @@ class ProjectPages:
         except Unavailable:
             self._events.pageServed(name, "failed")
             raise
-        rendered = await self._rendered(entry)
+        try:
+            rendered = await self._rendered(entry)
+        except DamagedCopy:
+            if before is None:
+                raise
+            # The copy cannot be read back: fetch the page afresh instead.
+            self._journal.forget(entry)
+            self._generation += 1
+            return await self.get(name, revalidate)
         freshFor = 0.0 if stale else max(0.0, self.ttl - self._age(entry))
         if stale is not None:
             outcome = "stale"
@@ -206,24 +252,64 @@ class ProjectPages:
         self._events.pageServed(name, outcome)
         return Served(rendered, freshFor, stale)
 
-    async def _current(self, name: str, revalidate: bool) -> tuple[Entry, str | None, bool]:
+    async def _current(
+        self, name: str, revalidate: bool, floor: float | None = None
+    ) -> tuple[Entry, str | None, bool]:
         """
         The journal entry of a page, refreshed from upstream if it is not
-        fresh or C{revalidate} asks for it: with why it is stale, if
-        upstream failed, and whether upstream was asked.
+        fresh, or if C{revalidate} asks for it and upstream was last asked
+        at least C{floor} seconds ago (by default the revalidation floor):
+        with why it is stale, if upstream failed or did not answer in time,
+        and whether upstream was asked.  A client with a copy to fall back
+        on never waits longer than L{staleAfter}, and not at all while
+        upstream failed in the last L{retryAfter} seconds.
         """
         entry = self._index.get(name)
-        stale = None
-        asked = entry is None or revalidate or not self._fresh(entry)
-        if asked:
-            try:
-                entry = await self._refreshing.run(name, lambda: self._refresh(name))
-            except Unavailable as e:
-                if entry is None:
-                    raise
-                stale = e.reason
-        assert entry is not None
-        return entry, stale, asked
+        if entry is not None and self._fresh(entry):
+            if not revalidate or self._age(entry) < (self.revalidateFloor if floor is None else floor):
+                return entry, None, False
+        if entry is None:
+            return await self._refreshing.run(name, lambda: self._refresh(name)), None, True
+        failing = self._failing()
+        if failing is not None:
+            self._probe(name)
+            return entry, failing, True
+        waiting = self._refreshing.run(name, lambda: self._refresh(name))
+        if self.staleAfter is not None:
+            waiting.addTimeout(self.staleAfter, self._clock)
+        try:
+            return await waiting, None, True
+        except TimeoutError:
+            return entry, f"upstream did not answer within {self.staleAfter:g} s; refreshing in the background", True
+        except Unavailable as e:
+            return entry, e.reason, True
+
+    def _failing(self) -> str | None:
+        """
+        Why upstream is taken to be failing, if it failed in the last
+        L{retryAfter} seconds.
+        """
+        if self._failed is None:
+            return None
+        when, reason = self._failed
+        ago = self._clock.seconds() - when
+        if not 0 <= ago < self.retryAfter:
+            return None
+        return f"upstream failed {ago:.0f} s ago ({reason}); retrying in the background"
+
+    def _probe(self, name: str) -> None:
+        """
+        Refresh a page in the background, unless a probe of upstream runs
+        already: its outcome says whether upstream is back.
+        """
+        if self._probing:
+            return
+        self._probing = True
+
+        def done(result: object) -> None:
+            self._probing = False
+
+        self._refreshing.run(name, lambda: self._refresh(name)).addBoth(done)
 
     async def findLink(self, name: str, key: FileKey) -> FileLink | None:
         """
@@ -237,7 +323,7 @@ class ProjectPages:
         entry, stale, asked = await self._current(name, revalidate=False)
         found = lookUp(await self._linksOf(entry), key)
         if found is None and not asked and stale is None and self._age(entry) >= RECHECK_AFTER:
-            entry, stale, asked = await self._current(name, revalidate=True)
+            entry, stale, asked = await self._current(name, revalidate=True, floor=RECHECK_AFTER)
             found = lookUp(await self._linksOf(entry), key)
         return found
 
@@ -282,9 +368,9 @@ class ProjectPages:
 
         try:
             return await self._run(readAndMake)  # type: ignore[no-any-return]
-        except ValueError as e:
-            log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=str(e))
-            raise StoreError(503, "the mirror's copy of this page is damaged") from None
+        except Exception as e:  # whatever the bytes there are
+            log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=str(e)[:200])
+            raise DamagedCopy(503, "the mirror's copy of this page is damaged") from None
 
     async def _refresh(self, name: str) -> Entry:
         """
@@ -295,11 +381,15 @@ class ProjectPages:
         try:
             entry = await self._refreshFrom(name, old)
         except NotFound:
+            self._failed = None
             self._events.pageRefreshed(name, "missing", None)
             raise
         except Unavailable as e:
+            if isinstance(e, UpstreamError):
+                self._failed = (self._clock.seconds(), e.reason)
             self._events.pageRefreshed(name, "failed" if old is None else "stale", e.reason)
             raise
+        self._failed = None
         if entry is old:
             outcome = "unchanged"
         else:
@@ -318,11 +408,13 @@ class ProjectPages:
         now = self._clock.seconds()
         if fetched.status == 304 and old is not None:
             return self._unchanged(old, now)
-        prepared = await self._prepare(name, fetched)
-        if old is not None and await self._run(self._journal.holds, old, prepared.pageJSON):
-            # An upstream without ETags answers every revalidation in full.
+        digest = await self._run(bodyDigest, fetched.body)
+        if old is not None and old.digest == digest:
+            # An upstream without ETags answers every revalidation in full:
+            # the same bytes cost no parse, no render and no record.
             return self._unchanged(old, now)
-        return self._record(name, fetched, now, prepared, isNew=old is None)
+        prepared = await self._prepare(name, fetched)
+        return self._record(name, fetched, now, prepared, digest, isNew=old is None)
 
     def _unchanged(self, old: Entry, now: float) -> Entry:
         """
@@ -345,17 +437,19 @@ class ProjectPages:
             prepared: _Prepared = await self._run(preparePage, name, fetched)
         except MalformedPage as e:
             raise UpstreamError(502, f"upstream sent a malformed page: {e}") from None
+        for why in prepared.notes:
+            log.warn("the page of {project}: {reason}", project=name, reason=why)
         for why in prepared.dropped:
             log.warn("dropped a link from the page of {project}: {reason}", project=name, reason=why)
         return prepared
 
     def _record(
-        self, name: str, fetched: Fetched, now: float, prepared: _Prepared, isNew: bool
+        self, name: str, fetched: Fetched, now: float, prepared: _Prepared, digest: str, isNew: bool
     ) -> Entry:
         """
         Keep a new page: in the journal, the index and the render cache.
         """
-        entry = self._write(self._journal.appendPage, name, fetched.etag, now, prepared.pageJSON)
+        entry = self._write(self._journal.appendPage, name, fetched.etag, now, prepared.pageJSON, digest)
         if isNew:
             self._generation += 1
         self._renders.put((name, entry.serial), prepared.rendered)

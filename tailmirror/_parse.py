@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
@@ -20,7 +21,7 @@ import html5lib
 
 from ._names import safeFilename
 
-__all__ = ["MalformedPage", "ParsedPage", "parseJSON", "parseHTML"]
+__all__ = ["MalformedPage", "ParsedPage", "checkHTML", "parseJSON", "parseHTML", "sniff"]
 
 _SCHEMES = ("http", "https")
 
@@ -81,6 +82,8 @@ def parseJSON(body: bytes, pageURL: str, name: str) -> ParsedPage:
         raise MalformedPage(f"not valid JSON: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise MalformedPage("JSON page has no list of files")
+    if not isinstance(data.get("name", name), str):
+        raise MalformedPage("JSON page's name is not a string")
     meta = data.get("meta")
     if not isinstance(meta, dict):
         raise MalformedPage("JSON page has no meta object")
@@ -153,6 +156,50 @@ def _anchorFile(
     if "data-provenance" in attrs:
         entry["provenance"] = attrs["data-provenance"]
     return _checkedFile(entry, baseURL, dropped)
+
+
+#: Bytes no HTML page holds: the C0 controls but tab, line feed, form feed
+#: and carriage return, and DEL.
+_CONTROLS = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def sniff(body: bytes) -> str | None:
+    """
+    The form a body's first bytes show: C{"json"}, C{"html"}, or L{None}.
+    """
+    start = body[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if start.startswith(b"{"):
+        return "json"
+    if start.startswith(b"<"):
+        return "html"
+    return None
+
+
+def checkHTML(body: bytes, encoding: str | None) -> None:
+    """
+    Refuse a body that is not well-formed enough to be a whole project
+    page: not in its character set (UTF-8 unless one is given), control
+    bytes, no anchor and no document either, an anchor left open, or a
+    document cut before its end.
+
+    @raise MalformedPage: saying what is wrong.
+    """
+    try:
+        text = body.decode(encoding or "utf-8")
+    except (LookupError, UnicodeDecodeError) as e:
+        raise MalformedPage(f"HTML page is not valid {encoding or 'UTF-8'}: {e}") from None
+    match = _CONTROLS.search(body)
+    if match is not None:
+        raise MalformedPage(f"HTML page holds a control byte {match.group()!r} at byte {match.start()}")
+    lower = text.lower()
+    opened = len(re.findall(r"<a[\s>]", lower))
+    closed = lower.count("</a>")
+    if not opened and not any(mark in lower for mark in ("<html", "<body", "<!doctype")):
+        raise MalformedPage("HTML page has neither links nor a document")
+    if opened != closed:
+        raise MalformedPage(f"HTML page has {opened} links opened and {closed} closed: it is garbled or cut short")
+    if "<html" in lower and "</html>" not in lower:
+        raise MalformedPage("HTML page ends before its </html>: it is cut short")
 
 
 def parseHTML(

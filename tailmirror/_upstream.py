@@ -156,16 +156,35 @@ class _CappedBody(BodyReader):
     rest unread.
     """
 
-    def __init__(self, cap: int, head: bool = False) -> None:
+    def __init__(self, cap: int, head: bool = False, idle: tuple[IReactorTime, float] | None = None) -> None:
         super().__init__()
         self.cap = cap
         self.head = head
         self.parts: list[bytes] = []
         self.size = 0
+        self._timer = None if idle is None else IdleTimer(idle[0], idle[1], self._quiet)
+
+    def connectionMade(self) -> None:
+        if self._timer is not None:
+            self._timer.start()
+
+    def _quiet(self) -> None:
+        """
+        Upstream sent nothing for too long: give the body up.
+        """
+        self.stop()
+        self.end(Failure(UpstreamError(504, "upstream stopped sending the page")))
+
+    def end(self, failure: Failure | None) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        super().end(failure)
 
     def dataReceived(self, data: bytes) -> None:
         if self.done.called:
             return
+        if self._timer is not None:
+            self._timer.poke()
         self.size += len(data)
         if self.size > self.cap:
             self.stop()
@@ -294,11 +313,12 @@ def judgeRoot(root: str, code: int, contentType: str, head: bytes) -> str | None
     )
 
 
-def readBody(response: IResponse, cap: int) -> Deferred[bytes]:
+def readBody(response: IResponse, cap: int, idle: tuple[IReactorTime, float] | None = None) -> Deferred[bytes]:
     """
-    Read a response body of at most C{cap} bytes.
+    Read a response body of at most C{cap} bytes; given C{(clock, seconds)},
+    give it up with a 504 if upstream goes quiet for that long.
     """
-    protocol = _CappedBody(cap)
+    protocol = _CappedBody(cap, idle=idle)
     response.deliverBody(protocol)
     return protocol.done
 
@@ -429,20 +449,24 @@ class Upstream:
             self._events.upstreamRequest("page", outcome, self._clock.seconds() - started, size, reason)
             return result
 
-        d = self._semaphore.run(lambda: self._within(self._fetch(name, etag)))
+        # The timeout bounds the wait for upstream's answer; its body may
+        # take as long as it keeps coming (the idle timeout), up to the cap.
+        d = self._semaphore.run(lambda: self._within(self._fetch(name, etag), timeout=None))
         return d.addBoth(report)
 
-    def _within(self, work: Coroutine[Any, Any, T]) -> Deferred[T]:
+    def _within(self, work: Coroutine[Any, Any, T] | Deferred[T], timeout: float | None = -1.0) -> Deferred[T]:
         """
-        Run C{work}, failed after the timeout with whatever it had in flight
-        cancelled, and its failures put in a line a client can read.
+        Run C{work}, failed after the timeout (by default L{timeout}; none
+        for L{None}) with whatever it had in flight cancelled, and its
+        failures put in a line a client can read.
         """
-        d = Deferred.fromCoroutine(work)
+        d = work if isinstance(work, Deferred) else Deferred.fromCoroutine(work)
 
         def timedOut(result: object, timeout: float) -> None:
             raise TimeoutError()
 
-        d.addTimeout(self.timeout, self._clock, onTimeoutCancel=timedOut)
+        if timeout is not None:
+            d.addTimeout(self.timeout if timeout == -1.0 else timeout, self._clock, onTimeoutCancel=timedOut)
 
         def translate(failure: Failure) -> Failure:
             if failure.check(NotFound, UpstreamError):
@@ -505,11 +529,12 @@ class Upstream:
         headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
         if etag is not None:
             headers["If-None-Match"] = etag
-        response = await self._client.get(url, headers=headers, unbuffered=True)
+        response = await self._within(self._client.get(url, headers=headers, unbuffered=True))
         finalURL = response.request.absoluteURI.decode("utf-8", "replace")
         code = response.code
+        idle = (self._clock, self.idleTimeout)
         if code == 304 and etag is not None:
-            await readBody(response, self.maxPageBytes)
+            await readBody(response, self.maxPageBytes, idle)
             return Fetched(304, finalURL, etag)
         if code in (404, 410):
             response.deliverBody(Protocol())
@@ -517,7 +542,7 @@ class Upstream:
         if code != 200:
             response.deliverBody(Protocol())
             raise UpstreamError(502, f"upstream answered {code} for {name}")
-        body = await readBody(response, self.maxPageBytes)
+        body = await readBody(response, self.maxPageBytes, idle)
         return Fetched(
             200,
             finalURL,

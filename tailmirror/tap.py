@@ -61,17 +61,26 @@ def _sizeOrShare(option: str, value: str) -> int | float:
     return share
 
 
-def _positive(option: str, value: str) -> float:
+def _seconds(option: str, value: str, zero: bool = False) -> float:
     """
-    A positive number of seconds, or a usage error naming the option.
+    A positive number of seconds (or 0, if C{zero}), or a usage error
+    naming the option.
     """
     try:
         number = float(value)
     except ValueError:
         number = -1.0
-    if not number > 0 or number == float("inf"):
-        raise usage.UsageError(f"--{option} takes a positive number of seconds, not {value!r}")
+    if not (number > 0 or (zero and number == 0)) or number == float("inf"):
+        what = "a number of seconds, 0 or more" if zero else "a positive number of seconds"
+        raise usage.UsageError(f"--{option} takes {what}, not {value!r}")
     return number
+
+
+def _positive(option: str, value: str) -> float:
+    """
+    A positive number of seconds, or a usage error naming the option.
+    """
+    return _seconds(option, value)
 
 
 class Options(usage.Options):
@@ -94,6 +103,27 @@ class Options(usage.Options):
         ],
         ["cache-dir", "d", ".cache/tailmirror", "Where the journal and the files live."],
         ["ttl", None, f"{DEFAULTS.ttl:g}", "Seconds a project page stays fresh before it is revalidated."],
+        [
+            "revalidate-floor",
+            None,
+            f"{DEFAULTS.revalidateFloor:g}",
+            "Seconds within which a client's revalidation (pip's max-age=0) gets the page "
+            "just checked upstream; 0 revalidates every time.",
+        ],
+        [
+            "stale-after",
+            None,
+            f"{DEFAULTS.staleAfter:g}",
+            "Seconds a client waits for upstream before a page's copy is served stale "
+            "(the refresh goes on in the background).",
+        ],
+        [
+            "retry-after",
+            None,
+            f"{DEFAULTS.retryAfter:g}",
+            "Seconds after an upstream failure in which copies are served stale at once, "
+            "while one refresh tries upstream again.",
+        ],
         ["timeout", None, f"{DEFAULTS.timeout:g}", "Seconds for a page from upstream, and for a file to begin."],
         ["idle-timeout", None, f"{DEFAULTS.idleTimeout:g}", "Seconds a file from upstream may stall midway."],
         [
@@ -219,6 +249,9 @@ class Options(usage.Options):
             )
         self["upstream"] = upstream if upstream.endswith("/") else upstream + "/"
         self["ttl"] = _positive("ttl", self["ttl"])
+        self["revalidate-floor"] = _seconds("revalidate-floor", self["revalidate-floor"], zero=True)
+        self["stale-after"] = _positive("stale-after", self["stale-after"])
+        self["retry-after"] = _seconds("retry-after", self["retry-after"], zero=True)
         for option in ("timeout", "idle-timeout", "client-timeout"):
             self[option] = _positive(option, self[option])
         self["max-page-size"] = _count("max-page-size", self["max-page-size"], units=True)
@@ -250,6 +283,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         upstream=options["upstream"],
         cacheDir=options["cache-dir"],
         ttl=options["ttl"],
+        revalidateFloor=options["revalidate-floor"],
+        staleAfter=options["stale-after"],
+        retryAfter=options["retry-after"],
         timeout=options["timeout"],
         idleTimeout=options["idle-timeout"],
         clientTimeout=options["client-timeout"],

@@ -456,7 +456,7 @@ class EventTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.file = sdist("foo", "1.0", size=SIZE)
-        self.h = Harness([FakeProject("foo", [self.file])], ttl=100)
+        self.h = Harness([FakeProject("foo", [self.file])], ttl=100, revalidateFloor=0)
 
     def test_pages(self) -> None:
         """

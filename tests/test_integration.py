@@ -49,7 +49,8 @@ def test_pipThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> None
     it goes on working with upstream gone, and after a restart too.
     """
     cache = tmp_path / "cache"
-    mirror = MirrorProcess(upstream.url, cache)
+    # pip asks to revalidate (max-age=0): with no floor, each request asks upstream.
+    mirror = MirrorProcess(upstream.url, cache, "--revalidate-floor", "0")
     try:
         assert "Available versions: 1.2, 1.1, 1.0" in pipIndexVersions(mirror, "Project1")
         assert '"name":"project1"' in (cache / "journal.jsonl").read_text()

@@ -302,7 +302,7 @@ class LogTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.file = sdist("foo", "1.0", size=SIZE)
-        self.h = Harness([FakeProject("foo", [self.file])])
+        self.h = Harness([FakeProject("foo", [self.file])], revalidateFloor=0)
         self.log = CapturedLog(self)
 
     def events(self, key: str, value: Any) -> list[dict[str, Any]]:
