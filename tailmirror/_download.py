@@ -98,6 +98,8 @@ class Download:
         self._body: FileBody | None = None
         self.verified = False
         self.failed = False
+        #: Why it failed, as a client is told.
+        self.problem: Unavailable | None = None
         #: When upstream began sending.
         self.startedAt: float | None = None
         self.fd = -1
@@ -254,7 +256,7 @@ class Download:
         """
         Keep nothing, and end every client's response without its end.
         """
-        reason = _reason(e, self)
+        reason = self.problem = _reason(e, self)
         if not isinstance(e, NotFound):
             self._events.fileRefused(self.key, reason.status, reason.reason, self.received, seconds)
         self.failed = True

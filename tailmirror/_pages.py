@@ -381,15 +381,11 @@ class ProjectPages:
         try:
             entry = await self._refreshFrom(name, old)
         except NotFound:
-            self._failed = None
             self._events.pageRefreshed(name, "missing", None)
             raise
         except Unavailable as e:
-            if isinstance(e, UpstreamError):
-                self._failed = (self._clock.seconds(), e.reason)
             self._events.pageRefreshed(name, "failed" if old is None else "stale", e.reason)
             raise
-        self._failed = None
         if entry is old:
             outcome = "unchanged"
         else:
@@ -400,11 +396,17 @@ class ProjectPages:
     async def _refreshFrom(self, name: str, old: Entry | None) -> Entry:
         try:
             fetched = await self._upstream.fetchPage(name, old.etag if old else None)
+        except UpstreamError as e:
+            # Upstream itself failed (not one page of it): see _failing.
+            self._failed = (self._clock.seconds(), e.reason)
+            raise
         except NotFound:
+            self._failed = None
             if old is not None:
                 self._write(self._journal.appendGone, name, self._clock.seconds())
                 self._generation += 1
             raise
+        self._failed = None
         now = self._clock.seconds()
         if fetched.status == 304 and old is not None:
             return self._unchanged(old, now)

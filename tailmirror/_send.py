@@ -35,6 +35,9 @@ log = Logger()
 CHUNK = BULK
 IMMUTABLE = "public, max-age=31536000, immutable"
 ALLOW = "GET, HEAD"
+#: A cold file smaller than this is sent once it is whole and verified:
+#: its wait is short, and a failure is then an answer with a status.
+WHOLE_BELOW = 1024 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -123,6 +126,12 @@ class Stream(Follower):
             return
         source = self._source
         if source is not None and source.failed:
+            if not self._request.startedWriting and source.problem is not None:
+                # Nothing of the file went out yet: say why, plainly.
+                self._close()
+                self._request.unregisterProducer()
+                _refuse(self._request, source.problem.status, source.problem.reason)
+                return
             self._abort()
             return
         limit = source.readable if source is not None else self._end
@@ -209,6 +218,15 @@ def _respond(request: Request, status: int, text: str) -> None:
     """
     request.write(plain(request, status, text))
     request.finish()
+
+
+def _refuse(request: Request, status: int, text: str) -> None:
+    """
+    Answer that the file cannot be had after all: none of its headers.
+    """
+    for name in (b"etag", b"accept-ranges", b"cache-control", b"content-length"):
+        request.responseHeaders.removeHeader(name)
+    _respond(request, status, text)
 
 
 def _describe(request: Request, key: FileKey) -> bool:
@@ -321,10 +339,12 @@ class FileResource(Resource):
         if _describe(request, key):
             return
         ranged = _wantedRange(request, key) is not None
-        if ranged or download.fd < 0 or (download.length is None and request.method == b"HEAD"):
-            # A range of a file, the size of one upstream does not tell, or
-            # a download that ended while this request waited to hear it
-            # began: wait for the file to be whole.
+        small = download.length is not None and download.length < WHOLE_BELOW
+        if ranged or small or download.fd < 0 or (download.length is None and request.method == b"HEAD"):
+            # A range of a file, a small file, the size of one upstream does
+            # not tell, or a download that ended while this request waited
+            # to hear it began: wait for the file to be whole, so that a
+            # failure is an answer that says why, not a cut connection.
             await self._whole(request, key, download, again)
             return
         if download.length is not None:
@@ -346,10 +366,7 @@ class FileResource(Resource):
         except CancelledError:
             return
         except Unavailable as e:
-            # Not the file after all: none of its headers.
-            for name in (b"etag", b"accept-ranges", b"cache-control"):
-                request.responseHeaders.removeHeader(name)
-            _respond(request, e.status, e.reason)
+            _refuse(request, e.status, e.reason)
             return
         file = self._tree.openFile(key)
         if file is not None:

@@ -34,6 +34,8 @@ from .test_sockets import startMirror
 from .test_files import filePath, treeFiles
 
 SIZE = 20_000
+#: A file big enough to be streamed to its first client as it arrives.
+BIG = 1_200_000
 
 
 class MeasuredSpace(Space):
@@ -455,7 +457,7 @@ class EventTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.file = sdist("foo", "1.0", size=SIZE)
+        self.file = sdist("foo", "1.0", size=BIG)
         self.h = Harness([FakeProject("foo", [self.file])], ttl=100, revalidateFloor=0)
 
     def test_pages(self) -> None:
@@ -520,11 +522,11 @@ class EventTests(SynchronousTestCase):
         )
         key = parseFilePath(filePath(self.file).encode())
         served = h.events.named("fileServed")
-        self.assertEqual(served, [(key, SIZE, False), (key, SIZE, True), (key, 10, True)])
-        self.assertEqual(h.events.named("downloadStarted"), [(key, SIZE)])
-        self.assertEqual(h.events.named("fileKept")[0][:2], (key, SIZE))
+        self.assertEqual(served, [(key, BIG, False), (key, BIG, True), (key, 10, True)])
+        self.assertEqual(h.events.named("downloadStarted"), [(key, BIG)])
+        self.assertEqual(h.events.named("fileKept")[0][:2], (key, BIG))
         fileRequest = h.events.named("upstreamRequest")[-1]
-        self.assertEqual((fileRequest[0], fileRequest[1], fileRequest[3]), ("file", "ok", SIZE))
+        self.assertEqual((fileRequest[0], fileRequest[1], fileRequest[3]), ("file", "ok", BIG))
 
     def test_refused(self) -> None:
         """
@@ -533,7 +535,7 @@ class EventTests(SynchronousTestCase):
         self.h.index.corrupt.add(self.file.filename)
         self.h.get(filePath(self.file))
         ((key, status, reason, size, seconds),) = self.h.events.named("fileRefused")
-        self.assertEqual((key.filename, status, size), (self.file.filename, 502, SIZE))
+        self.assertEqual((key.filename, status, size), (self.file.filename, 502, BIG))
         self.assertIn("corrupt", reason)
 
     def test_subscriberFailureLogged(self) -> None:

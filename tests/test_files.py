@@ -440,7 +440,7 @@ class SharedDownloadTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.file = sdist("foo", "1.0", size=300_000)
+        self.file = sdist("foo", "1.0", size=1_200_000)
         self.h = Harness([project(self.file)])
         self.h.index.holdFiles = True
         self.path = filePath(self.file)

@@ -23,7 +23,7 @@ from .fakeindex import FakeProject, generated, sdist
 from .harness import CapturedLog, Harness
 from .test_files import filePath
 
-SIZE = 300_000
+SIZE = 1_200_000
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
