@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from twisted.logger import Logger
 
-from ._bodies import Body, BoundedCache, RenderCache, Rendered
+from ._bodies import Body, BoundedCache, Rendered
 from ._coalesce import Coalescer
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._events import IMirrorEvents, NoEvents
@@ -61,11 +61,11 @@ class DamagedCopy(StoreError):
 @dataclass
 class Served:
     """
-    A page ready to serve: both forms, how many seconds it stays fresh, and
-    why it is stale if upstream could not refresh it.
+    A page ready to serve in the form asked for, how many seconds it stays
+    fresh, and why it is stale if upstream could not refresh it.
     """
 
-    rendered: Rendered
+    body: Body
     freshFor: float = 0.0
     staleBecause: str | None = None
 
@@ -77,7 +77,8 @@ class _Prepared:
     """
 
     pageJSON: bytes
-    rendered: Rendered
+    #: The form asked for by whoever caused the refresh, rendered.
+    rendered: Body | None
     links: Links
     dropped: list[str] = field(default_factory=list)
     #: What upstream got wrong about the page, but not in it.
@@ -92,17 +93,26 @@ def bodyDigest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def renderPage(page: dict[str, Any]) -> Rendered:
-    """
-    Both forms of a project page.
-    """
-    return Rendered(Body.of(renderProjectHTML(page)), Body.of(renderProjectJSON(page)))
+#: How each form of a project page is rendered, once it is asked for.
+RENDERERS: dict[str, Callable[[dict[str, Any]], bytes]] = {"html": renderProjectHTML, "json": renderProjectJSON}
 
 
-def preparePage(name: str, fetched: Fetched) -> _Prepared:
+def renderForm(form: str) -> Callable[[dict[str, Any]], Body]:
     """
-    Parse an upstream page, and render and serialize it.  CPU work: run it
-    off the reactor thread.
+    What renders one form of a project page, ready to serve.
+    """
+
+    def render(page: dict[str, Any]) -> Body:
+        return Body.of(RENDERERS[form](page))
+
+    return render
+
+
+def preparePage(name: str, fetched: Fetched, form: str | None = None) -> _Prepared:
+    """
+    Parse an upstream page, serialize it, and render the C{form} asked for
+    (the other when it is first asked for).  CPU work: run it off the
+    reactor thread.
 
     @raise MalformedPage: if upstream sent no readable project page.
     """
@@ -112,12 +122,12 @@ def preparePage(name: str, fetched: Fetched) -> _Prepared:
     if labelled is None:
         raise MalformedPage(f"content type {mediaType or 'none'!r:.80} is not a Simple API page")
     # Labelled as one form, the body says which it is.
-    form = sniff(fetched.body) or labelled
+    sniffed = sniff(fetched.body) or labelled
     notes = []
-    if form != labelled:
-        notes.append(f"upstream labelled the page {mediaType or 'without a type'!r:.80}; its body is {form.upper()}")
+    if sniffed != labelled:
+        notes.append(f"upstream labelled the page {mediaType or 'without a type'!r:.80}; its body is {sniffed.upper()}")
     parsed: ParsedPage
-    if form == "json":
+    if sniffed == "json":
         parsed = parseJSON(fetched.body, fetched.url, name)
     else:
         charset = params.partition("charset=")[2].strip().strip('"') or None
@@ -125,7 +135,11 @@ def preparePage(name: str, fetched: Fetched) -> _Prepared:
         parsed = parseHTML(fetched.body, fetched.url, name, charset)
     page = parsed.page
     pageJSON = json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return _Prepared(pageJSON, renderPage(page), indexLinks(page), parsed.dropped, notes)
+    rendered = None if form is None else renderForm(form)(page)
+    return _Prepared(pageJSON, rendered, indexLinks(page), parsed.dropped, notes)
+
+
+_RENDER = {form: renderForm(form) for form in RENDERERS}
 
 
 class ProjectPages:
@@ -167,11 +181,11 @@ class ProjectPages:
         self._probing = False
         self._index: dict[str, Entry] = {}
         self._syncing: IDelayedCall | None = None
-        self._renders = RenderCache(renderCacheBytes)
+        self._renders: BoundedCache[Body] = BoundedCache(renderCacheBytes, lambda body: body.size)
         self._links: BoundedCache[Links] = BoundedCache(linksKept, len)
         self._indexing: Coalescer[Links] = Coalescer()
         self._refreshing: Coalescer[Entry] = Coalescer()
-        self._rendering: Coalescer[Rendered] = Coalescer()
+        self._rendering: Coalescer[Body] = Coalescer()
         self._generation = 0
         self._root: tuple[int, Rendered] | None = None
 
@@ -205,23 +219,27 @@ class ProjectPages:
     def _fresh(self, entry: Entry) -> bool:
         return 0 <= self._age(entry) < self.ttl
 
-    def cached(self, name: str) -> Served | None:
+    def cached(self, name: str, form: str, revalidate: bool = False) -> Served | None:
         """
-        A page that is fresh and rendered already, without waiting for
-        anything; L{None} if it is not.
+        A page that is fresh and rendered already in C{form}, and checked
+        upstream within the revalidation floor if C{revalidate} asks for
+        that, without waiting for anything; L{None} if it is not.
         """
         entry = self._index.get(name)
         if entry is None or not self._fresh(entry):
             return None
-        rendered = self._renders.get((name, entry.serial))
-        if rendered is None:
+        if revalidate and self._age(entry) >= self.revalidateFloor:
+            return None
+        body = self._renders.get((name, entry.serial, form))
+        if body is None:
             return None
         self._events.pageServed(name, "fresh")
-        return Served(rendered, self.ttl - self._age(entry))
+        return Served(body, self.ttl - self._age(entry))
 
-    async def get(self, name: str, revalidate: bool = False) -> Served:
+    async def get(self, name: str, revalidate: bool = False, form: str = "json") -> Served:
         """
-        A project page, by normalized name.
+        A project page, by normalized name, in C{form} (C{"html"} or
+        C{"json"}).
 
         @param revalidate: ask upstream even if the page is fresh.
         @raise NotFound: if upstream has no such project.
@@ -229,19 +247,19 @@ class ProjectPages:
         """
         before = self._index.get(name)
         try:
-            entry, stale, asked = await self._current(name, revalidate)
+            entry, stale, asked = await self._current(name, revalidate, form=form)
         except Unavailable:
             self._events.pageServed(name, "failed")
             raise
         try:
-            rendered = await self._rendered(entry)
+            body = await self._rendered(entry, form)
         except DamagedCopy:
             if before is None:
                 raise
             # The copy cannot be read back: fetch the page afresh instead.
             self._journal.forget(entry)
             self._generation += 1
-            return await self.get(name, revalidate)
+            return await self.get(name, revalidate, form)
         freshFor = 0.0 if stale else max(0.0, self.ttl - self._age(entry))
         if stale is not None:
             outcome = "stale"
@@ -250,17 +268,18 @@ class ProjectPages:
         else:
             outcome = "revalidated" if entry is before else "refreshed"
         self._events.pageServed(name, outcome)
-        return Served(rendered, freshFor, stale)
+        return Served(body, freshFor, stale)
 
     async def _current(
-        self, name: str, revalidate: bool, floor: float | None = None
+        self, name: str, revalidate: bool, floor: float | None = None, form: str | None = None
     ) -> tuple[Entry, str | None, bool]:
         """
         The journal entry of a page, refreshed from upstream if it is not
         fresh, or if C{revalidate} asks for it and upstream was last asked
         at least C{floor} seconds ago (by default the revalidation floor):
         with why it is stale, if upstream failed or did not answer in time,
-        and whether upstream was asked.  A client with a copy to fall back
+        and whether upstream was asked; a refresh it starts renders
+        C{form} at once.  A client with a copy to fall back
         on never waits longer than L{staleAfter}, and not at all while
         upstream failed in the last L{retryAfter} seconds.
         """
@@ -269,12 +288,12 @@ class ProjectPages:
             if not revalidate or self._age(entry) < (self.revalidateFloor if floor is None else floor):
                 return entry, None, False
         if entry is None:
-            return await self._refreshing.run(name, lambda: self._refresh(name)), None, True
+            return await self._refreshing.run(name, lambda: self._refresh(name, form)), None, True
         failing = self._failing()
         if failing is not None:
             self._probe(name)
             return entry, failing, True
-        waiting = self._refreshing.run(name, lambda: self._refresh(name))
+        waiting = self._refreshing.run(name, lambda: self._refresh(name, form))
         if self.staleAfter is not None:
             waiting.addTimeout(self.staleAfter, self._clock)
         try:
@@ -339,13 +358,14 @@ class ProjectPages:
         cache: BoundedCache[T],
         making: Coalescer[T],
         make: Callable[[dict[str, Any]], T],
+        *part: str,
     ) -> T:
         """
         What C{make} makes of a page, once per version of the page: kept in
         C{cache} from when the page was fetched, or made from the page read
         back from the journal off the reactor, once however many ask.
         """
-        key = (entry.name, entry.serial)
+        key = (entry.name, entry.serial, *part)
         found = cache.get(key)
         if found is None:
 
@@ -372,14 +392,14 @@ class ProjectPages:
             log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=str(e)[:200])
             raise DamagedCopy(503, "the mirror's copy of this page is damaged") from None
 
-    async def _refresh(self, name: str) -> Entry:
+    async def _refresh(self, name: str, form: str | None = None) -> Entry:
         """
         Ask upstream for a page, and record what it says; tell what came of
         it, once for all who wait.
         """
         old = self._index.get(name)
         try:
-            entry = await self._refreshFrom(name, old)
+            entry = await self._refreshFrom(name, old, form)
         except NotFound:
             self._events.pageRefreshed(name, "missing", None)
             raise
@@ -393,7 +413,7 @@ class ProjectPages:
         self._events.pageRefreshed(name, outcome, None)
         return entry
 
-    async def _refreshFrom(self, name: str, old: Entry | None) -> Entry:
+    async def _refreshFrom(self, name: str, old: Entry | None, form: str | None) -> Entry:
         try:
             fetched = await self._upstream.fetchPage(name, old.etag if old else None)
         except UpstreamError as e:
@@ -415,8 +435,8 @@ class ProjectPages:
             # An upstream without ETags answers every revalidation in full:
             # the same bytes cost no parse, no render and no record.
             return self._unchanged(old, now)
-        prepared = await self._prepare(name, fetched)
-        return self._record(name, fetched, now, prepared, digest, isNew=old is None)
+        prepared = await self._prepare(name, fetched, form)
+        return self._record(name, fetched, now, prepared, digest, form, isNew=old is None)
 
     def _unchanged(self, old: Entry, now: float) -> Entry:
         """
@@ -431,12 +451,12 @@ class ProjectPages:
             self._write(self._journal.appendFresh, old, now)
         return old
 
-    async def _prepare(self, name: str, fetched: Fetched) -> _Prepared:
+    async def _prepare(self, name: str, fetched: Fetched, form: str | None) -> _Prepared:
         """
         Parse and render an upstream page off the reactor thread.
         """
         try:
-            prepared: _Prepared = await self._run(preparePage, name, fetched)
+            prepared: _Prepared = await self._run(preparePage, name, fetched, form)
         except MalformedPage as e:
             raise UpstreamError(502, f"upstream sent a malformed page: {e}") from None
         for why in prepared.notes:
@@ -446,7 +466,14 @@ class ProjectPages:
         return prepared
 
     def _record(
-        self, name: str, fetched: Fetched, now: float, prepared: _Prepared, digest: str, isNew: bool
+        self,
+        name: str,
+        fetched: Fetched,
+        now: float,
+        prepared: _Prepared,
+        digest: str,
+        form: str | None,
+        isNew: bool,
     ) -> Entry:
         """
         Keep a new page: in the journal, the index and the render cache.
@@ -454,7 +481,8 @@ class ProjectPages:
         entry = self._write(self._journal.appendPage, name, fetched.etag, now, prepared.pageJSON, digest)
         if isNew:
             self._generation += 1
-        self._renders.put((name, entry.serial), prepared.rendered)
+        if prepared.rendered is not None:
+            self._renders.put((name, entry.serial, form), prepared.rendered)
         self._links.put((name, entry.serial), prepared.links)
         return entry
 
@@ -512,11 +540,11 @@ class ProjectPages:
         d = Deferred.fromCoroutine(self._journal.compact(self._run))
         return d.addCallbacks(done, failed)
 
-    async def _rendered(self, entry: Entry) -> Rendered:
+    async def _rendered(self, entry: Entry, form: str) -> Body:
         """
-        Both forms of a page, rendered once per change.
+        One form of a page, rendered once per change, when first asked for.
         """
-        return await self._perVersion(entry, self._renders, self._rendering, renderPage)
+        return await self._perVersion(entry, self._renders, self._rendering, _RENDER[form], form)
 
     async def root(self) -> Rendered:
         """

@@ -15,7 +15,7 @@ from twisted.web.resource import Resource
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_accept_header
 
-from ._bodies import Rendered
+from ._bodies import Body
 from ._errors import NotFound, Unavailable
 from ._files import FileStore
 from ._layout import PYPI
@@ -74,18 +74,11 @@ def acceptsGzip(request: IRequest) -> bool:
     return bool(accept) and _takesGzip(accept)
 
 
-def sendPage(
-    request: IRequest,
-    rendered: Rendered,
-    chosen: tuple[Form, str],
-    cacheControl: str,
-) -> bytes:
+def sendPage(request: IRequest, body: Body, mediaType: str, cacheControl: str) -> bytes:
     """
     Serve one form of a page with its validators, gzipped if the client
     takes that, or 304 if the client has it already.
     """
-    form, mediaType = chosen
-    body = rendered.json if form == "json" else rendered.html
     gzipped = acceptsGzip(request)
     request.setHeader("Vary", "Accept, Accept-Encoding")
     request.setHeader("Cache-Control", cacheControl)
@@ -111,7 +104,7 @@ def sendServed(request: IRequest, served: Served, chosen: tuple[Form, str]) -> b
         cacheControl = "max-age=0, must-revalidate"
     else:
         cacheControl = f"max-age={int(served.freshFor)}"
-    return sendPage(request, served.rendered, chosen, cacheControl)
+    return sendPage(request, served.body, chosen[1], cacheControl)
 
 
 def _chosenForm(request: IRequest) -> tuple[Form, str] | None:
@@ -206,7 +199,9 @@ class MirrorWeb:
         chosen = _chosenForm(request)
         if chosen is None:
             return plain(request, 406, "acceptable forms: HTML (PEP 503) and JSON (PEP 691)")
-        return sendPage(request, await self._pages.root(), chosen, "no-cache")
+        rendered = await self._pages.root()
+        form, mediaType = chosen
+        return sendPage(request, rendered.json if form == "json" else rendered.html, mediaType, "no-cache")
 
     @app.route("/simple/<name>", methods=_READ)
     def projectWithoutSlash(self, request: IRequest, name: str) -> bytes:
@@ -233,7 +228,7 @@ class MirrorWeb:
         if chosen is None:
             return plain(request, 406, "acceptable forms: HTML (PEP 503) and JSON (PEP 691)")
         try:
-            served = await self._pages.get(canonical, wantsRevalidation(request))
+            served = await self._pages.get(canonical, wantsRevalidation(request), chosen[0])
         except NotFound:
             return plain(request, 404, f"upstream has no project {canonical}")
         except Unavailable as e:
@@ -333,10 +328,12 @@ class Front(Resource):
         if not (path.startswith(b"/simple/") and path.endswith(b"/")):
             return None
         name = path[8:-1].decode("latin-1")
-        if canonicalName(name) != name or wantsRevalidation(request):
+        if canonicalName(name) != name:
             return None
         chosen = _chosenForm(request)
-        served = self._pages.cached(name)
-        if chosen is None or served is None:
+        if chosen is None:
+            return None
+        served = self._pages.cached(name, chosen[0], wantsRevalidation(request))
+        if served is None:
             return None
         return sendServed(request, served, chosen)

@@ -428,3 +428,28 @@ class ReplayTests(SynchronousTestCase):
         journal.close()
         reports = [e for e in log.events if e.get("log_level") == LogLevel.error]
         self.assertEqual([e["line"] for e in reports], list(range(1, len(bad) + 1)))
+
+
+class LazyRenderTests(SynchronousTestCase):
+    def test_formWhenAsked(self) -> None:
+        """
+        A refresh renders the form its client asked for; the other form is
+        rendered when first asked for, once.
+        """
+        h = Harness([generated("foo")])
+        h.get("/simple/foo/", JSON)
+        self.assertEqual([k[2] for k in h.pages._renders._items], ["json"])
+        html = h.get("/simple/foo/", {"Accept": "text/html"})
+        self.assertIn(b"<!DOCTYPE html>", html.body)
+        self.assertEqual(sorted(k[2] for k in h.pages._renders._items), ["html", "json"])
+        self.assertEqual(h.index.requests["/simple/foo/"], 1)
+
+    def test_fileLookupRendersNothing(self) -> None:
+        """
+        A cold file whose page the mirror fetches to find its link renders
+        no form of the page.
+        """
+        f = sdist("foo", "1.0")
+        h = Harness([FakeProject("foo", [f])])
+        self.assertEqual(h.get(filePath(f)).body, f.content)
+        self.assertEqual(list(h.pages._renders._items), [])
