@@ -8,10 +8,16 @@ Figures for project pages, from one run on this machine:
    its journal, with few and with many files a project (targets: under 5 s,
    under 300 MB, and no growth with files a project);
 3. the time a cold page takes through the mirror beside the same page
-   fetched straight from the fake upstream.
+   fetched straight from the fake upstream;
+4. the time to revalidate an unchanged 2 MB page from an upstream without
+   ETags (so it answers in full) beside its bare transfer from upstream
+   (target: under 1.5 times);
+5. a warm pip install of the test tree through the mirror, upstream up
+   and upstream stopped (target: within 10%).
 
 Needs wrk (Debian: apt-get install wrk).  Run from the repository root,
-with the package installed: python benchmarks/pages.py [warm] [startup] [cold]
+with the package installed:
+python benchmarks/pages.py [warm] [startup] [cold] [revalidate] [pip]
 """
 
 from __future__ import annotations
@@ -38,9 +44,12 @@ from tests.processes import BIN, REPO, FakeUpstreamProcess, MirrorProcess, freeP
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
-def fetch(port: int, path: str, accept: str) -> tuple[int, bytes]:
+def fetch(port: int, path: str, accept: str, revalidate: bool = False) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("GET", path, headers={"Accept": accept})
+    headers = {"Accept": accept}
+    if revalidate:
+        headers["Cache-Control"] = "max-age=0"  # as pip asks
+    conn.request("GET", path, headers=headers)
     response = conn.getresponse()
     body = response.read()
     conn.close()
@@ -123,12 +132,68 @@ def cold(work: Path, count: int = 200) -> None:
         upstream.stop()
 
 
+def revalidate(work: Path, rounds: int = 30) -> None:
+    upstream = FakeUpstreamProcess("--projects", "1", "--files", "7000", "--no-etags")
+    mirror = MirrorProcess(upstream.url, work / "revalidate-cache", "--revalidate-floor", "0")
+    try:
+        path = "/simple/project0/"
+        status, body = fetch(upstream.port, path, JSON_TYPE)
+        assert status == 200
+        assert fetch(mirror.port, path, JSON_TYPE)[0] == 200
+        direct, through = [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            assert fetch(upstream.port, path, JSON_TYPE)[0] == 200
+            direct.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            assert fetch(mirror.port, path, JSON_TYPE, revalidate=True)[0] == 200
+            through.append(time.perf_counter() - t0)
+        d, m = statistics.median(direct) * 1000, statistics.median(through) * 1000
+        records = (work / "revalidate-cache" / "journal.jsonl").read_bytes().count(b"\n")
+        print(
+            f"4. revalidating an unchanged {len(body) / 2**20:.1f} MB page, no ETag (median of {rounds}): "
+            f"bare transfer {d:.1f} ms, revalidation through the mirror {m:.1f} ms, ratio {m / d:.2f} "
+            f"(journal records: {records})"
+        )
+    finally:
+        mirror.stop()
+        upstream.stop()
+
+
+def pipWarm(work: Path, rounds: int = 3) -> None:
+    from tests.processes import freshVenv, pipInstall
+
+    upstream = FakeUpstreamProcess("--projects", "0", "--tree")
+    mirror = MirrorProcess(upstream.url, work / "pip-cache")
+    try:
+        index = ["--index-url", mirror.url, "alpha", "delta"]
+        pipInstall(freshVenv(work / "venv-cold"), *index)
+
+        def install(label: str, i: int) -> float:
+            python = freshVenv(work / f"venv-{label}-{i}")
+            t0 = time.perf_counter()
+            pipInstall(python, *index)
+            return time.perf_counter() - t0
+
+        up = [install("up", i) for i in range(rounds)]
+        upstream.stop()
+        down = [install("down", i) for i in range(rounds)]
+        u, d = statistics.median(up), statistics.median(down)
+        print(
+            f"5. warm pip install (alpha, delta and their dependencies; median of {rounds}): "
+            f"upstream up {u:.2f} s, upstream stopped {d:.2f} s, ratio {u / d:.2f}"
+        )
+    finally:
+        mirror.stop()
+        upstream.stop()
+
+
 def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("benchmarks/pages.py needs wrk: apt-get install wrk")
     with tempfile.TemporaryDirectory(prefix="tailmirror-bench-") as tmp:
         work = Path(tmp)
-        only = set(sys.argv[1:]) or {"warm", "startup", "cold"}
+        only = set(sys.argv[1:]) or {"warm", "startup", "cold", "revalidate", "pip"}
         if "warm" in only:
             warm(work)
         if "startup" in only:
@@ -137,6 +202,10 @@ def main() -> None:
                 startup(work, 100_000, files)
         if "cold" in only:
             cold(work)
+        if "revalidate" in only:
+            revalidate(work)
+        if "pip" in only:
+            pipWarm(work)
 
 
 if __name__ == "__main__":

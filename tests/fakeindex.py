@@ -354,6 +354,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--file-size", type=int, default=64, metavar="BYTES",
                         help="the size of each generated file")
     parser.add_argument("--forms", default="json,html")
+    parser.add_argument("--no-etags", action="store_true", help="send no ETag, answer every request in full")
     parser.add_argument("--tree", action="store_true", help="serve the installable tree too")
     parser.add_argument("--big", action="append", default=[], metavar="PATH",
                         help="serve this file as project big's big-1.N.tar.gz")
@@ -370,6 +371,7 @@ def main(argv: list[str]) -> None:
         [generated(f"project{i}", args.files, size=args.file_size) for i in range(args.projects)]
     )
     index.forms = tuple(args.forms.split(","))
+    index.etags = not args.no_etags
     index.chunkDelay, index.clock = args.chunk_delay, reactor
     index.corrupt.update(args.corrupt)
     index.rate = args.rate * 2**20
