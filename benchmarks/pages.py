@@ -133,7 +133,7 @@ def cold(work: Path, count: int = 200) -> None:
 
 
 def revalidate(work: Path, rounds: int = 30) -> None:
-    upstream = FakeUpstreamProcess("--projects", "1", "--files", "7000", "--no-etags")
+    upstream = FakeUpstreamProcess("--projects", "1", "--files", "9000", "--no-etags")
     mirror = MirrorProcess(upstream.url, work / "revalidate-cache", "--revalidate-floor", "0")
     try:
         path = "/simple/project0/"

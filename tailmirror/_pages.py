@@ -299,7 +299,10 @@ class ProjectPages:
         try:
             return await waiting, None, True
         except TimeoutError:
-            return entry, f"upstream did not answer within {self.staleAfter:g} s; refreshing in the background", True
+            reason = f"upstream did not answer within {self.staleAfter:g} s"
+            # The refresh goes on: it is the probe the next clients need not wait for.
+            self._failed = (self._clock.seconds(), reason)
+            return entry, f"{reason}; refreshing in the background", True
         except Unavailable as e:
             return entry, e.reason, True
 

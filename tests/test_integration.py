@@ -72,3 +72,38 @@ def test_pipThroughMirror(upstream: FakeUpstreamProcess, tmp_path: Path) -> None
     finally:
         mirror.stop()
     assert "Traceback" not in mirror.logText()
+
+
+def test_staleInSecondsOverSockets(tmp_path: Path) -> None:
+    """
+    Over real sockets: upstream that accepts and never answers.  The real
+    mirror serves its copy after --stale-after, far inside --timeout, and
+    at once for the next clients (--retry-after).
+    """
+    import socket
+    import time
+
+    upstream = FakeUpstreamProcess("--projects", "1")
+    port = upstream.port
+    mirror = MirrorProcess(upstream.url, tmp_path / "cache", "--ttl", "1", "--timeout", "15")
+    hole = socket.socket()
+    try:
+        page = urllib.request.urlopen(mirror.url + "project0/", timeout=30).read()
+        upstream.stop()
+        # The same port now accepts connections and answers nothing.
+        hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hole.bind(("127.0.0.1", port))
+        hole.listen(64)
+        time.sleep(1.1)
+        waits = []
+        for _ in range(3):
+            started = time.monotonic()
+            with urllib.request.urlopen(mirror.url + "project0/", timeout=30) as response:
+                assert response.read() == page
+                assert response.headers["Tailmirror-Stale"]
+            waits.append(time.monotonic() - started)
+        assert waits[0] < 10, waits  # --stale-after (2 s), not --timeout (15 s)
+        assert max(waits[1:]) < 1, waits  # within --retry-after: at once
+    finally:
+        hole.close()
+        mirror.stop()

@@ -149,6 +149,23 @@ class StaleTests(SynchronousTestCase):
         h.flush()
         self.assertIn("foo-9.9.tar.gz", files(h.get("/simple/foo/", JSON)))
 
+    def test_hangingUpstreamOpensTheWindow(self) -> None:
+        """
+        A refresh that does not answer within --stale-after counts as a
+        failure: the next clients are served at once, not after 2 s each.
+        """
+        h = self.h
+        h.get("/simple/bar/", JSON)
+        h.clock.advance(101)
+        h.index.hang = True
+        d = h.start("GET", "/simple/foo/", JSON)
+        h.flush()
+        h.clock.advance(2)
+        self.assertIn("did not answer within 2 s", h.finish(d).header("tailmirror-stale"))
+        d = h.start("GET", "/simple/bar/", JSON)
+        h.flush()
+        self.assertIn("retrying in the background", h.finish(d).header("tailmirror-stale"))
+
     def test_retryWindow(self) -> None:
         """
         After an upstream failure, copies are served at once for
