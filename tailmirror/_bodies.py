@@ -88,6 +88,14 @@ class BoundedCache(Generic[T]):
             self._items.move_to_end(key)
         return item
 
+    def discard(self, key: Hashable) -> None:
+        """
+        Forget the item under C{key}, if any.
+        """
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.size -= self._sizeOf(old)
+
     def put(self, key: Hashable, item: T) -> None:
         """
         Keep an item, forgetting the least recently used past the cap.

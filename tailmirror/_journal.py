@@ -90,6 +90,10 @@ class Entry:
     record: int
     #: The sha256 of the upstream body the page was made from.
     digest: str | None = None
+    #: The project's status (PEP 792) on that page, if it gives one.
+    status: str | None = None
+    #: Upstream's C{X-PyPI-Last-Serial} for the page, if it gave one.
+    lastSerial: str | None = None
     serial: int = field(default_factory=itertools.count().__next__)
 
     @property
@@ -97,13 +101,21 @@ class Entry:
         return self.where[2]
 
 
-def _pageHeader(name: str, fetched: float, etag: str | None, digest: str | None) -> dict[str, Any]:
+def _pageHeader(
+    name: str,
+    fetched: float,
+    etag: str | None,
+    digest: str | None,
+    status: str | None = None,
+    lastSerial: str | None = None,
+) -> dict[str, Any]:
     """
     The header of a page's record.
     """
     header: dict[str, Any] = {"name": name, "fetched": fetched, "etag": etag}
-    if digest is not None:
-        header["digest"] = digest
+    for key, value in (("digest", digest), ("status", status), ("lastSerial", lastSerial)):
+        if value is not None:
+            header[key] = value
     return header
 
 
@@ -121,7 +133,7 @@ def _checkedHeader(header: Any) -> tuple[str, float]:
         raise ValueError(f"its project name {name!r:.80} is not a normalized name")
     if isinstance(fetched, bool) or not isinstance(fetched, (int, float)) or not math.isfinite(fetched):
         raise ValueError(f"its fetch time {fetched!r:.80} is not a number")
-    for key in ("etag", "digest"):
+    for key in ("etag", "digest", "status", "lastSerial"):
         if not isinstance(header.get(key), (str, type(None))):
             raise ValueError(f"its {key} {header.get(key)!r:.80} is not a string")
     return name, float(fetched)
@@ -246,7 +258,16 @@ class Journal:
             if not (page.startswith(b"{") and page.endswith(b"}") and rest.endswith(b"]\n")):
                 raise ValueError(f"the page of {name} is not a JSON object")
             where = (self._file, position + end + 1, len(page))
-            self.index[name] = Entry(name, header.get("etag"), fetched, where, len(line), header.get("digest"))
+            self.index[name] = Entry(
+                name,
+                header.get("etag"),
+                fetched,
+                where,
+                len(line),
+                header.get("digest"),
+                header.get("status"),
+                header.get("lastSerial"),
+            )
         else:
             raise ValueError("not a journal record")
 
@@ -277,15 +298,24 @@ class Journal:
             self._live += entry.record
 
     def appendPage(
-        self, name: str, etag: str | None, fetched: float, page: bytes, digest: str | None = None
+        self,
+        name: str,
+        etag: str | None,
+        fetched: float,
+        page: bytes,
+        digest: str | None = None,
+        status: str | None = None,
+        lastSerial: str | None = None,
     ) -> Entry:
         """
         Record a page freshly fetched from upstream, given as JSON bytes,
-        with the digest of the upstream body it was made from.
+        with the digest of the upstream body it was made from, the
+        project's status and upstream's serial.
         """
-        line, offset = _line(_pageHeader(name, fetched, etag, digest), page)
+        line, offset = _line(_pageHeader(name, fetched, etag, digest, status, lastSerial), page)
         start = self._append(line)
-        entry = Entry(name, etag, fetched, (self._file, start + offset, len(page)), len(line), digest)
+        where = (self._file, start + offset, len(page))
+        entry = Entry(name, etag, fetched, where, len(line), digest, status, lastSerial)
         self._replace(name, entry)
         return entry
 
@@ -363,7 +393,10 @@ class Journal:
         target = self.path + ".compact"
         old, before = self._file, self._size
         try:
-            plan = [(e, e.where, _pageHeader(e.name, e.fetched, e.etag, e.digest)) for e in self.index.values()]
+            plan = [
+                (e, e.where, _pageHeader(e.name, e.fetched, e.etag, e.digest, e.status, e.lastSerial))
+                for e in self.index.values()
+            ]
             fd, places = await runInThread(self._writeLive, target, plan)
             new = _File(fd)
             if self._file is not old:

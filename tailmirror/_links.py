@@ -24,6 +24,7 @@ from packaging.utils import (
 
 from ._layout import METADATA, FileKey, shardOf
 from ._names import canonicalName
+from ._policy import uploadTime
 
 __all__ = ["FileLink", "Links", "indexLinks", "metadataURL", "projectsOf"]
 
@@ -46,6 +47,8 @@ class FileLink:
     algorithm: str | None
     digest: str | None
     size: int | None
+    #: When it was uploaded (PEP 700), in Unix time, where the page says.
+    uploaded: float | None = None
 
 
 #: A page's links by the path below C{+f/} that names each, as the shard
@@ -91,7 +94,7 @@ def indexLinks(page: dict[str, Any]) -> Links:
             size = None
         advertised = entry.get("core-metadata", entry.get("dist-info-metadata"))
         metadata = FileLink(metadataURL(url), *_check(advertised), None) if advertised else None
-        links[where] = (FileLink(url, *_check(entry.get("hashes")), size), metadata)
+        links[where] = (FileLink(url, *_check(entry.get("hashes")), size, uploadTime(entry)), metadata)
     return links
 
 

@@ -23,6 +23,7 @@ from ._journal import Journal
 from ._logs import LogEvents
 from ._metrics import MirrorMetrics
 from ._pages import ProjectPages
+from ._policy import Policy
 from ._status import MirrorStatus
 from ._tree import TOUCH_EVERY, FileTree
 from ._upstream import Upstream
@@ -63,6 +64,12 @@ class Settings:
     minFree: int | float = 0.05
     #: Seconds between records of a file's use.
     touchEvery: float = TOUCH_EVERY
+    #: Seconds a release is held back after its upload; L{None}: none.
+    cooldown: float | None = None
+    #: Whether a file without an upload time is served under a cooldown.
+    cooldownAllowUnknown: bool = True
+    #: Normalized names of projects the cooldown lets through at once.
+    cooldownExempt: tuple[str, ...] = ()
     #: Where the access log goes: L{None}, the mirror's log; C{"off"};
     #: C{"-"}, standard output; or a file's path.
     accessLog: str | None = None
@@ -162,6 +169,7 @@ def buildMirror(
         staleAfter=settings.staleAfter,
         retryAfter=settings.retryAfter,
         events=events,
+        policy=Policy(settings.cooldown, settings.cooldownAllowUnknown, frozenset(settings.cooldownExempt)),
     )
     tree = FileTree(
         settings.cacheDir,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -22,7 +23,8 @@ from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._events import IMirrorEvents, NoEvents
 from ._journal import Entry, Journal
 from ._layout import FileKey
-from ._links import FileLink, Links, indexLinks, lookUp
+from ._links import FileLink, Links, indexLinks, lookUp, projectsOf
+from ._policy import QUARANTINED, Policy
 from ._parse import MalformedPage, ParsedPage, checkHTML, parseHTML, parseJSON, sniff
 from ._render import renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
 from ._upstream import Fetched, Upstream
@@ -68,6 +70,8 @@ class Served:
     body: Body
     freshFor: float = 0.0
     staleBecause: str | None = None
+    #: Upstream's C{X-PyPI-Last-Serial} for the page, passed through.
+    lastSerial: str | None = None
 
 
 @dataclass
@@ -78,11 +82,13 @@ class _Prepared:
 
     pageJSON: bytes
     #: The form asked for by whoever caused the refresh, rendered.
-    rendered: Body | None
+    rendered: Rendering | None
     links: Links
     dropped: list[str] = field(default_factory=list)
     #: What upstream got wrong about the page, but not in it.
     notes: list[str] = field(default_factory=list)
+    #: The project's status (PEP 792), if the page gives one.
+    status: str | None = None
 
 
 def bodyDigest(body: bytes) -> str:
@@ -97,18 +103,34 @@ def bodyDigest(body: bytes) -> str:
 RENDERERS: dict[str, Callable[[dict[str, Any]], bytes]] = {"html": renderProjectHTML, "json": renderProjectJSON}
 
 
-def renderForm(form: str) -> Callable[[dict[str, Any]], Body]:
+@dataclass(frozen=True)
+class Rendering:
     """
-    What renders one form of a project page, ready to serve.
+    One form of a page as the policy lets it be served, until when.
     """
 
-    def render(page: dict[str, Any]) -> Body:
-        return Body.of(RENDERERS[form](page))
+    body: Body
+    until: float = math.inf
+    #: Whether the cooldown met a file without an upload time.
+    unknownTimes: bool = False
 
-    return render
+    @property
+    def size(self) -> int:
+        return self.body.size
 
 
-def preparePage(name: str, fetched: Fetched, form: str | None = None) -> _Prepared:
+def renderAs(form: str, name: str, page: dict[str, Any], policy: Policy, now: float) -> Rendering:
+    """
+    One form of a project page as C{policy} has it served at C{now}.  CPU
+    work: run it off the reactor thread.
+    """
+    view = policy.view(name, page, now)
+    return Rendering(Body.of(RENDERERS[form](view.page)), view.until, view.unknownTimes)
+
+
+def preparePage(
+    name: str, fetched: Fetched, form: str | None = None, policy: Policy | None = None, now: float = 0.0
+) -> _Prepared:
     """
     Parse an upstream page, serialize it, and render the C{form} asked for
     (the other when it is first asked for).  CPU work: run it off the
@@ -135,11 +157,10 @@ def preparePage(name: str, fetched: Fetched, form: str | None = None) -> _Prepar
         parsed = parseHTML(fetched.body, fetched.url, name, charset)
     page = parsed.page
     pageJSON = json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    rendered = None if form is None else renderForm(form)(page)
-    return _Prepared(pageJSON, rendered, indexLinks(page), parsed.dropped, notes)
-
-
-_RENDER = {form: renderForm(form) for form in RENDERERS}
+    rendered = None if form is None else renderAs(form, name, page, policy or Policy(), now)
+    status = page.get("project-status")
+    state = status.get("status") if isinstance(status, dict) and isinstance(status.get("status"), str) else None
+    return _Prepared(pageJSON, rendered, indexLinks(page), parsed.dropped, notes, state)
 
 
 class ProjectPages:
@@ -159,6 +180,7 @@ class ProjectPages:
         staleAfter: float | None = None,
         retryAfter: float = 0.0,
         renderCacheBytes: int = 64 * 1024 * 1024,
+        policy: Policy | None = None,
         events: IMirrorEvents | None = None,
         linksKept: int = LINKS_KEPT,
     ) -> None:
@@ -177,15 +199,17 @@ class ProjectPages:
         #: Seconds after an upstream failure in which copies are served at
         #: once, while one refresh at a time tries upstream.
         self.retryAfter = retryAfter
+        self.policy = policy if policy is not None else Policy()
+        self._unknownTimesTold: set[str] = set()
         self._failed: tuple[float, str] | None = None
         self._probing = False
         self._index: dict[str, Entry] = {}
         self._syncing: IDelayedCall | None = None
-        self._renders: BoundedCache[Body] = BoundedCache(renderCacheBytes, lambda body: body.size)
+        self._renders: BoundedCache[Rendering] = BoundedCache(renderCacheBytes, lambda r: r.size)
         self._links: BoundedCache[Links] = BoundedCache(linksKept, len)
         self._indexing: Coalescer[Links] = Coalescer()
         self._refreshing: Coalescer[Entry] = Coalescer()
-        self._rendering: Coalescer[Body] = Coalescer()
+        self._rendering: Coalescer[Rendering] = Coalescer()
         self._generation = 0
         self._root: tuple[int, Rendered] | None = None
 
@@ -230,11 +254,11 @@ class ProjectPages:
             return None
         if revalidate and self._age(entry) >= self.revalidateFloor:
             return None
-        body = self._renders.get((name, entry.serial, form))
-        if body is None:
+        rendering = self._renders.get((name, entry.serial, form))
+        if rendering is None or rendering.until <= self._clock.seconds():
             return None
         self._events.pageServed(name, "fresh")
-        return Served(body, self.ttl - self._age(entry))
+        return Served(rendering.body, self.ttl - self._age(entry), lastSerial=entry.lastSerial)
 
     async def get(self, name: str, revalidate: bool = False, form: str = "json") -> Served:
         """
@@ -268,7 +292,7 @@ class ProjectPages:
         else:
             outcome = "revalidated" if entry is before else "refreshed"
         self._events.pageServed(name, outcome)
-        return Served(body, freshFor, stale)
+        return Served(body, freshFor, stale, entry.lastSerial)
 
     async def _current(
         self, name: str, revalidate: bool, floor: float | None = None, form: str | None = None
@@ -459,7 +483,7 @@ class ProjectPages:
         Parse and render an upstream page off the reactor thread.
         """
         try:
-            prepared: _Prepared = await self._run(preparePage, name, fetched, form)
+            prepared: _Prepared = await self._run(preparePage, name, fetched, form, self.policy, self._clock.seconds())
         except MalformedPage as e:
             raise UpstreamError(502, f"upstream sent a malformed page: {e}") from None
         for why in prepared.notes:
@@ -481,7 +505,16 @@ class ProjectPages:
         """
         Keep a new page: in the journal, the index and the render cache.
         """
-        entry = self._write(self._journal.appendPage, name, fetched.etag, now, prepared.pageJSON, digest)
+        entry = self._write(
+            self._journal.appendPage,
+            name,
+            fetched.etag,
+            now,
+            prepared.pageJSON,
+            digest,
+            prepared.status,
+            fetched.lastSerial,
+        )
         if isNew:
             self._generation += 1
         if prepared.rendered is not None:
@@ -545,9 +578,44 @@ class ProjectPages:
 
     async def _rendered(self, entry: Entry, form: str) -> Body:
         """
-        One form of a page, rendered once per change, when first asked for.
+        One form of a page as the policy has it served now, rendered once
+        per change of the page or of what the policy lets through, when
+        first asked for.
         """
-        return await self._perVersion(entry, self._renders, self._rendering, _RENDER[form], form)
+        now = self._clock.seconds()
+        key = (entry.name, entry.serial, form)
+        kept = self._renders.get(key)
+        if kept is not None and kept.until <= now:
+            self._renders.discard(key)  # a file came out of its cooldown
+
+        def render(page: dict[str, Any]) -> Rendering:
+            return renderAs(form, entry.name, page, self.policy, now)
+
+        rendering = await self._perVersion(entry, self._renders, self._rendering, render, form)
+        if rendering.unknownTimes and not self.policy.allowUnknown and entry.name not in self._unknownTimesTold:
+            self._unknownTimesTold.add(entry.name)
+            log.warn(
+                "{project} has files without an upload time; --cooldown-unknown deny hides them",
+                project=entry.name,
+            )
+        elif rendering.unknownTimes and entry.name not in self._unknownTimesTold and self.policy.cooldown is not None:
+            self._unknownTimesTold.add(entry.name)
+            log.info(
+                "{project} has files without an upload time; --cooldown-unknown allow serves them",
+                project=entry.name,
+            )
+        return rendering.body
+
+    def refusal(self, key: FileKey) -> tuple[int, str] | None:
+        """
+        Why a file may not be served at all, whatever the tree holds: its
+        project is quarantined upstream (PEP 792).
+        """
+        for name in projectsOf(key.filename):
+            entry = self._index.get(name)
+            if entry is not None and entry.status == QUARANTINED:
+                return 404, f"project {name} is quarantined upstream; its files are not served"
+        return None
 
     async def root(self) -> Rendered:
         """

@@ -40,14 +40,29 @@ def fileLink(entry: dict[str, Any]) -> str:
     return FILES_FROM_PAGE + mirrorPath(entry["filename"], entry["url"], entry["hashes"])
 
 
+_METADATA_KEYS = ("core-metadata", "dist-info-metadata")
+
+
+def withBothMetadataKeys(entry: dict[str, Any]) -> dict[str, Any]:
+    """
+    A file entry that gives its core metadata under both names, the PEP 714
+    one and its legacy twin, wherever upstream gave either: old clients
+    and new both find the metadata file.
+    """
+    given = [entry[key] for key in _METADATA_KEYS if key in entry]
+    if not given or len(given) == len(_METADATA_KEYS):
+        return entry
+    return {**entry, **{key: given[0] for key in _METADATA_KEYS}}
+
+
 def renderProjectJSON(page: dict[str, Any]) -> bytes:
     """
     The PEP 691 form of a project page.
     """
     files = []
     for entry in page["files"]:
-        rewritten = dict(entry)
-        rewritten["url"] = fileLink(entry)
+        rewritten = withBothMetadataKeys(entry)
+        rewritten = dict(rewritten, url=fileLink(entry))
         files.append(rewritten)
     out = dict(page)
     out["meta"] = dict(page["meta"], **{"api-version": apiVersion(page)})
@@ -91,8 +106,9 @@ def _anchor(entry: dict[str, Any]) -> str:
     yanked = entry.get("yanked")
     if yanked is True or (isinstance(yanked, str)):
         attrs.append(("data-yanked", "" if yanked is True else yanked))
-    for key in ("core-metadata", "dist-info-metadata"):
-        value = _hashAttribute(entry.get(key))
+    twins = withBothMetadataKeys(entry)
+    for key in _METADATA_KEYS:
+        value = _hashAttribute(twins.get(key))
         if value is not None:
             attrs.append(("data-" + key, value))
     if isinstance(entry.get("gpg-sig"), bool):

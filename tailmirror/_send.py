@@ -6,8 +6,10 @@ progress as its bytes arrive.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from typing import Any
 
 from twisted.internet.defer import CancelledError, ensureDeferred
@@ -24,6 +26,7 @@ from ._files import FileStore
 from ._http import BULK, etagMatches, header, plain, sendInBulk
 from ._idle import IdleTimer
 from ._layout import PYPI, FileKey, IndexLayout
+from ._links import projectsOf
 from ._tree import OpenFile
 
 __all__ = ["FileResource", "Stream", "parseRange"]
@@ -220,6 +223,10 @@ def _respond(request: Request, status: int, text: str) -> None:
     request.finish()
 
 
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 def _refuse(request: Request, status: int, text: str) -> None:
     """
     Answer that the file cannot be had after all: none of its headers.
@@ -276,6 +283,48 @@ class FileResource(Resource):
         key = self._layout.parse(request.path)
         if key is None:
             return plain(request, 404, "not found")
+        pages = self._store.pages
+        refusal = pages.refusal(key)
+        if refusal is not None:
+            return plain(request, *refusal)
+        if pages.policy.cooldown is not None:
+            d = ensureDeferred(self._unlessCooling(request, key))
+            d.addErrback(self._failed, request, key)
+            return NOT_DONE_YET
+        return self._serve(request, key)
+
+    async def _unlessCooling(self, request: Request, key: FileKey) -> None:
+        """
+        Serve a file unless its release is still in the cooldown: by its
+        link's upload time, on its project's page.  A file no page lists
+        any more (a pinned one) is served if the mirror has it.
+        """
+        try:
+            link = await self._store.resolve(key)
+        except (NotFound, Unavailable):
+            link = None
+        if link is not None:
+            policy = self._store.pages.policy
+            now = self._store.clock.seconds()
+            cooling = [
+                ends for name in projectsOf(key.filename)
+                if (ends := policy.hides(name, link.uploaded, now)) is not None
+            ]
+            if cooling and not any(name in policy.exempt for name in projectsOf(key.filename)):
+                ends = min(cooling)
+                until = "its upload time is unknown" if ends == math.inf else f"until {_when(ends)}"
+                _respond(request, 403, f"this release is held back by the mirror's --cooldown, {until}")
+                return
+        if not request.finished and not getattr(request, "_disconnected", False):
+            answer = self._serve(request, key)
+            if answer is not NOT_DONE_YET:
+                request.write(answer)
+                request.finish()
+
+    def _serve(self, request: Request, key: FileKey) -> Any:
+        """
+        Serve a file from the tree, or as its download arrives.
+        """
         try:
             file = self._tree.openFile(key)
         except OSError as e:

@@ -109,6 +109,8 @@ class Fetched:
     etag: str | None = None
     contentType: str = ""
     body: bytes = b""
+    #: Upstream's C{X-PyPI-Last-Serial}, if it gave one.
+    lastSerial: str | None = None
 
 
 class BodyReader(Protocol):
@@ -549,6 +551,7 @@ class Upstream:
             _header(response, b"etag"),
             (_header(response, b"content-type") or "").lower(),
             body,
+            _header(response, b"x-pypi-last-serial"),
         )
 
 

@@ -99,6 +99,8 @@ def sendServed(request: IRequest, served: Served, chosen: tuple[Form, str]) -> b
     """
     Serve a project page, saying so if it is stale.
     """
+    if served.lastSerial is not None:
+        request.setHeader("X-PyPI-Last-Serial", served.lastSerial)
     if served.staleBecause is not None:
         request.setHeader(STALE_HEADER, served.staleBecause)
         cacheControl = "max-age=0, must-revalidate"

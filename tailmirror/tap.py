@@ -13,7 +13,9 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from ._names import canonicalName
 from ._pipindex import pipIndex
+from ._policy import parseDuration
 from ._mirror import DEFAULTS
 from ._service import MirrorService, Settings, TailmirrorService, loadTrustRoot
 from ._version import __version__
@@ -157,6 +159,19 @@ class Options(usage.Options):
             "(default: the system's).",
         ],
         [
+            "cooldown",
+            None,
+            None,
+            "Hold back releases younger than this (3d, 12h, P3D): left off the pages, "
+            "and their files answered 403 (default: off).",
+        ],
+        [
+            "cooldown-unknown",
+            None,
+            "allow",
+            "Under a cooldown, serve (allow) or hold back (deny) files without an upload time.",
+        ],
+        [
             "access-log",
             None,
             None,
@@ -175,6 +190,17 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["cooldown-exempt"] = []
+
+    def opt_cooldown_exempt(self, name: str) -> None:
+        """
+        A project the cooldown lets through at once (repeat for more): the
+        break-glass for an urgent fix.
+        """
+        canonical = canonicalName(name.strip())
+        if canonical is None:
+            raise usage.UsageError(f"--cooldown-exempt takes a project name, not {name!r}")
+        self["cooldown-exempt"].append(canonical)
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -269,6 +295,15 @@ class Options(usage.Options):
                 ) from None
         if not self["cache-dir"]:
             raise usage.UsageError("--cache-dir takes a directory path")
+        if self["cooldown"] is not None:
+            try:
+                self["cooldown"] = parseDuration(self["cooldown"])
+            except ValueError:
+                raise usage.UsageError(
+                    f"--cooldown takes a duration such as 3d, 12h or P3D, not {self['cooldown']!r}"
+                ) from None
+        if self["cooldown-unknown"] not in ("allow", "deny"):
+            raise usage.UsageError(f"--cooldown-unknown takes allow or deny, not {self['cooldown-unknown']!r}")
         if self["access-log"] == "":
             raise usage.UsageError("--access-log takes a file's path, - or off")
 
@@ -295,6 +330,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         caCerts=options["ca-certs"],
         maxSize=options["max-size"],
         minFree=options["min-free"],
+        cooldown=options["cooldown"],
+        cooldownAllowUnknown=options["cooldown-unknown"] == "allow",
+        cooldownExempt=tuple(options["cooldown-exempt"]),
         accessLog=options["access-log"],
         metricsListen=options["metrics-listen"],
     )
