@@ -188,6 +188,8 @@ class FakeIndex(Resource):
         self.clock: Any = None
         #: Send disk files at this many bytes a second (0: as fast as can be).
         self.rate = 0.0
+        #: What pages send as C{X-PyPI-Last-Serial}, if anything.
+        self.lastSerial: str | None = None
         #: Paths answered with a 302 to another location.
         self.redirects: dict[str, str] = {}
 
@@ -240,6 +242,8 @@ class FakeIndex(Resource):
             request.setResponseCode(304)
             return b""
         request.setHeader("Content-Type", self.contentTypeOverride or ctype)
+        if self.lastSerial is not None:
+            request.setHeader("X-PyPI-Last-Serial", self.lastSerial)
         return body
 
     def _root(self, request: Any) -> bytes:
@@ -355,6 +359,8 @@ def main(argv: list[str]) -> None:
                         help="the size of each generated file")
     parser.add_argument("--forms", default="json,html")
     parser.add_argument("--no-etags", action="store_true", help="send no ETag, answer every request in full")
+    parser.add_argument("--uploaded-now", action="append", default=[], metavar="FILENAME",
+                        help="give this file an upload time of now")
     parser.add_argument("--tree", action="store_true", help="serve the installable tree too")
     parser.add_argument("--big", action="append", default=[], metavar="PATH",
                         help="serve this file as project big's big-1.N.tar.gz")
@@ -380,6 +386,14 @@ def main(argv: list[str]) -> None:
 
         for project in tree():
             index.add(project)
+    if args.uploaded_now:
+        import datetime
+
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for project in index.projects.values():
+            for f in project.files:
+                if f.filename in args.uploaded_now:
+                    f.uploadTime = now
     if args.sized:
         index.add(FakeProject("sized", [sdist("sized", "1.0", size=args.sized)]))
     if args.big:
