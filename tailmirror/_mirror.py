@@ -182,6 +182,7 @@ def buildMirror(
         touchEvery=settings.touchEvery,
         walk=walk,
     )
+    pages.onDelisted = tree.pin
     files = FileStore(tree, pages, upstream, clock, runInThread, clientTimeout=settings.clientTimeout, events=events)
     resource = MirrorWeb(pages, files, status, None if settings.metricsListen else metrics).resource()
     site = MirrorSite(resource, metrics, AccessLog(settings.accessLog), timeout=settings.clientTimeout, reactor=clock)

@@ -200,6 +200,8 @@ class ProjectPages:
         #: once, while one refresh at a time tries upstream.
         self.retryAfter = retryAfter
         self.policy = policy if policy is not None else Policy()
+        #: Told of the files a refreshed page no longer lists.
+        self.onDelisted: Callable[[list[FileKey]], object] | None = None
         self._unknownTimesTold: set[str] = set()
         self._failed: tuple[float, str] | None = None
         self._probing = False
@@ -463,6 +465,15 @@ class ProjectPages:
             # the same bytes cost no parse, no render and no record.
             return self._unchanged(old, now)
         prepared = await self._prepare(name, fetched, form)
+        if old is not None and self.onDelisted is not None:
+            try:
+                before = await self._linksOf(old)
+            except StoreError:
+                before = {}
+            gone = [FileKey(shard, filename, metadata) for (shard, filename) in before.keys() - prepared.links.keys()
+                    for metadata in (False, True)]
+            if gone:
+                self.onDelisted(gone)
         return self._record(name, fetched, now, prepared, digest, form, isNew=old is None)
 
     def _unchanged(self, old: Entry, now: float) -> Entry:

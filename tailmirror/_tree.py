@@ -33,6 +33,11 @@ log = Logger()
 #: after the last record: how exactly the least recently used is known.
 TOUCH_EVERY = 60.0
 
+#: The last use given to a file upstream no longer lists (a pinned file,
+#: which cannot be fetched again): far in the future, so eviction takes it
+#: after every file still listed; it is not touched again.
+PINNED = float(2**33)
+
 
 class OpenFile:
     """
@@ -133,7 +138,7 @@ class FileTree:
         try:
             stat = os.fstat(fd)
             now = self._clock.seconds()
-            if abs(now - stat.st_mtime) >= self.touchEvery:
+            if stat.st_mtime < PINNED and abs(now - stat.st_mtime) >= self.touchEvery:
                 self._touch(fd, stat, key, now)
         except BaseException:
             os.close(fd)
@@ -152,6 +157,37 @@ class FileTree:
             log.warn("cannot record the use of {file}: {reason}", file=str(key), reason=str(e))
             return
         self.budget.touched(charge(stat, key.parts[-1]), stat.st_mtime, now)
+
+    def pin(self, keys: list[FileKey]) -> Deferred[None]:
+        """
+        Files upstream no longer lists: those the tree has are evicted only
+        after every file still listed.  Disk work, done off the reactor.
+        """
+        paths = [(key, self.path(key)) for key in keys]
+
+        def mark() -> list[tuple[int, float]]:
+            moved = []
+            for key, path in paths:
+                try:
+                    stat = os.stat(path)
+                    if stat.st_mtime >= PINNED:
+                        continue
+                    os.utime(path, (PINNED, PINNED))
+                except OSError:
+                    continue  # not in the tree, or gone meanwhile
+                moved.append((charge(stat, key.parts[-1]), stat.st_mtime))
+            return moved
+
+        def account(moved: list[tuple[int, float]]) -> None:
+            for size, before in moved:
+                self.budget.touched(size, before, PINNED)
+            if moved:
+                log.info("{files} files no longer listed upstream are kept, evicted last", files=len(moved))
+
+        def failed(failure: Any) -> None:
+            log.failure("cannot mark files no longer listed upstream", failure)
+
+        return self._run(mark).addCallback(account).addErrback(failed)
 
     def _sent(self, path: str) -> None:
         inUse = self.budget.inUse

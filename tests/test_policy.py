@@ -192,6 +192,31 @@ class PassThroughTests(SynchronousTestCase):
         self.assertEqual(listed(h.get("/simple/foo/", {**JSON, **AGAIN})), ["foo-1.1.tar.gz"])
         self.assertEqual(h.get(filePath(kept)).body, kept.content)
 
+    def test_delistedEvictedLast(self) -> None:
+        """
+        Eviction takes a delisted file after every file still listed: a
+        listed file can be fetched again, a delisted one cannot.
+        """
+        import os
+
+        a, b, c = (sdist("foo", f"1.{i}", size=20_000) for i in range(3))
+        project = FakeProject("foo", [a, b, c])
+        h = Harness([project], revalidateFloor=0, maxSize=100_000)
+        h.get(filePath(a))
+        h.clock.advance(3600)
+        h.get(filePath(b))
+        project.files.remove(a)
+        h.get("/simple/foo/", {**JSON, **AGAIN})
+        h.flush()
+        h.clock.advance(3600)
+        h.tree.budget.limits.maxSize = 60_000  # room for one more file, no more
+        h.get(filePath(c))
+        h.flush()
+        present = {name for _, _, names in os.walk(h.tree.root) for name in names}
+        self.assertIn(a.filename, present)  # the oldest, but delisted
+        self.assertNotIn(b.filename, present)
+        self.assertEqual(h.get(filePath(a)).body, a.content)
+
     def test_bothMetadataKeys(self) -> None:
         """
         Where upstream gives only one of the core-metadata keys, both are
