@@ -41,7 +41,7 @@ from twisted.python.failure import Failure
 
 from ._coalesce import Signal
 from ._errors import StoreError
-from ._layout import METADATA
+from ._layout import METADATA, PROVENANCE
 
 __all__ = ["Budget", "Histogram", "Limits", "charge", "diskSpace", "formatSize"]
 
@@ -96,7 +96,7 @@ def charge(stat: os.stat_result, name: str) -> int:
     """
     blocks = getattr(stat, "st_blocks", None)
     used = blocks * 512 if blocks is not None else stat.st_size
-    return used if name.endswith(METADATA) else used + DIRECTORY
+    return used if name.endswith((METADATA, PROVENANCE)) else used + DIRECTORY
 
 
 def expectedCharge(size: int) -> int:

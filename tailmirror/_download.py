@@ -10,7 +10,9 @@ can receive a complete copy of a wrong file.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 from typing import Any, Awaitable, Callable
 
@@ -133,6 +135,10 @@ class Download:
                 # Whatever happened, no thread is still at the file.
                 await self._allWritten()
             self._verify(link)
+            if self.key.provenance:
+                problem = await self._run(provenanceProblem, self.fd, self.written, link.subject)
+                if problem is not None:
+                    raise _Corrupt(problem)
             self.verified = True
             self._tell()
             path = await self._keep()
@@ -266,6 +272,35 @@ class Download:
         self.started.fire(failure)
         self.finished.fire(failure)
         self._tell()
+
+
+#: The largest provenance object read back to be checked.
+PROVENANCE_MAX = 16 * 1024 * 1024
+
+
+def provenanceProblem(fd: int, size: int, subject: str | None) -> str | None:
+    """
+    What is wrong with a provenance object (PEP 740), as far as a mirror can
+    tell: it must be one, with at least one attestation, and every
+    attestation's statement must name the file's sha256 (C{subject}, where
+    the page gives it).  L{None} if nothing is.  Disk and CPU work: run it
+    off the reactor.
+    """
+    if size > PROVENANCE_MAX:
+        return f"its provenance is larger than {PROVENANCE_MAX} bytes"
+    try:
+        document = json.loads(os.pread(fd, size, 0))
+        bundles = document["attestation_bundles"]
+        attestations = [a for bundle in bundles for a in bundle["attestations"]]
+        statements = [json.loads(base64.b64decode(a["envelope"]["statement"])) for a in attestations]
+        named = [{s.get("digest", {}).get("sha256") for s in statement["subject"]} for statement in statements]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"its provenance is not a PEP 740 provenance object ({type(e).__name__})"
+    if not attestations:
+        return "its provenance has no attestation"
+    if subject is not None and not all(subject in digests for digests in named):
+        return "its provenance names another file"
+    return None
 
 
 def _writeAll(fd: int, chunks: list[bytes]) -> None:

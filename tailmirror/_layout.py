@@ -19,9 +19,11 @@ from urllib.parse import quote, unquote
 
 from ._names import safeFilename, usableSha256
 
-__all__ = ["FileKey", "IndexLayout", "METADATA", "PYPI", "mirrorPath", "parseFilePath", "shardOf"]
+__all__ = ["FileKey", "IndexLayout", "METADATA", "PROVENANCE", "PYPI", "mirrorPath", "parseFilePath", "shardOf"]
 
 METADATA = ".metadata"
+#: The suffix of the path of a file's provenance object (PEP 740).
+PROVENANCE = ".provenance"
 _HEX3 = re.compile(r"[0-9a-f]{3}")
 _HEX13 = re.compile(r"[0-9a-f]{13}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -36,12 +38,21 @@ class FileKey:
     @ivar filename: the distribution's file name, unquoted.
     @ivar metadata: whether the path names the file's core metadata.
     @ivar index: the name of the index the file comes from.
+    @ivar provenance: whether the path names the file's provenance (PEP 740).
     """
 
     shard: tuple[str, str]
     filename: str
     metadata: bool
     index: str = "pypi"
+    provenance: bool = False
+
+    @property
+    def suffix(self) -> str:
+        """
+        What follows the distribution's name in the path.
+        """
+        return METADATA if self.metadata else PROVENANCE if self.provenance else ""
 
     @property
     def linkPath(self) -> str:
@@ -55,16 +66,14 @@ class FileKey:
         """
         The path's segments below the tree's root, unquoted.
         """
-        name = self.filename + METADATA if self.metadata else self.filename
-        return ("root", self.index, "+f", *self.shard, name)
+        return ("root", self.index, "+f", *self.shard, self.filename + self.suffix)
 
     @property
     def etag(self) -> str:
         """
         A strong entity tag: what the path names never changes.
         """
-        suffix = METADATA if self.metadata else ""
-        return f'"{self.shard[0]}{self.shard[1]}{suffix}"'
+        return f'"{self.shard[0]}{self.shard[1]}{self.suffix}"'
 
     def __str__(self) -> str:
         return "/".join(self.parts)
@@ -137,11 +146,12 @@ class IndexLayout:
         if not _validShard(first, second):
             return None
         metadata = name.endswith(METADATA)
-        if metadata:
-            name = name[: -len(METADATA)]
+        provenance = name.endswith(PROVENANCE)
+        if metadata or provenance:
+            name = name[: -len(METADATA if metadata else PROVENANCE)]
         if not safeFilename(name):
             return None
-        return FileKey((first, second), name, metadata, self.name)
+        return FileKey((first, second), name, metadata, self.name, provenance)
 
 
 #: The layout of the index given as C{--upstream}.

@@ -49,12 +49,14 @@ class FileLink:
     size: int | None
     #: When it was uploaded (PEP 700), in Unix time, where the page says.
     uploaded: float | None = None
+    #: For a provenance object: the sha256 of the file it must name.
+    subject: str | None = None
 
 
 #: A page's links by the path below C{+f/} that names each, as the shard
 #: and file name: the distribution's link, and its core metadata's where
 #: the page advertises one.
-Links = dict[tuple[tuple[str, str], str], tuple[FileLink, FileLink | None]]
+Links = dict[tuple[tuple[str, str], str], tuple[FileLink, FileLink | None, FileLink | None]]
 
 
 def _check(hashes: object) -> tuple[str | None, str | None]:
@@ -93,20 +95,27 @@ def indexLinks(page: dict[str, Any]) -> Links:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             size = None
         advertised = entry.get("core-metadata", entry.get("dist-info-metadata"))
-        metadata = FileLink(metadataURL(url), *_check(advertised), None) if advertised else None
-        links[where] = (FileLink(url, *_check(entry.get("hashes")), size, uploadTime(entry)), metadata)
+        uploaded = uploadTime(entry)
+        metadata = FileLink(metadataURL(url), *_check(advertised), None, uploaded) if advertised else None
+        algorithm, digest = _check(entry.get("hashes"))
+        provenance = None
+        if isinstance(entry.get("provenance"), str):
+            subject = digest if algorithm == "sha256" else None
+            provenance = FileLink(entry["provenance"], None, None, None, uploaded, subject)
+        links[where] = (FileLink(url, algorithm, digest, size, uploaded), metadata, provenance)
     return links
 
 
 def lookUp(links: Links, key: FileKey) -> FileLink | None:
     """
     The link C{key} names among a page's links, or L{None}: for a
-    C{.metadata} path, only where the page advertises core metadata.
+    C{.metadata} path, only where the page advertises core metadata; for a
+    C{.provenance} path, only where it gives a provenance URL.
     """
     found = links.get((key.shard, key.filename))
     if found is None:
         return None
-    return found[1] if key.metadata else found[0]
+    return found[1] if key.metadata else found[2] if key.provenance else found[0]
 
 
 def projectsOf(filename: str) -> list[str]:

@@ -470,8 +470,11 @@ class ProjectPages:
                 before = await self._linksOf(old)
             except StoreError:
                 before = {}
-            gone = [FileKey(shard, filename, metadata) for (shard, filename) in before.keys() - prepared.links.keys()
-                    for metadata in (False, True)]
+            gone = [
+                FileKey(shard, filename, metadata, provenance=provenance)
+                for (shard, filename) in before.keys() - prepared.links.keys()
+                for metadata, provenance in ((False, False), (True, False), (False, True))
+            ]
             if gone:
                 self.onDelisted(gone)
         return self._record(name, fetched, now, prepared, digest, form, isNew=old is None)

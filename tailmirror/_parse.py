@@ -65,6 +65,9 @@ def _checkedFile(
     provenance = entry.get("provenance")
     if isinstance(provenance, str):
         entry["provenance"] = urljoin(pageURL, provenance)
+        if urlsplit(entry["provenance"]).scheme not in _SCHEMES:
+            dropped.append(f"{filename!r:.200}: provenance not an http(s) link")
+            del entry["provenance"]
     if not isinstance(entry.get("hashes"), dict):
         entry["hashes"] = {}
     return entry

@@ -9,7 +9,7 @@ import json
 from html import escape
 from typing import Any, Iterable
 
-from ._layout import mirrorPath
+from ._layout import PROVENANCE, mirrorPath
 from ._names import usableSha256
 
 __all__ = ["apiVersion", "renderProjectHTML", "renderProjectJSON", "renderRootHTML", "renderRootJSON"]
@@ -63,6 +63,8 @@ def renderProjectJSON(page: dict[str, Any]) -> bytes:
     for entry in page["files"]:
         rewritten = withBothMetadataKeys(entry)
         rewritten = dict(rewritten, url=fileLink(entry))
+        if isinstance(entry.get("provenance"), str):
+            rewritten["provenance"] = fileLink(entry) + PROVENANCE
         files.append(rewritten)
     out = dict(page)
     out["meta"] = dict(page["meta"], **{"api-version": apiVersion(page)})
@@ -114,7 +116,7 @@ def _anchor(entry: dict[str, Any]) -> str:
     if isinstance(entry.get("gpg-sig"), bool):
         attrs.append(("data-gpg-sig", "true" if entry["gpg-sig"] else "false"))
     if isinstance(entry.get("provenance"), str):
-        attrs.append(("data-provenance", entry["provenance"]))
+        attrs.append(("data-provenance", fileLink(entry) + PROVENANCE))
     rendered = " ".join(f'{k}="{escape(v, quote=True)}"' for k, v in attrs)
     return f"    <a {rendered}>{escape(entry['filename'])}</a><br>\n"
 

@@ -38,6 +38,8 @@ class FakeFile:
     metadata: bytes | None = None
     uploadTime: str | None = "2024-01-02T03:04:05.000000Z"
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Its PEP 740 provenance object, served beside it.
+    provenance: bytes | None = None
 
     @property
     def sha256(self) -> str:
@@ -64,6 +66,8 @@ class FakeFile:
             entry["dist-info-metadata"] = digest
         if self.uploadTime is not None:
             entry["upload-time"] = self.uploadTime
+        if self.provenance is not None:
+            entry["provenance"] = f"../../files/{self.filename}.provenance"
         entry.update(self.extra)
         return entry
 
@@ -76,6 +80,8 @@ class FakeFile:
         if self.metadata is not None:
             digest = "sha256=" + hashlib.sha256(self.metadata).hexdigest()
             attrs += [("data-core-metadata", digest), ("data-dist-info-metadata", digest)]
+        if self.provenance is not None:
+            attrs.append(("data-provenance", f"../../files/{self.filename}.provenance"))
         rendered = " ".join(f'{k}="{escape(v)}"' for k, v in attrs)
         return f'<a {rendered}>{escape(self.filename)}</a><br/>\n'
 
@@ -274,6 +280,8 @@ class FakeIndex(Resource):
                     return f.content
                 if f.metadata is not None and f.filename + ".metadata" == filename:
                     return f.metadata
+                if f.provenance is not None and f.filename + ".provenance" == filename:
+                    return f.provenance
         return None
 
     def _diskFile(self, filename: str) -> DiskFile | None:

@@ -276,3 +276,67 @@ def test_cooldownInstallsTheOlderRelease(tmp_path: Path, client: str) -> None:
     finally:
         mirror.stop()
         upstream.stop()
+
+
+def provenanceOf(sha256: str, filename: str) -> bytes:
+    """
+    A PEP 740 provenance object whose one attestation names a file.
+    """
+    import base64
+
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": filename, "digest": {"sha256": sha256}}],
+        "predicateType": "https://attestations.example/publish/v1",
+        "predicate": {},
+    }
+    attestation = {
+        "version": 1,
+        "verification_material": {"certificate": "", "transparency_entries": []},
+        "envelope": {"statement": base64.b64encode(json.dumps(statement).encode()).decode(), "signature": ""},
+    }
+    return json.dumps({
+        "version": 1,
+        "attestation_bundles": [{"publisher": {"kind": "GitHub"}, "attestations": [attestation]}],
+    }).encode()
+
+
+class ProvenanceTests(SynchronousTestCase):
+    """
+    PEP 740: a file's provenance is the mirror's, fetched the first time it
+    is asked for, checked to name the file, kept and served.
+    """
+
+    def setUp(self) -> None:
+        self.file = sdist("foo", "1.0")
+        self.file.provenance = provenanceOf(self.file.sha256, self.file.filename)
+        self.h = Harness([FakeProject("foo", [self.file])])
+
+    def test_fetchedOnceAndServed(self) -> None:
+        (entry,) = json.loads(self.h.get("/simple/foo/", JSON).body)["files"]
+        self.assertEqual(entry["provenance"], entry["url"] + ".provenance")
+        self.assertIn(b'data-provenance="../../root/pypi/+f/', self.h.get("/simple/foo/", HTML).body)
+        path = filePath(self.file) + ".provenance"
+        for _ in range(2):
+            answer = self.h.get(path)
+            self.assertEqual(answer.code, 200)
+            self.assertEqual(answer.body, self.file.provenance)
+        self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz.provenance"], 1)
+
+    def test_namesAnotherFile(self) -> None:
+        self.file.provenance = provenanceOf("0" * 64, self.file.filename)
+        answer = self.h.get(filePath(self.file) + ".provenance")
+        self.assertEqual(answer.code, 502)
+        self.assertIn(b"names another file", answer.body)
+        self.assertEqual(self.h.get(filePath(self.file) + ".provenance").code, 502)
+        self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz.provenance"], 2)
+
+    def test_notProvenance(self) -> None:
+        self.file.provenance = b"<html>sorry</html>"
+        answer = self.h.get(filePath(self.file) + ".provenance")
+        self.assertEqual(answer.code, 502)
+        self.assertIn(b"not a PEP 740 provenance object", answer.body)
+
+    def test_noneAdvertised(self) -> None:
+        h = Harness([FakeProject("foo", [sdist("foo", "1.0")])])
+        self.assertEqual(h.get(filePath(sdist("foo", "1.0")) + ".provenance").code, 404)
