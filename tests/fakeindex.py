@@ -369,6 +369,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--no-etags", action="store_true", help="send no ETag, answer every request in full")
     parser.add_argument("--uploaded-now", action="append", default=[], metavar="FILENAME",
                         help="give this file an upload time of now")
+    parser.add_argument("--delist", action="append", default=[], metavar="FILENAME",
+                        help="leave this file off its project's page")
     parser.add_argument("--tree", action="store_true", help="serve the installable tree too")
     parser.add_argument("--big", action="append", default=[], metavar="PATH",
                         help="serve this file as project big's big-1.N.tar.gz")
@@ -394,6 +396,8 @@ def main(argv: list[str]) -> None:
 
         for project in tree():
             index.add(project)
+    for project in index.projects.values():
+        project.files = [f for f in project.files if f.filename not in args.delist]
     if args.uploaded_now:
         import datetime
 

@@ -340,3 +340,36 @@ class ProvenanceTests(SynchronousTestCase):
     def test_noneAdvertised(self) -> None:
         h = Harness([FakeProject("foo", [sdist("foo", "1.0")])])
         self.assertEqual(h.get(filePath(sdist("foo", "1.0")) + ".provenance").code, 404)
+
+
+def test_delistedFileStillInstalls(tmp_path: Path) -> None:
+    """
+    A wheel the mirror kept, then delisted upstream, still installs from a
+    hashed requirements file that pins its URL; it is no longer listed.
+    """
+    import urllib.parse
+    import urllib.request
+
+    wheel = "alpha-1.0-py3-none-any.whl"
+    upstream = FakeUpstreamProcess("--projects", "0", "--tree")
+    mirror = MirrorProcess(upstream.url, tmp_path / "cache", "--revalidate-floor", "0")
+    try:
+        request = urllib.request.Request(mirror.url + "alpha/", headers={"Accept": JSON_TYPE})
+        page = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        (entry,) = [f for f in page["files"] if f["filename"] == wheel]
+        url = urllib.parse.urljoin(mirror.url + "alpha/", entry["url"])
+        urllib.request.urlopen(url, timeout=30).read()
+        port = upstream.port
+        upstream.stop()
+        upstream = FakeUpstreamProcess("--projects", "0", "--tree", "--delist", wheel, port=port)
+        request = urllib.request.Request(mirror.url + "alpha/", headers={"Accept": JSON_TYPE, "Cache-Control": "no-cache"})
+        page = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        assert wheel not in [f["filename"] for f in page["files"]]
+        requirements = tmp_path / "requirements.txt"
+        requirements.write_text(f"alpha @ {url} --hash=sha256:{entry['hashes']['sha256']}\n")
+        python = freshVenv(tmp_path / "venv")
+        pipInstall(python, "--no-index", "--require-hashes", "-r", str(requirements))
+        assert _installedAlpha(python) == "1.0"
+    finally:
+        mirror.stop()
+        upstream.stop()
