@@ -209,6 +209,19 @@ class Journal:
         self._live = sum(e.record for e in self.index.values())
         return self.index
 
+    def openForReading(self) -> dict[str, Entry]:
+        """
+        Replay the journal without changing it (a running mirror may be
+        appending to it): for reading pages back, never for appending.
+
+        @return: L{index}.
+        @raise OSError: if there is no journal to read.
+        """
+        self._file = _File(os.open(self.path, os.O_RDONLY))
+        self.index = {}
+        self._replay()
+        return self.index
+
     def _replay(self) -> int:
         """
         Read every complete record into L{index}; return where the complete

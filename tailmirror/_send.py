@@ -38,6 +38,9 @@ log = Logger()
 CHUNK = BULK
 IMMUTABLE = "public, max-age=31536000, immutable"
 ALLOW = "GET, HEAD"
+#: Says whether a file came from the cache (C{hit}) or from upstream (C{miss}).
+CACHE_HEADER = "Tailmirror-Cache"
+
 #: A cold file smaller than this is sent once it is whole and verified:
 #: its wait is short, and a failure is then an answer with a status.
 WHOLE_BELOW = 1024 * 1024
@@ -342,6 +345,8 @@ class FileResource(Resource):
         Serve a file from the tree.
         """
         size = file.size
+        if not request.responseHeaders.hasHeader(CACHE_HEADER):
+            request.setHeader(CACHE_HEADER, "hit")
         try:
             if _describe(request, key):
                 file.close()
@@ -372,6 +377,7 @@ class FileResource(Resource):
         """
         Serve a file that is not in the tree yet, as its download arrives.
         """
+        request.setHeader(CACHE_HEADER, "miss")
         download = self._store.download(key)
         started = download.started.wait()
         request.notifyFinish().addErrback(lambda _: started.cancel())
