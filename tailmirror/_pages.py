@@ -203,6 +203,8 @@ class ProjectPages:
         #: Told of the files a refreshed page no longer lists.
         self.onDelisted: Callable[[list[FileKey]], object] | None = None
         self._unknownTimesTold: set[str] = set()
+        #: The projects upstream says are quarantined.
+        self._quarantined: set[str] = set()
         self._failed: tuple[float, str] | None = None
         self._probing = False
         self._index: dict[str, Entry] = {}
@@ -221,6 +223,7 @@ class ProjectPages:
         """
         self._index = self._journal.open()
         self._generation += 1
+        self._quarantined = {name for name, entry in self._index.items() if entry.status == QUARANTINED}
         log.info("journal replayed: {projects} projects known", projects=len(self._index))
 
     def close(self) -> None:
@@ -534,6 +537,10 @@ class ProjectPages:
         if prepared.rendered is not None:
             self._renders.put((name, entry.serial, form), prepared.rendered)
         self._links.put((name, entry.serial), prepared.links)
+        if entry.status == QUARANTINED:
+            self._quarantined.add(name)
+        else:
+            self._quarantined.discard(name)
         return entry
 
     def _write(self, append: Callable[..., T], *args: Any) -> T:
@@ -625,6 +632,8 @@ class ProjectPages:
         Why a file may not be served at all, whatever the tree holds: its
         project is quarantined upstream (PEP 792).
         """
+        if not self._quarantined:
+            return None  # the warm path pays nothing while none is
         for name in projectsOf(key.filename):
             entry = self._index.get(name)
             if entry is not None and entry.status == QUARANTINED:
