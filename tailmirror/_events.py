@@ -15,7 +15,7 @@ from zope.interface import Interface, implementer
 
 from ._layout import FileKey
 
-__all__ = ["IMirrorEvents", "NoEvents", "Fanout", "PAGE_OUTCOMES", "REFRESH_OUTCOMES", "UPSTREAM_OUTCOMES"]
+__all__ = ["EVENTS", "IMirrorEvents", "NoEvents", "Fanout", "PAGE_OUTCOMES", "REFRESH_OUTCOMES", "UPSTREAM_OUTCOMES"]
 
 log = Logger()
 
@@ -122,9 +122,9 @@ class NoEvents:
 
 def _fanned(name: str) -> Any:
     def call(self: "Fanout", *args: Any) -> None:
-        for subscriber in self.subscribers:
+        for handler in self._handlers[name]:
             try:
-                getattr(subscriber, name)(*args)
+                handler(*args)
             except Exception:
                 log.failure("an events subscriber failed on {event}", event=name)
 
@@ -133,20 +133,48 @@ def _fanned(name: str) -> Any:
     return call
 
 
+def _handler(subscriber: Any, name: str) -> Any:
+    """
+    What is called for event C{name}: the subscriber's method, or, for one
+    that makes its methods on demand, a call that asks for it each time.
+    """
+    if getattr(type(subscriber), name, None) is not None:
+        return getattr(subscriber, name)
+    return lambda *args: getattr(subscriber, name)(*args)
+
+
+#: The events, by name.
+EVENTS = tuple(IMirrorEvents.names())
+
+
 @implementer(IMirrorEvents)
 class Fanout:
     """
-    Every event, to each of several subscribers in turn.
+    Every event, to each of several subscribers in turn.  A subscriber's
+    method that is L{NoEvents}' own (it does nothing) is never called: the
+    warm path pays only for the subscribers that listen.
     """
 
     def __init__(self, subscribers: Iterable[IMirrorEvents] = ()) -> None:
         self.subscribers = list(subscribers)
+        self._handlers: dict[str, list[Any]] = {}
+        self._bind()
 
     def subscribe(self, subscriber: IMirrorEvents) -> None:
         """
         Add a subscriber.
         """
         self.subscribers.append(subscriber)
+        self._bind()
+
+    def _bind(self) -> None:
+        self._handlers = {
+            name: [
+                _handler(s, name) for s in self.subscribers
+                if getattr(type(s), name, None) is not getattr(NoEvents, name)
+            ]
+            for name in EVENTS
+        }
 
     pageServed = _fanned("pageServed")
     pageRefreshed = _fanned("pageRefreshed")
