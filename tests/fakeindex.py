@@ -352,6 +352,33 @@ class FakeIndex(Resource):
             request.finish()
 
 
+class Delayed(Resource):
+    """
+    Another resource, every answer begun some seconds late: an upstream
+    far away.
+    """
+
+    isLeaf = True
+
+    def __init__(self, inner: Resource, delay: float, clock: Any) -> None:
+        super().__init__()
+        self._inner = inner
+        self._delay = delay
+        self._clock = clock
+
+    def render(self, request: Any) -> Any:
+        def answer() -> None:
+            if getattr(request, "_disconnected", False):
+                return
+            body = self._inner.render(request)
+            if body is not NOT_DONE_YET:
+                request.write(body)
+                request.finish()
+
+        self._clock.callLater(self._delay, answer)
+        return NOT_DONE_YET
+
+
 def main(argv: list[str]) -> None:
     """
     Serve generated projects on 127.0.0.1 and print the port.
@@ -371,6 +398,10 @@ def main(argv: list[str]) -> None:
                         help="give this file an upload time of now")
     parser.add_argument("--delist", action="append", default=[], metavar="FILENAME",
                         help="leave this file off its project's page")
+    parser.add_argument("--layered", type=int, default=0, metavar="N",
+                        help="serve a tree of about N projects of real wheels in 4 layers, under project app")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="answer every request this many seconds late")
     parser.add_argument("--tree", action="store_true", help="serve the installable tree too")
     parser.add_argument("--big", action="append", default=[], metavar="PATH",
                         help="serve this file as project big's big-1.N.tar.gz")
@@ -396,6 +427,11 @@ def main(argv: list[str]) -> None:
 
         for project in tree():
             index.add(project)
+    if args.layered:
+        from .wheels import layered
+
+        for project in layered(args.layered):
+            index.add(project)
     for project in index.projects.values():
         project.files = [f for f in project.files if f.filename not in args.delist]
     if args.uploaded_now:
@@ -410,7 +446,7 @@ def main(argv: list[str]) -> None:
         index.add(FakeProject("sized", [sdist("sized", "1.0", size=args.sized)]))
     if args.big:
         index.add(FakeProject("big", [DiskFile(f"big-1.{i}.tar.gz", p) for i, p in enumerate(args.big)]))
-    site = Site(index)
+    site = Site(index if not args.latency else Delayed(index, args.latency, reactor))
     site.log = lambda request: None  # type: ignore[method-assign]
     endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1")
 

@@ -136,3 +136,27 @@ def tree() -> list[FakeProject]:
         FakeProject("gamma", [wheel("gamma", "2.0")]),
         FakeProject("delta", [buildableSdist("delta", "1.0")]),
     ]
+
+
+def layered(count: int = 60) -> list[FakeProject]:
+    """
+    A tree of about C{count} projects of real wheels with core metadata,
+    in four layers under project C{app}: each project of a layer depends
+    on a few of the next, two releases each (the newer one with the
+    dependencies).
+    """
+    sizes = [1, max(1, count // 12), max(1, count // 4)]
+    sizes.append(max(1, count - sum(sizes)))
+    layers = [[f"l{depth}p{i}" for i in range(size)] for depth, size in enumerate(sizes)]
+    layers[0] = ["app"]
+    projects = []
+    for depth, names in enumerate(layers):
+        below = layers[depth + 1] if depth + 1 < len(layers) else []
+        for i, name in enumerate(names):
+            if below:
+                per = max(1, -(-len(below) // len(names)))
+                requires = tuple(below[(i * per + k) % len(below)] for k in range(per + 1))
+            else:
+                requires = ()
+            projects.append(FakeProject(name, [wheel(name, "1.0"), wheel(name, "1.1", requires)]))
+    return projects
