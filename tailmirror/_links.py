@@ -51,6 +51,8 @@ class FileLink:
     uploaded: float | None = None
     #: For a provenance object: the sha256 of the file it must name.
     subject: str | None = None
+    #: The normalized name of the project whose page gives the link.
+    project: str | None = None
 
 
 #: A page's links by the path below C{+f/} that names each, as the shard
@@ -86,6 +88,7 @@ def indexLinks(page: dict[str, Any]) -> Links:
     big page: run it off the reactor thread.
     """
     links: Links = {}
+    project = page.get("name") if isinstance(page.get("name"), str) else None
     for entry in page.get("files", ()):
         filename, url = entry["filename"], entry["url"]
         where = (shardOf(url, entry.get("hashes")), filename)
@@ -96,13 +99,15 @@ def indexLinks(page: dict[str, Any]) -> Links:
             size = None
         advertised = entry.get("core-metadata", entry.get("dist-info-metadata"))
         uploaded = uploadTime(entry)
-        metadata = FileLink(metadataURL(url), *_check(advertised), None, uploaded) if advertised else None
+        metadata = None
+        if advertised:
+            metadata = FileLink(metadataURL(url), *_check(advertised), None, uploaded, project=project)
         algorithm, digest = _check(entry.get("hashes"))
         provenance = None
         if isinstance(entry.get("provenance"), str):
             subject = digest if algorithm == "sha256" else None
-            provenance = FileLink(entry["provenance"], None, None, None, uploaded, subject)
-        links[where] = (FileLink(url, algorithm, digest, size, uploaded), metadata, provenance)
+            provenance = FileLink(entry["provenance"], None, None, None, uploaded, subject, project)
+        links[where] = (FileLink(url, algorithm, digest, size, uploaded, project=project), metadata, provenance)
     return links
 
 

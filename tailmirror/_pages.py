@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from ._bodies import Body, BoundedCache, Rendered
 from ._coalesce import Coalescer
@@ -416,12 +416,16 @@ class ProjectPages:
         """
 
         def readAndMake() -> T:
-            return make(self._journal.readPage(entry))
+            try:
+                page = self._journal.readPage(entry)
+            except (OSError, ValueError, RecursionError) as e:  # whatever the bytes there are
+                raise DamagedCopy(503, f"the mirror's copy of this page is damaged: {e}") from None
+            return make(page)
 
         try:
             return await self._run(readAndMake)  # type: ignore[no-any-return]
-        except Exception as e:  # whatever the bytes there are
-            log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=str(e)[:200])
+        except DamagedCopy as e:
+            log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=e.reason[:200])
             raise DamagedCopy(503, "the mirror's copy of this page is damaged") from None
 
     async def _refresh(self, name: str, form: str | None = None) -> Entry:
@@ -613,17 +617,15 @@ class ProjectPages:
             return renderAs(form, entry.name, page, self.policy, now)
 
         rendering = await self._perVersion(entry, self._renders, self._rendering, render, form)
-        if rendering.unknownTimes and not self.policy.allowUnknown and entry.name not in self._unknownTimesTold:
+        if rendering.unknownTimes and entry.name not in self._unknownTimesTold:
             self._unknownTimesTold.add(entry.name)
-            log.warn(
-                "{project} has files without an upload time; --cooldown-unknown deny hides them",
+            allow = self.policy.allowUnknown
+            log.emit(
+                LogLevel.info if allow else LogLevel.warn,
+                "{project} has files without an upload time; --cooldown-unknown {choice} {effect} them",
                 project=entry.name,
-            )
-        elif rendering.unknownTimes and entry.name not in self._unknownTimesTold and self.policy.cooldown is not None:
-            self._unknownTimesTold.add(entry.name)
-            log.info(
-                "{project} has files without an upload time; --cooldown-unknown allow serves them",
-                project=entry.name,
+                choice="allow" if allow else "deny",
+                effect="serves" if allow else "hides",
             )
         return rendering.body
 
@@ -635,8 +637,7 @@ class ProjectPages:
         if not self._quarantined:
             return None  # the warm path pays nothing while none is
         for name in projectsOf(key.filename):
-            entry = self._index.get(name)
-            if entry is not None and entry.status == QUARANTINED:
+            if name in self._quarantined:
                 return 404, f"project {name} is quarantined upstream; its files are not served"
         return None
 

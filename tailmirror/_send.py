@@ -26,7 +26,6 @@ from ._files import FileStore
 from ._http import BULK, etagMatches, header, plain, sendInBulk
 from ._idle import IdleTimer
 from ._layout import PYPI, FileKey, IndexLayout
-from ._links import projectsOf
 from ._tree import OpenFile
 
 __all__ = ["FileResource", "Stream", "parseRange"]
@@ -306,18 +305,13 @@ class FileResource(Resource):
             link = await self._store.resolve(key)
         except (NotFound, Unavailable):
             link = None
-        if link is not None:
-            policy = self._store.pages.policy
-            now = self._store.clock.seconds()
-            cooling = [
-                ends for name in projectsOf(key.filename)
-                if (ends := policy.hides(name, link.uploaded, now)) is not None
-            ]
-            if cooling and not any(name in policy.exempt for name in projectsOf(key.filename)):
-                ends = min(cooling)
-                until = "its upload time is unknown" if ends == math.inf else f"until {_when(ends)}"
-                _respond(request, 403, f"this release is held back by the mirror's --cooldown, {until}")
-                return
+        ends = None
+        if link is not None and link.project is not None:
+            ends = self._store.pages.policy.hides(link.project, link.uploaded, self._store.clock.seconds())
+        if ends is not None:
+            until = "its upload time is unknown" if ends == math.inf else f"until {_when(ends)}"
+            _respond(request, 403, f"this release is held back by the mirror's --cooldown, {until}")
+            return
         if not request.finished and not getattr(request, "_disconnected", False):
             answer = self._serve(request, key)
             if answer is not NOT_DONE_YET:

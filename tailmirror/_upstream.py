@@ -453,22 +453,22 @@ class Upstream:
 
         # The timeout bounds the wait for upstream's answer; its body may
         # take as long as it keeps coming (the idle timeout), up to the cap.
-        d = self._semaphore.run(lambda: self._within(self._fetch(name, etag), timeout=None))
+        d = self._semaphore.run(lambda: self._within(self._fetch(name, etag), deadline=False))
         return d.addBoth(report)
 
-    def _within(self, work: Coroutine[Any, Any, T] | Deferred[T], timeout: float | None = -1.0) -> Deferred[T]:
+    def _within(self, work: Coroutine[Any, Any, T] | Deferred[T], deadline: bool = True) -> Deferred[T]:
         """
-        Run C{work}, failed after the timeout (by default L{timeout}; none
-        for L{None}) with whatever it had in flight cancelled, and its
-        failures put in a line a client can read.
+        Run C{work}, failed after the timeout (unless without C{deadline})
+        with whatever it had in flight cancelled, and its failures put in a
+        line a client can read.
         """
         d = work if isinstance(work, Deferred) else Deferred.fromCoroutine(work)
 
         def timedOut(result: object, timeout: float) -> None:
             raise TimeoutError()
 
-        if timeout is not None:
-            d.addTimeout(self.timeout if timeout == -1.0 else timeout, self._clock, onTimeoutCancel=timedOut)
+        if deadline:
+            d.addTimeout(self.timeout, self._clock, onTimeoutCancel=timedOut)
 
         def translate(failure: Failure) -> Failure:
             if failure.check(NotFound, UpstreamError):

@@ -78,12 +78,6 @@ def _seconds(option: str, value: str, zero: bool = False) -> float:
     return number
 
 
-def _positive(option: str, value: str) -> float:
-    """
-    A positive number of seconds, or a usage error naming the option.
-    """
-    return _seconds(option, value)
-
 
 class Options(usage.Options):
     """
@@ -274,12 +268,12 @@ class Options(usage.Options):
                 + ("" if self["upstream-source"] == "--upstream" else f" (from {self['upstream-source']})")
             )
         self["upstream"] = upstream if upstream.endswith("/") else upstream + "/"
-        self["ttl"] = _positive("ttl", self["ttl"])
+        self["ttl"] = _seconds("ttl", self["ttl"])
         self["revalidate-floor"] = _seconds("revalidate-floor", self["revalidate-floor"], zero=True)
-        self["stale-after"] = _positive("stale-after", self["stale-after"])
+        self["stale-after"] = _seconds("stale-after", self["stale-after"])
         self["retry-after"] = _seconds("retry-after", self["retry-after"], zero=True)
         for option in ("timeout", "idle-timeout", "client-timeout"):
-            self[option] = _positive(option, self[option])
+            self[option] = _seconds(option, self[option])
         self["max-page-size"] = _count("max-page-size", self["max-page-size"], units=True)
         for option in ("page-requests", "file-requests"):
             self[option] = _count(option, self[option])

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._policy import parseDuration
 
 from .fakeindex import JSON_TYPE, FakeProject, sdist
-from .harness import Harness
+from .harness import CapturedLog, Harness
 from .processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, run, uvInstall
 from .test_files import filePath
 
@@ -148,8 +149,13 @@ class CooldownTests(SynchronousTestCase):
         self.project.files.append(sdist("foo", "3.0", uploadTime=None))
         allowed = self.harness()
         self.assertIn("foo-3.0.tar.gz", listed(allowed.get("/simple/foo/", JSON)))
+        log = CapturedLog(self)
         denied = self.harness(cooldownAllowUnknown=False)
         self.assertNotIn("foo-3.0.tar.gz", listed(denied.get("/simple/foo/", JSON)))
+        self.assertNotIn(b"foo-3.0", denied.get("/simple/foo/", HTML).body)
+        # Said once for the project, however many renders meet such files.
+        told = [e for e in log.events if e.get("project") == "foo" and "upload time" in e.get("log_format", "")]
+        self.assertEqual([(e["choice"], e["log_level"]) for e in told], [("deny", LogLevel.warn)])
         answer = denied.get(filePath(self.project.files[-1]))
         self.assertEqual(answer.code, 403)
         self.assertIn(b"unknown", answer.body)
@@ -158,6 +164,18 @@ class CooldownTests(SynchronousTestCase):
         h = self.harness(cooldownExempt=("foo",))
         self.assertEqual(listed(h.get("/simple/foo/", JSON)), ["foo-1.0.tar.gz", "foo-2.0.tar.gz"])
         self.assertEqual(h.get(filePath(self.new)).code, 200)
+
+    def test_exemptByItsPage(self) -> None:
+        """
+        An sdist whose name could be several projects' is exempt by the
+        page that lists it.
+        """
+        new = sdist("foo-bar", "2.0", uploadTime=iso(NOW - DAY))
+        h = Harness([FakeProject("foo-bar", [new]), FakeProject("foo", [])], clock=clock(),
+                    cooldown=3 * DAY, cooldownExempt=("foo-bar",))
+        self.assertEqual(h.get(filePath(new)).code, 200)
+        held = Harness([FakeProject("foo-bar", [new])], clock=clock(), cooldown=3 * DAY, cooldownExempt=("foo",))
+        self.assertEqual(held.get(filePath(new)).code, 403)
 
     def test_changedAcrossRestart(self) -> None:
         """
