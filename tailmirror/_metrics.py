@@ -99,7 +99,6 @@ class MirrorMetrics(NoEvents):
     def __init__(self, clock: IReactorTime, process: bool = True) -> None:
         self.registry = registry = CollectorRegistry()
         self.stallMeter = StallMeter(clock)
-        self._clock = clock
         self.startedAt = clock.seconds()
         if process:
             ProcessCollector(registry=registry)
@@ -110,17 +109,21 @@ class MirrorMetrics(NoEvents):
         def each(metric: Any, values: Iterable[Any], label: Callable[[Any], str] = str) -> dict[Any, Any]:
             return {v: metric.labels(label(v)) for v in values}
 
-        self.requests = counter(
-            "tailmirror_http_requests", "HTTP requests answered, by route and status code.", "route", "status"
-        )
-        self._answered: dict[tuple[str, int], Any] = {}
-        self._sent = each(
-            counter("tailmirror_http_sent_bytes", "Bytes of response bodies sent to clients, by route.", "route"),
-            ROUTES,
-        )
-        self._pages = each(
-            counter("tailmirror_page_answers", "Project pages answered, by outcome.", "outcome"), PAGE_OUTCOMES
-        )
+        # What the warm path counts is plain ints, read at each scrape: a
+        # dict update per request, not a Counter's lock and checks.
+        self._answered = _Tally("tailmirror_http_requests", "HTTP requests answered, by route and status code.",
+                                ("route", "status"))
+        self._sent = _Tally("tailmirror_http_sent_bytes", "Bytes of response bodies sent to clients, by route.",
+                            ("route",), [(route,) for route in ROUTES])
+        self._pages = _Tally("tailmirror_page_answers", "Project pages answered, by outcome.",
+                             ("outcome",), [(outcome,) for outcome in PAGE_OUTCOMES])
+        self._served = _Tally("tailmirror_files_served",
+                              "File answers begun, by source: the cache, or a download under way.",
+                              ("source",), [("cache",), ("download",)])
+        self._servedBytes = _Tally("tailmirror_file_served_bytes",
+                                   "Bytes of file answers begun, by source (the cache, or a download under way).",
+                                   ("source",), [("cache",), ("download",)])
+        registry.register(_Tallies([self._answered, self._sent, self._pages, self._served, self._servedBytes]))
         self._refreshes = each(
             counter("tailmirror_page_refreshes", "Refreshes of project pages from upstream, by outcome.", "outcome"),
             REFRESH_OUTCOMES,
@@ -142,25 +145,6 @@ class MirrorMetrics(NoEvents):
         self._received = each(
             counter("tailmirror_upstream_received_bytes", "Bytes of bodies received from upstream, by kind.", "kind"),
             KINDS,
-        )
-        source = {True: "cache", False: "download"}.__getitem__
-        self._served = each(
-            counter(
-                "tailmirror_files_served",
-                "File answers begun, by source: the cache, or a download under way.",
-                "source",
-            ),
-            (True, False),
-            source,
-        )
-        self._servedBytes = each(
-            counter(
-                "tailmirror_file_served_bytes",
-                "Bytes of file answers begun, by source (the cache, or a download under way).",
-                "source",
-            ),
-            (True, False),
-            source,
         )
         self.downloads = counter("tailmirror_downloads_started", "Downloads from upstream begun.")
         self.kept = counter("tailmirror_files_kept", "Files verified and kept in the cache.")
@@ -201,17 +185,14 @@ class MirrorMetrics(NoEvents):
         A request was answered on C{route} with C{status}, and C{sent}
         bytes of body.
         """
-        counter = self._answered.get((route, status))
-        if counter is None:
-            counter = self._answered[(route, status)] = self.requests.labels(route, str(status))
-        counter.inc()
+        self._answered.add((route, status))
         if sent:
-            self._sent[route].inc(sent)
+            self._sent.add((route,), sent)
 
     # The events.
 
     def pageServed(self, project: str, outcome: str) -> None:
-        self._pages[outcome].inc()
+        self._pages.add((outcome,))
 
     def pageRefreshed(self, project: str, outcome: str, reason: str | None) -> None:
         self._refreshes[outcome].inc()
@@ -223,9 +204,10 @@ class MirrorMetrics(NoEvents):
             self._received[kind].inc(size)
 
     def fileServed(self, key: FileKey, size: int, cached: bool) -> None:
-        self._served[cached].inc()
+        source = _SOURCE[cached]
+        self._served.add(source)
         if size:
-            self._servedBytes[cached].inc(size)
+            self._servedBytes.add(source, size)
 
     def downloadStarted(self, key: FileKey, size: int | None) -> None:
         self.downloads.inc()
@@ -240,6 +222,47 @@ class MirrorMetrics(NoEvents):
     def fileEvicted(self, key: FileKey, size: int) -> None:
         self.evicted.inc()
         self.evictedBytes.inc(size)
+
+
+_SOURCE = {True: ("cache",), False: ("download",)}
+
+
+class _Tally:
+    """
+    A counter kept in plain ints by label values, for the warm path; the
+    registry reads it at each scrape.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, labels: tuple[str, ...], seed: Iterable[tuple[Any, ...]] = ()
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.counts: dict[tuple[Any, ...], float] = {values: 0 for values in seed}
+
+    def add(self, values: tuple[Any, ...], amount: float = 1) -> None:
+        counts = self.counts
+        counts[values] = counts.get(values, 0) + amount
+
+    def family(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, count in self.counts.items():
+            family.add_metric([str(v) for v in values], count)
+        return family
+
+
+class _Tallies:
+    """
+    The tallies, as the registry collects them.
+    """
+
+    def __init__(self, tallies: list[_Tally]) -> None:
+        self._tallies = tallies
+
+    def collect(self) -> Iterator[Any]:
+        for tally in self._tallies:
+            yield tally.family()
 
 
 class _StateCollector:

@@ -234,6 +234,8 @@ class RevalidationTests(SynchronousTestCase):
         """
         h = Harness([generated("foo")], ttl=900, revalidateFloor=60)
         h.get("/simple/foo/", PIP)
+        # Within the floor, pip's revalidating request takes the fast path.
+        self.assertIsNotNone(h.pages.cached("foo", "json", revalidate=True))
         for _ in range(5):
             h.clock.advance(10)
             self.assertEqual(h.get("/simple/foo/", PIP).code, 200)
