@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from functools import lru_cache
 from typing import IO, Any
 
 from twisted.internet import address
@@ -32,10 +33,12 @@ _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+@lru_cache(maxsize=1024)
 def _clean(value: bytes | None, limit: int) -> str:
     """
     A request's value for a line of the log: printable ASCII, quotes and
-    backslashes escaped, cut at C{limit} characters.
+    backslashes escaped, cut at C{limit} characters.  Kept for the values
+    seen most (a fleet's few user agents, its hot paths).
     """
     if not value:
         return "-"
