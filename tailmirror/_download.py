@@ -77,8 +77,10 @@ class Download:
         clock: IReactorTime,
         runInThread: Callable[..., Deferred[Any]],
         events: IMirrorEvents,
+        fromWheel: Callable[[FileKey, FileLink], Awaitable[bytes]] | None = None,
     ) -> None:
         self.key = key
+        self._fromWheel = fromWheel
         self._resolve = resolve
         self._upstream = upstream
         self._tree = tree
@@ -130,7 +132,10 @@ class Download:
             self._link = link = await self._resolve(self.key)
             self._reserved = self._tree.admit(link.size)
             try:
-                await self._upstream.fetchFile(link.url, self)
+                if link.inWheel and self._fromWheel is not None:
+                    await self._metadataOf(link, self._fromWheel)
+                else:
+                    await self._upstream.fetchFile(link.url, self)
             finally:
                 # Whatever happened, no thread is still at the file.
                 await self._allWritten()
@@ -153,7 +158,15 @@ class Download:
                 os.close(self.fd)
                 self.fd = -1
 
-    def begin(self, length: int | None, body: FileBody) -> None:
+    async def _metadataOf(self, link: FileLink, fromWheel: Callable[[FileKey, FileLink], Awaitable[bytes]]) -> None:
+        """
+        Core metadata read out of its wheel, written as if it came so.
+        """
+        data = await fromWheel(self.key, link)
+        self.begin(len(data), None)
+        self.write(data)
+
+    def begin(self, length: int | None, body: FileBody | None) -> None:
         """
         Upstream answered: make room for what it says it sends, open the
         temporary file, and let clients start.

@@ -54,7 +54,7 @@ class IMirrorEvents(Interface):
 
     def upstreamRequest(kind: str, outcome: str, seconds: float, size: int, reason: str | None) -> None:
         """
-        A request to upstream ended: C{kind} is C{"page"} or C{"file"},
+        A request to upstream ended: C{kind} is C{"page"}, C{"file"} or C{"range"},
         C{outcome} one of L{UPSTREAM_OUTCOMES}, C{seconds} from asking to
         the end of the body (or of the failure), C{size} the body's bytes
         received, C{reason} why it failed (C{"failed"} or C{"timeout"}).

@@ -99,7 +99,7 @@ def _held(tree: str, page: dict[str, Any]) -> tuple[list[dict[str, Any]], list[t
     kept, copies = [], []
     for entry in page.get("files", ()):
         key = FileKey(shardOf(entry["url"], entry.get("hashes")), entry["filename"], False)
-        source = os.path.join(tree, *key.parts)
+        source = os.path.join(tree, *key.storeParts)
         if not os.path.isfile(source):
             continue
         entry = dict(entry)

@@ -5,9 +5,15 @@ the file tree, and the way back from either to the file they name.
 Pages link a file as C{root/<index>/+f/<3 hex>/<13 hex>/<filename>}, by the
 first 16 hex digits of its sha256 (devpi's layout), or as
 C{root/<index>/+f/_url/<16 hex>/<filename>}, by a digest of its upstream
-URL where the link gives no usable sha256.  The tree below C{+files/} uses
-the same relative paths.  Each index has its own L{IndexLayout}; the
-first, and for now only, one is L{PYPI}.
+URL where the link gives no usable sha256.  Each index has its own
+L{IndexLayout}: L{PYPI}, the index of C{--upstream}, serves its pages at
+C{/simple/}; every other at C{/<index>/simple/}.
+
+The tree below C{+files/} uses the same relative paths, but files are
+content-addressed: a file named by its sha256 is kept once, at the path
+L{PYPI} gives it (where a mirror of one index always kept it), whichever
+index it was fetched through.  Only a C{_url} file, which no hash names,
+is kept under its own index.
 """
 
 from __future__ import annotations
@@ -19,7 +25,17 @@ from urllib.parse import quote, unquote
 
 from ._names import safeFilename, usableSha256
 
-__all__ = ["FileKey", "IndexLayout", "METADATA", "PROVENANCE", "PYPI", "mirrorPath", "parseFilePath", "shardOf"]
+__all__ = [
+    "FileKey",
+    "IndexLayout",
+    "METADATA",
+    "PROVENANCE",
+    "PYPI",
+    "indexName",
+    "mirrorPath",
+    "parseFilePath",
+    "shardOf",
+]
 
 METADATA = ".metadata"
 #: The suffix of the path of a file's provenance object (PEP 740).
@@ -27,6 +43,22 @@ PROVENANCE = ".provenance"
 _HEX3 = re.compile(r"[0-9a-f]{3}")
 _HEX13 = re.compile(r"[0-9a-f]{13}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
+_INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+#: The index of C{--upstream}, whose pages are also at C{/simple/}.
+DEFAULT_INDEX = "pypi"
+#: Names no other index may take: they are the mirror's own paths.
+_RESERVED = frozenset({DEFAULT_INDEX, "simple", "root"})
+
+
+def indexName(name: str) -> str | None:
+    """
+    An index's name as C{--index NAME=URL} may give it: lower-case letters,
+    digits, C{-} and C{_}, not one of the mirror's own paths; L{None} if
+    it is not one.
+    """
+    if not _INDEX_NAME.fullmatch(name) or name in _RESERVED:
+        return None
+    return name
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,16 @@ class FileKey:
         The path's segments below the tree's root, unquoted.
         """
         return ("root", self.index, "+f", *self.shard, self.filename + self.suffix)
+
+    @property
+    def storeParts(self) -> tuple[str, ...]:
+        """
+        The path's segments in the tree: by content where a sha256 names
+        the file, whichever index it came through.
+        """
+        if self.shard[0] == "_url" or self.index == DEFAULT_INDEX:
+            return self.parts
+        return ("root", DEFAULT_INDEX, "+f", *self.shard, self.filename + self.suffix)
 
     @property
     def etag(self) -> str:
@@ -110,6 +152,10 @@ class IndexLayout:
         self.name = name
         #: Where the index's file URLs begin, as a request path starts.
         self.urlPrefix = f"/root/{name}/".encode("ascii")
+        #: Where its project pages are, from the mirror's root.
+        self.pagesPath = "/simple/" if name == DEFAULT_INDEX else f"/{name}/simple/"
+        #: The mirror's root, relative to one of its project pages.
+        self.rootFromPage = "../" * self.pagesPath.count("/")
 
     def linkPath(self, filename: str, url: str, hashes: object) -> str:
         """
@@ -155,7 +201,7 @@ class IndexLayout:
 
 
 #: The layout of the index given as C{--upstream}.
-PYPI = IndexLayout("pypi")
+PYPI = IndexLayout(DEFAULT_INDEX)
 
 
 def mirrorPath(filename: str, url: str, hashes: object) -> str:

@@ -25,6 +25,7 @@ from packaging.utils import (
 from ._layout import METADATA, FileKey, shardOf
 from ._names import canonicalName
 from ._policy import uploadTime
+from ._wheel import metadataOffered
 
 __all__ = ["FileLink", "Links", "indexLinks", "metadataURL", "projectsOf"]
 
@@ -53,6 +54,9 @@ class FileLink:
     subject: str | None = None
     #: The normalized name of the project whose page gives the link.
     project: str | None = None
+    #: For core metadata upstream does not serve: it is read out of the
+    #: wheel at L{url} (see L{tailmirror._wheel}).
+    inWheel: bool = False
 
 
 #: A page's links by the path below C{+f/} that names each, as the shard
@@ -102,6 +106,8 @@ def indexLinks(page: dict[str, Any]) -> Links:
         metadata = None
         if advertised:
             metadata = FileLink(metadataURL(url), *_check(advertised), None, uploaded, project=project)
+        elif metadataOffered(entry):
+            metadata = FileLink(url, None, None, None, uploaded, project=project, inWheel=True)
         algorithm, digest = _check(entry.get("hashes"))
         provenance = None
         if isinstance(entry.get("provenance"), str):

@@ -33,7 +33,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ROUTES = ("page", "index", "file", "status", "metrics", "other")
 
 #: The kinds of upstream requests.
-KINDS = ("page", "file")
+KINDS = ("page", "file", "range")
 
 #: Upstream latency buckets, in seconds: pages take tens of milliseconds,
 #: big files minutes.
@@ -129,7 +129,10 @@ class MirrorMetrics(NoEvents):
             REFRESH_OUTCOMES,
         )
         upstream = counter(
-            "tailmirror_upstream_requests", "Requests to upstream, by kind (page, file) and outcome.", "kind", "outcome"
+            "tailmirror_upstream_requests",
+            "Requests to upstream, by kind (page, file, range: part of a wheel, for its metadata) and outcome.",
+            "kind",
+            "outcome",
         )
         self._upstream = {
             (kind, outcome): upstream.labels(kind, outcome) for kind in KINDS for outcome in UPSTREAM_OUTCOMES
@@ -278,7 +281,7 @@ class _StateCollector:
         mirror = self._mirror
         budget = mirror.tree.budget
         journal = mirror.journal
-        yield _gauge("tailmirror_projects_known", "Projects whose page the mirror keeps.", len(mirror.pages.known()))
+        yield _gauge("tailmirror_projects_known", "Projects whose page the mirror keeps.", mirror.projectsKnown())
         yield _gauge("tailmirror_downloads_in_flight", "Downloads from upstream under way.", len(mirror.files.inFlight))
         yield _gauge(
             "tailmirror_cache_counted",

@@ -9,8 +9,8 @@ L{Settings}.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -20,6 +20,7 @@ from ._budget import Limits, Walk, diskSpace, walkHere
 from ._events import Fanout, IMirrorEvents
 from ._files import FileStore
 from ._journal import Journal
+from ._layout import DEFAULT_INDEX, PYPI, IndexLayout
 from ._logs import LogEvents
 from ._metrics import MirrorMetrics
 from ._pages import ProjectPages
@@ -29,9 +30,24 @@ from ._tree import TOUCH_EVERY, FileTree
 from ._upstream import Upstream
 from ._web import MirrorWeb
 
-__all__ = ["DEFAULTS", "Mirror", "Settings", "buildMirror"]
+__all__ = ["DEFAULTS", "Index", "IndexSettings", "Mirror", "Settings", "buildMirror"]
 
 MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """
+    Another index to mirror (C{--index NAME=URL}), and what it has of its
+    own where it differs from the mirror's settings.
+    """
+
+    name: str
+    upstream: str
+    #: Its pages' TTL; L{None}: the mirror's.
+    ttl: float | None = None
+    #: Its authorities, for https; L{None}: the mirror's.
+    caCerts: str | None = None
 
 
 @dataclass
@@ -75,6 +91,24 @@ class Settings:
     accessLog: str | None = None
     #: The endpoint that serves the metrics instead of the mirror's own.
     metricsListen: str | None = None
+    #: The indexes mirrored beside C{upstream} (which is C{pypi}).
+    indexes: tuple[IndexSettings, ...] = field(default_factory=tuple)
+
+    @property
+    def allIndexes(self) -> tuple[IndexSettings, ...]:
+        """
+        Every index mirrored: C{upstream} as C{pypi} first, then the others.
+        """
+        return (IndexSettings(DEFAULT_INDEX, self.upstream, self.ttl, self.caCerts), *self.indexes)
+
+    def stateDir(self, name: str) -> str:
+        """
+        Where an index keeps its journal: the cache directory for C{pypi}
+        (as when it was the only one), C{+indexes/<name>/} in it for others.
+        """
+        if name == DEFAULT_INDEX:
+            return self.cacheDir
+        return os.path.join(self.cacheDir, "+indexes", name)
 
     @property
     def limits(self) -> Limits:
@@ -89,9 +123,23 @@ DEFAULTS = Settings("", "")
 
 
 @dataclass
+class Index:
+    """
+    The parts of one index: its upstream, its pages and their journal.
+    """
+
+    settings: IndexSettings
+    layout: IndexLayout
+    upstream: Upstream
+    journal: Journal
+    pages: ProjectPages
+
+
+@dataclass
 class Mirror:
     """
-    The parts of one mirror.
+    The parts of one mirror.  C{upstream}, C{journal} and C{pages} are
+    those of the index of C{--upstream}; C{indexes} has every index's.
     """
 
     settings: Settings
@@ -105,28 +153,44 @@ class Mirror:
     status: MirrorStatus
     resource: Any
     site: MirrorSite
+    indexes: dict[str, Index] = field(default_factory=dict)
 
     def open(self) -> Deferred[None]:
         """
-        Replay the journal, clear unfinished downloads and start counting
+        Replay the journals, clear unfinished downloads and start counting
         the tree (the L{Deferred} fires when it is counted).
 
         @raise OSError: if the cache directory cannot be used.
         """
-        os.makedirs(self.settings.cacheDir, exist_ok=True)
-        self.pages.open()
+        for name in self.indexes:
+            os.makedirs(self.settings.stateDir(name), exist_ok=True)
+        for index in self.indexes.values():
+            index.pages.open()
         counted = self.tree.open()
         self.metrics.start()
         return counted
 
     def close(self) -> None:
         """
-        Stop the budget and close the journal, durably, and the access log.
+        Stop the budget and close the journals, durably, and the access log.
         """
         self.metrics.stop()
         self.tree.close()
-        self.pages.close()
+        for index in self.indexes.values():
+            index.pages.close()
         self.site.accessLog.close()
+
+    def projectsKnown(self) -> int:
+        """
+        How many projects' pages the mirror keeps, over every index.
+        """
+        return sum(len(index.pages.known()) for index in self.indexes.values())
+
+    def journalBytes(self) -> int:
+        """
+        The journals' bytes, over every index.
+        """
+        return sum(index.journal.size for index in self.indexes.values())
 
 
 def buildMirror(
@@ -137,56 +201,76 @@ def buildMirror(
     subscribers: tuple[IMirrorEvents, ...] = (),
     space: Callable[[str], tuple[int, int]] = diskSpace,
     walk: Walk = walkHere,
+    clients: Mapping[str, Any] = {},
 ) -> Mirror:
     """
-    A mirror of C{settings.upstream} over C{client} (a C{treq} HTTP client),
-    its time from C{clock}, its disk and CPU work through C{runInThread},
-    its events to C{subscribers}, its free space read by C{space} and its
-    tree walked by C{walk}.
+    A mirror of C{settings.upstream}, and of C{settings.indexes}, over
+    C{client} (a C{treq} HTTP client; an index in C{clients}, by name, over
+    its own), its time from C{clock}, its disk and CPU work through
+    C{runInThread}, its events to C{subscribers}, its free space read by
+    C{space} and its tree walked by C{walk}.
     """
     metrics = MirrorMetrics(clock)
     status = MirrorStatus(clock)
     events = Fanout((LogEvents(), metrics, status, *subscribers))
-    upstream = Upstream(
-        client,
-        settings.upstream,
-        clock,
-        timeout=settings.timeout,
-        maxPageBytes=settings.maxPageBytes,
-        concurrency=settings.pageRequests,
-        fileConcurrency=settings.fileRequests,
-        idleTimeout=settings.idleTimeout,
-        events=events,
-    )
-    journal = Journal(os.path.join(settings.cacheDir, "journal.jsonl"))
-    pages = ProjectPages(
-        journal,
-        upstream,
-        clock,
-        runInThread,
-        ttl=settings.ttl,
-        revalidateFloor=settings.revalidateFloor,
-        staleAfter=settings.staleAfter,
-        retryAfter=settings.retryAfter,
-        events=events,
-        policy=Policy(settings.cooldown, settings.cooldownAllowUnknown, frozenset(settings.cooldownExempt)),
-    )
+    policy = Policy(settings.cooldown, settings.cooldownAllowUnknown, frozenset(settings.cooldownExempt))
+    indexes: dict[str, Index] = {}
+    for each in settings.allIndexes:
+        upstream = Upstream(
+            clients.get(each.name, client),
+            each.upstream,
+            clock,
+            timeout=settings.timeout,
+            maxPageBytes=settings.maxPageBytes,
+            concurrency=settings.pageRequests,
+            fileConcurrency=settings.fileRequests,
+            idleTimeout=settings.idleTimeout,
+            events=events,
+        )
+        journal = Journal(os.path.join(settings.stateDir(each.name), "journal.jsonl"))
+        layout = PYPI if each.name == DEFAULT_INDEX else IndexLayout(each.name)
+        pages = ProjectPages(
+            journal,
+            upstream,
+            clock,
+            runInThread,
+            ttl=each.ttl if each.ttl is not None else settings.ttl,
+            revalidateFloor=settings.revalidateFloor,
+            staleAfter=settings.staleAfter,
+            retryAfter=settings.retryAfter,
+            events=events,
+            policy=policy,
+            layout=layout,
+        )
+        indexes[each.name] = Index(each, layout, upstream, journal, pages)
     tree = FileTree(
         settings.cacheDir,
         clock,
         runInThread,
         limits=settings.limits,
         events=events,
-        otherBytes=lambda: journal.size,
+        otherBytes=lambda: sum(index.journal.size for index in indexes.values()),
         space=space,
+        layouts=tuple(index.layout for index in indexes.values()),
         touchEvery=settings.touchEvery,
         walk=walk,
     )
-    pages.onDelisted = tree.pin
-    files = FileStore(tree, pages, upstream, clock, runInThread, clientTimeout=settings.clientTimeout, events=events)
-    resource = MirrorWeb(pages, files, status, None if settings.metricsListen else metrics).resource()
+    main = indexes[DEFAULT_INDEX]
+    files = FileStore(
+        tree, main.pages, main.upstream, clock, runInThread, clientTimeout=settings.clientTimeout, events=events
+    )
+    shownMetrics = None if settings.metricsListen else metrics
+    webs = []
+    for index in indexes.values():
+        index.pages.onDelisted = tree.pin
+        if index is not main:
+            files.add(index.settings.name, index.pages, index.upstream)
+        webs.append(MirrorWeb(index.pages, files, status, shownMetrics, index.layout))
+    resource = webs[0].resource(webs[1:])
     site = MirrorSite(resource, metrics, AccessLog(settings.accessLog), timeout=settings.clientTimeout, reactor=clock)
-    mirror = Mirror(settings, events, upstream, journal, pages, tree, files, metrics, status, resource, site)
+    mirror = Mirror(
+        settings, events, main.upstream, main.journal, main.pages, tree, files, metrics, status, resource, site, indexes
+    )
     metrics.watch(mirror)
     status.watch(mirror)
     return mirror

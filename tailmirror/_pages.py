@@ -22,7 +22,7 @@ from ._coalesce import Coalescer
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._events import IMirrorEvents, NoEvents
 from ._journal import Entry, Journal
-from ._layout import FileKey
+from ._layout import PYPI, FileKey, IndexLayout
 from ._links import FileLink, Links, indexLinks, lookUp, projectsOf
 from ._policy import QUARANTINED, Policy
 from ._parse import MalformedPage, ParsedPage, checkHTML, parseHTML, parseJSON, sniff
@@ -100,7 +100,10 @@ def bodyDigest(body: bytes) -> str:
 
 
 #: How each form of a project page is rendered, once it is asked for.
-RENDERERS: dict[str, Callable[[dict[str, Any]], bytes]] = {"html": renderProjectHTML, "json": renderProjectJSON}
+RENDERERS: dict[str, Callable[[dict[str, Any], IndexLayout], bytes]] = {
+    "html": renderProjectHTML,
+    "json": renderProjectJSON,
+}
 
 
 @dataclass(frozen=True)
@@ -119,17 +122,24 @@ class Rendering:
         return self.body.size
 
 
-def renderAs(form: str, name: str, page: dict[str, Any], policy: Policy, now: float) -> Rendering:
+def renderAs(
+    form: str, name: str, page: dict[str, Any], policy: Policy, now: float, layout: IndexLayout = PYPI
+) -> Rendering:
     """
-    One form of a project page as C{policy} has it served at C{now}.  CPU
-    work: run it off the reactor thread.
+    One form of a project page as C{policy} has it served at C{now}, its
+    files linked in C{layout}.  CPU work: run it off the reactor thread.
     """
     view = policy.view(name, page, now)
-    return Rendering(Body.of(RENDERERS[form](view.page)), view.until, view.unknownTimes)
+    return Rendering(Body.of(RENDERERS[form](view.page, layout)), view.until, view.unknownTimes)
 
 
 def preparePage(
-    name: str, fetched: Fetched, form: str | None = None, policy: Policy | None = None, now: float = 0.0
+    name: str,
+    fetched: Fetched,
+    form: str | None = None,
+    policy: Policy | None = None,
+    now: float = 0.0,
+    layout: IndexLayout = PYPI,
 ) -> _Prepared:
     """
     Parse an upstream page, serialize it, and render the C{form} asked for
@@ -157,7 +167,7 @@ def preparePage(
         parsed = parseHTML(fetched.body, fetched.url, name, charset)
     page = parsed.page
     pageJSON = json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    rendered = None if form is None else renderAs(form, name, page, policy or Policy(), now)
+    rendered = None if form is None else renderAs(form, name, page, policy or Policy(), now, layout)
     status = page.get("project-status")
     state = status.get("status") if isinstance(status, dict) and isinstance(status.get("status"), str) else None
     return _Prepared(pageJSON, rendered, indexLinks(page), parsed.dropped, notes, state)
@@ -183,8 +193,11 @@ class ProjectPages:
         policy: Policy | None = None,
         events: IMirrorEvents | None = None,
         linksKept: int = LINKS_KEPT,
+        layout: IndexLayout = PYPI,
     ) -> None:
         self._journal = journal
+        #: The index whose pages these are: where their files are linked.
+        self.layout = layout
         self._events = events if events is not None else NoEvents()
         self._upstream = upstream
         self._clock = clock
@@ -504,7 +517,9 @@ class ProjectPages:
         Parse and render an upstream page off the reactor thread.
         """
         try:
-            prepared: _Prepared = await self._run(preparePage, name, fetched, form, self.policy, self._clock.seconds())
+            prepared: _Prepared = await self._run(
+                preparePage, name, fetched, form, self.policy, self._clock.seconds(), self.layout
+            )
         except MalformedPage as e:
             raise UpstreamError(502, f"upstream sent a malformed page: {e}") from None
         for why in prepared.notes:
@@ -614,7 +629,7 @@ class ProjectPages:
             self._renders.discard(key)  # a file came out of its cooldown
 
         def render(page: dict[str, Any]) -> Rendering:
-            return renderAs(form, entry.name, page, self.policy, now)
+            return renderAs(form, entry.name, page, self.policy, now, self.layout)
 
         rendering = await self._perVersion(entry, self._renders, self._rendering, render, form)
         if rendering.unknownTimes and entry.name not in self._unknownTimesTold:

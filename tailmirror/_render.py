@@ -9,15 +9,14 @@ import json
 from html import escape
 from typing import Any, Iterable
 
-from ._layout import PROVENANCE, mirrorPath
+from ._layout import PROVENANCE, PYPI, IndexLayout
 from ._names import usableSha256
+from ._wheel import metadataOffered
 
 __all__ = ["apiVersion", "renderProjectHTML", "renderProjectJSON", "renderRootHTML", "renderRootJSON"]
 
 #: The newest api-version of the Simple API that the mirror speaks.
 NEWEST = "1.4"
-#: Where a project page's file links lead, relative to the page.
-FILES_FROM_PAGE = "../../"
 
 
 def apiVersion(page: dict[str, Any]) -> str:
@@ -33,11 +32,11 @@ def apiVersion(page: dict[str, Any]) -> str:
     return "1.0"
 
 
-def fileLink(entry: dict[str, Any]) -> str:
+def fileLink(entry: dict[str, Any], layout: IndexLayout = PYPI) -> str:
     """
     A file's link relative to its project page.
     """
-    return FILES_FROM_PAGE + mirrorPath(entry["filename"], entry["url"], entry["hashes"])
+    return layout.rootFromPage + layout.linkPath(entry["filename"], entry["url"], entry["hashes"])
 
 
 _METADATA_KEYS = ("core-metadata", "dist-info-metadata")
@@ -47,24 +46,27 @@ def withBothMetadataKeys(entry: dict[str, Any]) -> dict[str, Any]:
     """
     A file entry that gives its core metadata under both names, the PEP 714
     one and its legacy twin, wherever upstream gave either: old clients
-    and new both find the metadata file.
+    and new both find the metadata file.  A wheel upstream gives none for
+    has the mirror's own (C{true}: its digest is not known yet).
     """
+    if metadataOffered(entry):
+        return {**entry, **{key: True for key in _METADATA_KEYS}}
     given = [entry[key] for key in _METADATA_KEYS if key in entry]
     if not given or len(given) == len(_METADATA_KEYS):
         return entry
     return {**entry, **{key: given[0] for key in _METADATA_KEYS}}
 
 
-def renderProjectJSON(page: dict[str, Any]) -> bytes:
+def renderProjectJSON(page: dict[str, Any], layout: IndexLayout = PYPI) -> bytes:
     """
-    The PEP 691 form of a project page.
+    The PEP 691 form of a project page, its files linked in C{layout}.
     """
     files = []
     for entry in page["files"]:
-        rewritten = withBothMetadataKeys(entry)
-        rewritten = dict(rewritten, url=fileLink(entry))
+        link = fileLink(entry, layout)
+        rewritten = dict(withBothMetadataKeys(entry), url=link)
         if isinstance(entry.get("provenance"), str):
-            rewritten["provenance"] = fileLink(entry) + PROVENANCE
+            rewritten["provenance"] = link + PROVENANCE
         files.append(rewritten)
     out = dict(page)
     out["meta"] = dict(page["meta"], **{"api-version": apiVersion(page)})
@@ -98,11 +100,12 @@ def _fragment(hashes: dict[str, Any]) -> str:
     return ""
 
 
-def _anchor(entry: dict[str, Any]) -> str:
+def _anchor(entry: dict[str, Any], layout: IndexLayout) -> str:
     """
     One file of a project page as a PEP 503 anchor.
     """
-    attrs = [("href", fileLink(entry) + _fragment(entry["hashes"]))]
+    link = fileLink(entry, layout)
+    attrs = [("href", link + _fragment(entry["hashes"]))]
     if isinstance(entry.get("requires-python"), str):
         attrs.append(("data-requires-python", entry["requires-python"]))
     yanked = entry.get("yanked")
@@ -116,7 +119,7 @@ def _anchor(entry: dict[str, Any]) -> str:
     if isinstance(entry.get("gpg-sig"), bool):
         attrs.append(("data-gpg-sig", "true" if entry["gpg-sig"] else "false"))
     if isinstance(entry.get("provenance"), str):
-        attrs.append(("data-provenance", fileLink(entry) + PROVENANCE))
+        attrs.append(("data-provenance", link + PROVENANCE))
     rendered = " ".join(f'{k}="{escape(v, quote=True)}"' for k, v in attrs)
     return f"    <a {rendered}>{escape(entry['filename'])}</a><br>\n"
 
@@ -128,10 +131,11 @@ def _metaTag(name: str, content: str) -> str:
     return f'    <meta name="{name}" content="{escape(content, quote=True)}">\n'
 
 
-def renderProjectHTML(page: dict[str, Any]) -> bytes:
+def renderProjectHTML(page: dict[str, Any], layout: IndexLayout = PYPI) -> bytes:
     """
-    The PEP 503 form of a project page, with the PEP 629 repository-version
-    and what else the HTML form can carry (PEP 708, 792).
+    The PEP 503 form of a project page, its files linked in C{layout}, with
+    the PEP 629 repository-version and what else the HTML form can carry
+    (PEP 708, 792).
     """
     name = escape(page["name"])
     head = [_metaTag("pypi:repository-version", apiVersion(page))]
@@ -149,7 +153,7 @@ def renderProjectHTML(page: dict[str, Any]) -> bytes:
         *head,
         f"    <title>Links for {name}</title>\n  </head>\n  <body>\n",
         f"    <h1>Links for {name}</h1>\n",
-        *(_anchor(entry) for entry in page["files"]),
+        *(_anchor(entry, layout) for entry in page["files"]),
         "  </body>\n</html>\n",
     ]
     return "".join(parts).encode("utf-8")

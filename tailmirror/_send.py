@@ -285,7 +285,7 @@ class FileResource(Resource):
         key = self._layout.parse(request.path)
         if key is None:
             return plain(request, 404, "not found")
-        pages = self._store.pages
+        pages = self._store.pagesOf(key)
         refusal = pages.refusal(key)
         if refusal is not None:
             return plain(request, *refusal)
@@ -307,7 +307,7 @@ class FileResource(Resource):
             link = None
         ends = None
         if link is not None and link.project is not None:
-            ends = self._store.pages.policy.hides(link.project, link.uploaded, self._store.clock.seconds())
+            ends = self._store.pagesOf(key).policy.hides(link.project, link.uploaded, self._store.clock.seconds())
         if ends is not None:
             until = "its upload time is unknown" if ends == math.inf else f"until {_when(ends)}"
             _respond(request, 403, f"this release is held back by the mirror's --cooldown, {until}")

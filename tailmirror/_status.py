@@ -146,7 +146,15 @@ class MirrorStatus(NoEvents):
             },
             "started": _when(self.startedAt),
             "uptimeSeconds": round(now - self.startedAt, 1),
-            "projectsKnown": len(mirror.pages.known()),
+            "projectsKnown": mirror.projectsKnown(),
+            "indexes": {
+                name: {
+                    "url": index.settings.upstream,
+                    "pages": index.layout.pagesPath,
+                    "projectsKnown": len(index.pages.known()),
+                }
+                for name, index in mirror.indexes.items()
+            },
             "cache": {
                 "counted": budget.ready,
                 "files": budget.histogram.files,
@@ -222,6 +230,15 @@ def renderHTML(facts: dict[str, Any]) -> str:
         upstream.append(_row("Its reason", escape(up["lastFailureReason"])))
     if up["warning"]:
         upstream.append(_row("Warning", f'<span class="bad">{escape(up["warning"])}</span>'))
+    if len(facts["indexes"]) > 1:
+        for name, index in facts["indexes"].items():
+            upstream.append(
+                _row(
+                    f"Index {name}",
+                    f"<code>{escape(index['pages'])}</code> from <code>{escape(index['url'])}</code>, "
+                    f"{index['projectsKnown']:,} projects",
+                )
+            )
     cache = facts["cache"]
     fs = cache["filesystem"]
     limits = [_row("Files", f"{cache['files']:,}" + ("" if cache["counted"] else " (still counting)"))]

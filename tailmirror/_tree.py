@@ -119,9 +119,10 @@ class FileTree:
 
     def path(self, key: FileKey) -> str:
         """
-        Where a file is in the tree.
+        Where a file is in the tree: by its content, where a sha256 names
+        it (see L{FileKey.storeParts}).
         """
-        return os.path.join(self.root, *key.parts)
+        return os.path.join(self.root, *key.storeParts)
 
     def openFile(self, key: FileKey) -> OpenFile | None:
         """

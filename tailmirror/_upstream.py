@@ -4,6 +4,7 @@ Fetching project pages and files from the upstream index.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Coroutine, Protocol as Structural, TypeVar, cast
 from urllib.parse import urldefrag
@@ -37,7 +38,7 @@ from ._http import readInBulk
 from ._idle import IdleTimer
 from ._version import __version__
 
-__all__ = ["BodyReader", "FileBody", "FileSink", "Fetched", "Upstream", "UpstreamEndpoints", "typeName"]
+__all__ = ["BodyReader", "FileBody", "FileSink", "Fetched", "Ranged", "Upstream", "UpstreamEndpoints", "typeName"]
 
 #: What the mirror asks upstream for: JSON first, for it carries sizes and
 #: upload times; HTML when that is all upstream speaks.
@@ -372,6 +373,31 @@ def typeName(failure: Failure) -> str:
     return failure.type.__name__ if failure.type is not None else "failure"
 
 
+#: The most bytes one range request may bring.
+RANGE_MAX = 64 * 1024 * 1024
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class Ranged:
+    """
+    Some bytes of a file, from C{start} on, and the file's whole size.
+    """
+
+    start: int
+    total: int
+    data: bytes
+
+
+class _Dropped(Protocol):
+    """
+    A body not wanted: its connection is dropped at once, not read through.
+    """
+
+    def connectionMade(self) -> None:
+        cast(IPushProducer, self.transport).stopProducing()
+
+
 class Upstream:
     """
     The upstream index, asked for project pages through a pooled
@@ -516,6 +542,48 @@ class Upstream:
             self.fileSlots.release()
             size = body.received if body is not None else 0
             self._events.upstreamRequest("file", outcome, self._clock.seconds() - started, size, reason)
+
+    def fetchRange(self, url: str, start: int, end: int | None) -> Deferred[Ranged | None]:
+        """
+        Ask upstream for bytes C{[start, end)} of a file, or for its last
+        C{-start} bytes if C{start} is negative (C{end} L{None}): a short
+        request, in a page request's slot and within the timeout.
+
+        @return: a L{Deferred} firing with L{Ranged}, or with L{None} if
+            upstream does not answer ranges (its answer is not read); or
+            failing with L{UpstreamError}.
+        """
+        wanted = f"bytes={start}" if end is None else f"bytes={start}-{end - 1}"
+        began = self._clock.seconds()
+
+        async def ask() -> Ranged | None:
+            headers = {"User-Agent": USER_AGENT, "Range": wanted, "Accept-Encoding": "identity"}
+            response = await self._client.get(urldefrag(url)[0], headers=headers, unbuffered=True)
+            if response.code == 200:
+                response.deliverBody(_Dropped())
+                return None
+            if response.code != 206:
+                response.deliverBody(Protocol())
+                raise UpstreamError(502, f"upstream answered {response.code} for a range of the file")
+            where = _CONTENT_RANGE.fullmatch((_header(response, b"content-range") or "").strip())
+            if where is None:
+                response.deliverBody(_Dropped())
+                return None  # several ranges, or none it says: not one to trust
+            first, last, total = (int(n) for n in where.groups())
+            data = await readBody(response, RANGE_MAX, (self._clock, self.idleTimeout))
+            if len(data) != last - first + 1:
+                raise UpstreamError(502, "upstream sent a range cut short")
+            return Ranged(first, total, data)
+
+        def report(result: Any) -> Any:
+            ok = not isinstance(result, Failure)
+            size = len(result.data) if isinstance(result, Ranged) else 0
+            reason = None if ok else _failureReason(result.value)
+            outcome = "ok" if ok else _outcome(result.value)
+            self._events.upstreamRequest("range", outcome, self._clock.seconds() - began, size, reason)
+            return result
+
+        return self._semaphore.run(lambda: self._within(ask())).addBoth(report)
 
     async def _openFile(self, url: str) -> IResponse:
         response = await self._client.get(

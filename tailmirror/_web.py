@@ -6,7 +6,8 @@ the files) it keeps.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
+from urllib.parse import quote
 
 from klein import Klein
 from twisted.logger import Logger
@@ -18,7 +19,7 @@ from werkzeug.http import parse_accept_header
 from ._bodies import Body
 from ._errors import NotFound, Unavailable
 from ._files import FileStore
-from ._layout import PYPI
+from ._layout import PYPI, IndexLayout
 from ._http import etagMatches, header, plain
 from ._metrics import CONTENT_TYPE as METRICS_TYPE, MirrorMetrics
 from ._names import canonicalName
@@ -172,12 +173,18 @@ class MirrorWeb:
     app.url_map.merge_slashes = False
 
     def __init__(
-        self, pages: ProjectPages, files: FileStore, status: MirrorStatus, metrics: MirrorMetrics | None
+        self,
+        pages: ProjectPages,
+        files: FileStore,
+        status: MirrorStatus,
+        metrics: MirrorMetrics | None,
+        layout: IndexLayout = PYPI,
     ) -> None:
         self._pages = pages
         self._files = files
         self._status = status
         self._metrics = metrics
+        self.layout = layout
 
     @app.route("/", methods=_READ)
     def home(self, request: IRequest) -> bytes:
@@ -279,12 +286,25 @@ class MirrorWeb:
         log.failure("serving {path}", failure, path=request.path.decode("latin-1")[:200])
         return plain(request, 500, "internal error; the mirror's log says more")
 
-    def resource(self) -> Any:
+    def resource(self, others: Sequence["MirrorWeb"] = ()) -> Any:
         """
-        The twisted.web resource of these routes, behind the fast paths for
-        fresh pages and for files.
+        The twisted.web resource of these routes (the index of
+        C{--upstream}, at the root) and of the C{others} indexes' (each at
+        C{/<name>/}), behind the fast paths for fresh pages and for files.
         """
-        return Front(self._pages, FileResource(self._files, PYPI), self.app.resource())
+        return Front(self, others)
+
+
+class _Index:
+    """
+    What L{Front} serves of one index: its pages' fast path, its files,
+    and its routes.
+    """
+
+    def __init__(self, web: MirrorWeb) -> None:
+        self.pages = web._pages
+        self.files = FileResource(web._files, web.layout)
+        self.routes = web.app.resource()
 
 
 class Front(Resource):
@@ -294,24 +314,45 @@ class Front(Resource):
     canonical URL, is served here at once; everything else goes on to the
     Klein routes, which give the same answer for it, only slower.  Warm
     pages and files are what a mirror serves most.
+
+    The index of C{--upstream} is at the root (C{/simple/}), and also at
+    C{/pypi/}, by a redirect to the root; every other index at
+    C{/<name>/}, with the same routes below it.  Every index's files are
+    below C{/root/<name>/}.
     """
 
     isLeaf = True
 
-    def __init__(self, pages: ProjectPages, files: Resource, routes: Any) -> None:
+    def __init__(self, main: MirrorWeb, others: Sequence[MirrorWeb] = ()) -> None:
         super().__init__()
-        self._pages = pages
-        self._files = files
-        self._routes = routes
+        self._main = _Index(main)
+        self._others = {web.layout.name.encode("ascii"): _Index(web) for web in others}
+        self._files: dict[bytes, Resource] = {main.layout.name.encode("ascii"): self._main.files}
+        self._files.update((name, index.files) for name, index in self._others.items())
+        self._alias = b"/" + main.layout.name.encode("ascii")
 
     def render(self, request: IRequest) -> Any:
         if request.method not in (b"GET", b"HEAD"):
             # Every route takes only these: one plain answer for all.
             request.setHeader("Allow", ALLOW)
             return plain(request, 405, f"only {ALLOW} here")
-        if request.path.startswith(PYPI.urlPrefix):
-            return self._files.render(request)
-        body = self._fresh(request)
+        path = request.path
+        if path.startswith(b"/root/"):
+            files = self._files.get(path[6:].partition(b"/")[0])
+            if files is None:
+                return plain(request, 404, "no index of that name here")
+            return files.render(request)
+        index, within = self._main, path
+        if not path.startswith(b"/simple/"):
+            first, slash, rest = path[1:].partition(b"/")
+            other = self._others.get(first)
+            if other is not None:
+                index, within = other, slash + rest
+                request.prepath = [first]
+                request.postpath = request.postpath[1:]
+            elif first == self._alias[1:] and slash:
+                return self._unaliased(request, slash + rest)
+        body = self._fresh(request, index, within)
         if body is not None:
             return body
         try:
@@ -320,13 +361,23 @@ class Front(Resource):
         except UnicodeDecodeError:
             return plain(request, 400, "the path or host name is not UTF-8")
         try:
-            return self._routes.render(request)
+            return index.routes.render(request)
         except HTTPException as e:
             # Werkzeug refuses some requests (a bad Host) before any route.
             return plain(request, e.code or 400, e.name)
 
-    def _fresh(self, request: IRequest) -> bytes | None:
-        path = request.path
+    def _unaliased(self, request: IRequest, path: bytes) -> bytes:
+        """
+        C{/pypi/...} is the root's index: a redirect there, for a page's
+        file links are relative to where it is served.
+        """
+        try:
+            location = path.decode("utf-8")
+        except UnicodeDecodeError:
+            return plain(request, 400, "the path is not UTF-8")
+        return redirect(request, quote(location, safe="/%+~@!$&'()*,;=:"))
+
+    def _fresh(self, request: IRequest, index: _Index, path: bytes) -> bytes | None:
         if not (path.startswith(b"/simple/") and path.endswith(b"/")):
             return None
         name = path[8:-1].decode("latin-1")
@@ -335,7 +386,7 @@ class Front(Resource):
         chosen = _chosenForm(request)
         if chosen is None:
             return None
-        served = self._pages.cached(name, chosen[0], wantsRevalidation(request))
+        served = index.pages.cached(name, chosen[0], wantsRevalidation(request))
         if served is None:
             return None
         return sendServed(request, served, chosen)
