@@ -20,7 +20,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _HTTP11ClientFactory
 
 from ._access import AccessLog, MirrorSite
@@ -28,7 +28,7 @@ from ._access import AccessLog, MirrorSite
 from ._budget import walkInChild
 from ._events import IMirrorEvents
 from ._lock import CacheLock, LockHeld
-from ._mirror import Settings, buildMirror
+from ._mirror import Index, Settings, buildMirror
 from ._upstream import UpstreamEndpoints
 from ._version import __version__
 from ._web import MetricsOnly
@@ -92,18 +92,30 @@ class MirrorService(Service):
         self._previousHandler: Any = None
         self.cacheDir = settings.cacheDir
         self._lock = CacheLock(settings.cacheDir)
-        self._pool = QuietPool(reactor, persistent=True)
-        self._pool.maxPersistentPerHost = 8
+        self._pools: list[QuietPool] = []
         # Certificates are checked against the host name by service-identity,
-        # against the system's authorities or those of --ca-certs.
-        trustRoot = loadTrustRoot(settings.caCerts) if settings.caCerts else None
-        agent = Agent.usingEndpointFactory(
-            reactor,
-            UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trustRoot), settings.timeout),
-            pool=self._pool,
-        )
-        # treq's client asks for gzip and decodes it, and follows redirects.
-        client = treq.client.HTTPClient(agent)
+        # against the system's authorities or those of --ca-certs (or of an
+        # index's --index-ca-certs), each set with its own pool of
+        # connections, for a pool knows a connection only by its host.
+        clients: dict[str | None, Any] = {}
+
+        def clientFor(caCerts: str | None) -> Any:
+            if caCerts not in clients:
+                trustRoot = loadTrustRoot(caCerts) if caCerts else None
+                pool = QuietPool(reactor, persistent=True)
+                pool.maxPersistentPerHost = 8
+                self._pools.append(pool)
+                agent = Agent.usingEndpointFactory(
+                    reactor,
+                    UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trustRoot), settings.timeout),
+                    pool=pool,
+                )
+                # treq's client asks for gzip and decodes it, and follows redirects.
+                clients[caCerts] = treq.client.HTTPClient(agent)
+            return clients[caCerts]
+
+        client = clientFor(settings.caCerts)
+        perIndex = {each.name: clientFor(each.caCerts or settings.caCerts) for each in settings.indexes}
         pool = reactor.getThreadPool()
 
         def runInThread(f: Any, *args: Any) -> Any:
@@ -112,7 +124,9 @@ class MirrorService(Service):
         # The tree's walks (its count at start, eviction) run in a child
         # process: in a thread, a big tree's walk would hold the interpreter
         # lock from the reactor for most of a minute.
-        self.mirror = buildMirror(settings, client, reactor, runInThread, subscribers, walk=walkInChild)
+        self.mirror = buildMirror(
+            settings, client, reactor, runInThread, subscribers, walk=walkInChild, clients=perIndex
+        )
         self.pages = self.mirror.pages
         self.files = self.mirror.files
         self.tree = self.mirror.tree
@@ -164,32 +178,43 @@ class MirrorService(Service):
 
     async def probeUpstream(self) -> None:
         """
-        Ask the upstream's root once whether it is a Simple API index, and
-        warn if it does not look like one, or cannot be reached.
+        Ask each index's root once whether it is a Simple API index, and
+        warn if one does not look like one, or cannot be reached.
         """
+        await gatherResults(
+            [Deferred.fromCoroutine(self._probe(index)) for index in self.mirror.indexes.values()]
+        )
+
+    async def _probe(self, index: Index) -> None:
         status = self.mirror.status
+        main = index.upstream is self.mirror.upstream
+        url = index.settings.upstream
         try:
-            warning = await self.mirror.upstream.probeRoot()
+            warning = await index.upstream.probeRoot()
         except Exception as e:
             reason = getattr(e, "reason", None) or str(e)
-            status.upstreamFailed(reason)
+            if main:
+                status.upstreamFailed(reason)
             log.warn(
                 "cannot reach upstream {upstream} ({reason}); the mirror serves what it has "
                 "and asks upstream again at each request it cannot answer alone",
-                upstream=self.settings.upstream,
+                upstream=url,
                 reason=reason,
             )
             return
-        status.upstreamAnswered()
+        if main:
+            status.upstreamAnswered()
         if warning is not None:
-            status.upstreamWarning = warning
-            log.warn("{reason}", upstream=self.settings.upstream, reason=warning)
+            if main:
+                status.upstreamWarning = warning
+            log.warn("{reason}", upstream=url, reason=warning)
 
     def _compactOnSignal(self, signum: int, frame: Any) -> None:
         """
-        C{SIGUSR2} asks for the journal to be compacted now.
+        C{SIGUSR2} asks for the journals to be compacted now.
         """
-        self._reactor.callFromThread(self.pages.compact)
+        for index in self.mirror.indexes.values():
+            self._reactor.callFromThread(index.pages.compact)
 
     def stopService(self) -> Any:
         """
@@ -203,7 +228,7 @@ class MirrorService(Service):
         if wasRunning:
             self.mirror.close()
             self._lock.release()
-        return self._pool.closeCachedConnections()
+        return gatherResults([pool.closeCachedConnections() for pool in self._pools])
 
 
 def _why(e: BaseException) -> str:

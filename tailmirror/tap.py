@@ -13,10 +13,11 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from ._layout import DEFAULT_INDEX, indexName
 from ._names import canonicalName
 from ._pipindex import pipIndex
 from ._policy import parseDuration
-from ._mirror import DEFAULTS
+from ._mirror import DEFAULTS, IndexSettings
 from ._service import MirrorService, Settings, TailmirrorService, loadTrustRoot
 from ._version import __version__
 
@@ -77,6 +78,23 @@ def _seconds(option: str, value: str, zero: bool = False) -> float:
         raise usage.UsageError(f"--{option} takes {what}, not {value!r}")
     return number
 
+
+
+def _named(option: str, value: str, form: str, allowDefault: bool = False) -> tuple[str, str]:
+    """
+    C{NAME=VALUE} as an option gives it, the name an index's; or a usage
+    error naming the option.
+    """
+    name, equals, rest = value.partition("=")
+    name = name.strip()
+    if not equals or not rest.strip():
+        raise usage.UsageError(f"--{option} takes {form}, not {value!r}")
+    if not (allowDefault and name == DEFAULT_INDEX) and indexName(name) is None:
+        raise usage.UsageError(
+            f"--{option}: {name!r} cannot name an index: lower-case letters, digits, - and _, "
+            f"and not {DEFAULT_INDEX}, simple or root"
+        )
+    return name, rest.strip()
 
 
 class Options(usage.Options):
@@ -185,6 +203,43 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["cooldown-exempt"] = []
+        self["index"] = {}
+        self["index-ttl"] = {}
+        self["index-ca-certs"] = {}
+
+    def opt_index(self, value: str) -> None:
+        """
+        NAME=URL: another index to mirror, by the Simple API root URL of
+        it; served at /NAME/simple/, its files below /root/NAME/ (repeat
+        for more).
+        """
+        name, url = _named("index", value, "NAME=URL")
+        if name in self["index"]:
+            raise usage.UsageError(f"--index {name} is given twice")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise usage.UsageError(f"--index {name}= takes an http:// or https:// URL, not {url!r}")
+        self["index"][name] = url if url.endswith("/") else url + "/"
+
+    def opt_index_ttl(self, value: str) -> None:
+        """
+        NAME=SECONDS: the page TTL of one index, where it differs from --ttl
+        (NAME pypi is --upstream's).
+        """
+        name, seconds = _named("index-ttl", value, "NAME=SECONDS", allowDefault=True)
+        self["index-ttl"][name] = _seconds("index-ttl", seconds)
+
+    def opt_index_ca_certs(self, value: str) -> None:
+        """
+        NAME=PATH: the authorities one https index is checked against,
+        where they differ from --ca-certs (NAME pypi is --upstream's).
+        """
+        name, path = _named("index-ca-certs", value, "NAME=PATH", allowDefault=True)
+        try:
+            loadTrustRoot(path)
+        except (OSError, ValueError) as e:
+            raise usage.UsageError(f"--index-ca-certs {name}= takes a PEM file of certificates: {e}") from None
+        self["index-ca-certs"][name] = path
 
     def opt_cooldown_exempt(self, name: str) -> None:
         """
@@ -300,6 +355,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"--cooldown-unknown takes allow or deny, not {self['cooldown-unknown']!r}")
         if self["access-log"] == "":
             raise usage.UsageError("--access-log takes a file's path, - or off")
+        for option in ("index-ttl", "index-ca-certs"):
+            for name in self[option]:
+                if name != DEFAULT_INDEX and name not in self["index"]:
+                    raise usage.UsageError(f"--{option} {name}= names no index: give it with --index {name}=URL")
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
@@ -329,7 +388,15 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         cooldownExempt=tuple(options["cooldown-exempt"]),
         accessLog=options["access-log"],
         metricsListen=options["metrics-listen"],
+        indexes=tuple(
+            IndexSettings(name, url, options["index-ttl"].get(name), options["index-ca-certs"].get(name))
+            for name, url in options["index"].items()
+        ),
     )
+    if DEFAULT_INDEX in options["index-ttl"]:
+        settings.ttl = options["index-ttl"][DEFAULT_INDEX]
+    if DEFAULT_INDEX in options["index-ca-certs"]:
+        settings.caCerts = options["index-ca-certs"][DEFAULT_INDEX]
     top = TailmirrorService(MirrorService(reactor, settings), options["upstream-source"])
     for endpoint in options["listen"]:
         top.listen(endpoint, serverFromString(reactor, endpoint))

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
+from urllib.parse import quote, unquote
 
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -40,6 +41,10 @@ class FakeFile:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Its PEP 740 provenance object, served beside it.
     provenance: bytes | None = None
+    #: Where its page links it, if not beside the page (another host).
+    href: str | None = None
+    #: Whether its link gives its sha256.
+    hashed: bool = True
 
     @property
     def sha256(self) -> str:
@@ -52,8 +57,8 @@ class FakeFile:
     def jsonEntry(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "filename": self.filename,
-            "url": f"../../files/{self.filename}",
-            "hashes": {"sha256": self.sha256},
+            "url": self.href or f"../../files/{self.filename}",
+            "hashes": {"sha256": self.sha256} if self.hashed else {},
             "size": self.size,
         }
         if self.requiresPython is not None:
@@ -72,7 +77,8 @@ class FakeFile:
         return entry
 
     def anchor(self) -> str:
-        attrs = [("href", f"../../files/{self.filename}#sha256={self.sha256}")]
+        fragment = f"#sha256={self.sha256}" if self.hashed else ""
+        attrs = [("href", (self.href or f"../../files/{self.filename}") + fragment)]
         if self.requiresPython is not None:
             attrs.append(("data-requires-python", self.requiresPython))
         if self.yanked:
@@ -198,6 +204,8 @@ class FakeIndex(Resource):
         self.lastSerial: str | None = None
         #: Paths answered with a 302 to another location.
         self.redirects: dict[str, str] = {}
+        #: Whether a C{Range} of an in-memory file is answered with it alone.
+        self.ranges = True
 
     def add(self, project: FakeProject) -> FakeProject:
         self.projects[project.name] = project
@@ -222,7 +230,7 @@ class FakeIndex(Resource):
         if len(parts) == 2 and parts[0] == "simple":
             return self._page(request, parts[1])
         if len(parts) == 2 and parts[0] == "files":
-            return self._file(request, parts[1])
+            return self._file(request, unquote(parts[1]))
         if path == "/_stats":
             request.setHeader("Content-Type", "application/json")
             return json.dumps(dict(self.requests)).encode()
@@ -324,7 +332,27 @@ class FakeIndex(Resource):
             request.setHeader("Content-Length", str(len(content)))
             self._trickle(request, content)
             return NOT_DONE_YET
+        wanted = request.getHeader("range")
+        if wanted and self.ranges:
+            return self._range(request, content, wanted)
         return content
+
+    def _range(self, request: Any, content: bytes, wanted: str) -> bytes:
+        """
+        One range of a file, as C{bytes=FIRST-LAST} or C{bytes=-SUFFIX} asks.
+        """
+        self.requests["range"] += 1
+        first, _, last = wanted.removeprefix("bytes=").partition("-")
+        size = len(content)
+        start = max(0, size - int(last)) if not first else int(first)
+        end = size if not first or not last else min(size, int(last) + 1)
+        if start >= size:
+            request.setResponseCode(416)
+            request.setHeader("Content-Range", f"bytes */{size}")
+            return b""
+        request.setResponseCode(206)
+        request.setHeader("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        return content[start:end]
 
     def _pace(self, request: Any, f: Any) -> None:
         """
@@ -413,7 +441,14 @@ def main(argv: list[str]) -> None:
                         help="serve this file with its last byte changed")
     parser.add_argument("--chunk-delay", type=float, default=0.0,
                         help="send in-memory files 64 KiB at a time, this many seconds apart")
+    parser.add_argument("--torch", action="store_true",
+                        help="be an index shaped like the PyTorch ones: HTML only, only the torch-like "
+                        "projects, their files at another host (localhost, another port)")
+    parser.add_argument("--no-ranges", action="store_true", help="answer a Range with the whole file")
     args = parser.parse_args(argv)
+    if args.torch:
+        _serveTorchLike(args.port, not args.no_ranges)
+        return
     index = FakeIndex(
         [generated(f"project{i}", args.files, size=args.file_size) for i in range(args.projects)]
     )
@@ -455,6 +490,59 @@ def main(argv: list[str]) -> None:
 
     endpoint.listen(site).addCallback(listening)
     reactor.run()
+
+
+def _serveTorchLike(port: int, ranges: bool) -> None:
+    """
+    Serve an index shaped like the PyTorch ones on 127.0.0.1, its files on
+    localhost at another port, and print the index's port.
+    """
+    from twisted.internet import endpoints, reactor
+    from twisted.web.server import Site
+
+    from .wheels import torchLike
+
+    files = FakeIndex()
+    files.ranges = ranges
+    filesSite = Site(files)
+    filesSite.log = lambda request: None  # type: ignore[method-assign]
+
+    def filesListening(listening: Any) -> Any:
+        projects = torchLike(f"http://localhost:{listening.getHost().port}/files/")
+        for project in projects:
+            files.add(project)
+        index = FakeIndex(projects)
+        index.forms = ("html",)
+        index.ranges = ranges
+        index.files = files  # type: ignore[attr-defined]
+        site = Site(_WithStats(index, files))
+        site.log = lambda request: None  # type: ignore[method-assign]
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface="127.0.0.1")
+        return endpoint.listen(site).addCallback(lambda p: print(p.getHost().port, flush=True))
+
+    endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(filesSite).addCallback(filesListening)
+    reactor.run()
+
+
+class _WithStats(Resource):
+    """
+    An index whose C{/_stats} counts the requests of its file host too
+    (those as C{files:<path>}).
+    """
+
+    isLeaf = True
+
+    def __init__(self, index: FakeIndex, files: FakeIndex) -> None:
+        super().__init__()
+        self._index, self._files = index, files
+
+    def render(self, request: Any) -> Any:
+        if request.path == b"/_stats":
+            stats = dict(self._index.requests)
+            stats.update({f"files:{k}": v for k, v in self._files.requests.items()})
+            request.setHeader("Content-Type", "application/json")
+            return json.dumps(stats).encode()
+        return self._index.render(request)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
 from tailmirror._events import IMirrorEvents
-from tailmirror._mirror import Settings, buildMirror
+from tailmirror._mirror import IndexSettings, Settings, buildMirror
 from zope.interface import implementer
 
 from .fakeindex import FakeIndex, FakeProject
@@ -141,6 +141,7 @@ class Harness:
         clock: Clock | None = None,
         index: FakeIndex | None = None,
         space: Space | None = None,
+        others: dict[str, FakeIndex] | None = None,
         **settings: Any,
     ) -> None:
         if clock is None:
@@ -153,9 +154,21 @@ class Harness:
         self.upstreamHTTP = StubTreq(self.index)
         self.events = RecordedEvents()
         self.space = space or Space()
+        #: Other indexes, by name, each at C{http://<name>.test/simple/}.
+        self.others = others or {}
+        self.otherHTTP = {name: StubTreq(index) for name, index in self.others.items()}
+        settings.setdefault(
+            "indexes", tuple(IndexSettings(name, f"http://{name}.test/simple/") for name in self.others)
+        )
         self.settings = Settings(UPSTREAM, self.cacheDir, **settings)
         self.mirror = buildMirror(
-            self.settings, self.upstreamHTTP, self.clock, runSynchronously, (self.events,), self.space
+            self.settings,
+            self.upstreamHTTP,
+            self.clock,
+            runSynchronously,
+            (self.events,),
+            self.space,
+            clients=self.otherHTTP,
         )
         self.upstream = self.mirror.upstream
         self.pages = self.mirror.pages
@@ -174,6 +187,7 @@ class Harness:
         self.mirror.close()
         kwargs.setdefault("clock", self.clock)
         kwargs.setdefault("space", self.space)
+        kwargs.setdefault("others", self.others)
         return Harness(cacheDir=self.cacheDir, index=self.index, **kwargs)
 
     def flush(self) -> None:
@@ -182,6 +196,8 @@ class Harness:
         """
         for _ in range(20):
             self.upstreamHTTP.flush()
+            for other in self.otherHTTP.values():
+                other.flush()
             self.http.flush()
 
     def start(self, method: str, path: str, headers: dict[str, str] | None = None) -> Deferred[Any]:

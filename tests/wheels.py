@@ -18,6 +18,7 @@ import io
 import tarfile
 import textwrap
 from typing import Any
+from urllib.parse import quote
 
 from .fakeindex import FakeFile, FakeProject
 
@@ -160,3 +161,29 @@ def layered(count: int = 60) -> list[FakeProject]:
                 requires = ()
             projects.append(FakeProject(name, [wheel(name, "1.0"), wheel(name, "1.1", requires)]))
     return projects
+
+
+def torchLike(filesAt: str) -> list[FakeProject]:
+    """
+    The projects of an index shaped like the PyTorch wheel indexes: real
+    wheels with local versions (C{+cu121}), linked at another host
+    (C{filesAt}, escaped as those indexes escape them), with and without a
+    hash, and no core metadata on the page::
+
+        torchlike 2.0.0+cu118 (no hash), 2.1.0+cu121  ->  tritonlike
+        tritonlike 3.0.0
+    """
+
+    def hosted(name: str, version: str, requires: tuple[str, ...] = (), hashed: bool = True) -> FakeFile:
+        f = wheel(name, version, requires)
+        f.metadata, f.hashed, f.uploadTime = None, hashed, None
+        f.href = filesAt + quote(f.filename)
+        return f
+
+    return [
+        FakeProject("torchlike", [
+            hosted("torchlike", "2.0.0+cu118", hashed=False),
+            hosted("torchlike", "2.1.0+cu121", ("tritonlike",)),
+        ], versions=["2.0.0+cu118", "2.1.0+cu121"]),
+        FakeProject("tritonlike", [hosted("tritonlike", "3.0.0")], versions=["3.0.0"]),
+    ]
