@@ -179,7 +179,7 @@ class FakeIndex(Resource):
     def __init__(self, projects: list[FakeProject] = ()) -> None:  # type: ignore[assignment]
         super().__init__()
         self.projects = {p.name: p for p in projects}
-        self.forms = ("json", "html")
+        self.forms: tuple[str, ...] = ("json", "html")
         self.failWith: int | None = None
         self.hang = False
         self.hung: list[Any] = []
