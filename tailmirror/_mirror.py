@@ -91,6 +91,9 @@ class Settings:
     accessLog: str | None = None
     #: The endpoint that serves the metrics instead of the mirror's own.
     metricsListen: str | None = None
+    #: The internal location of the tree in a front (nginx) that sends
+    #: warm files for the mirror (C{X-Accel-Redirect}); L{None}: none.
+    accelRedirect: str | None = None
     #: The indexes mirrored beside C{upstream} (which is C{pypi}).
     indexes: tuple[IndexSettings, ...] = field(default_factory=tuple)
 
@@ -265,7 +268,7 @@ def buildMirror(
         index.pages.onDelisted = tree.pin
         if index is not main:
             files.add(index.settings.name, index.pages, index.upstream)
-        webs.append(MirrorWeb(index.pages, files, status, shownMetrics, index.layout))
+        webs.append(MirrorWeb(index.pages, files, status, shownMetrics, index.layout, settings.accelRedirect))
     resource = webs[0].resource(webs[1:])
     site = MirrorSite(resource, metrics, AccessLog(settings.accessLog), timeout=settings.clientTimeout, reactor=clock)
     mirror = Mirror(

@@ -10,9 +10,12 @@ import math
 import os
 import re
 import time
+from ipaddress import ip_address
 from typing import Any
+from urllib.parse import quote
 
 from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,7 +31,7 @@ from ._idle import IdleTimer
 from ._layout import PYPI, FileKey, IndexLayout
 from ._tree import OpenFile
 
-__all__ = ["FileResource", "Stream", "parseRange"]
+__all__ = ["ACCEL_HEADER", "FRONT_HEADER", "FileResource", "Stream", "fromFront", "parseRange"]
 
 log = Logger()
 
@@ -39,6 +42,11 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 ALLOW = "GET, HEAD"
 #: Says whether a file came from the cache (C{hit}) or from upstream (C{miss}).
 CACHE_HEADER = "Tailmirror-Cache"
+
+#: Leaves a warm file to the front in front of the mirror (nginx).
+ACCEL_HEADER = "X-Accel-Redirect"
+#: Set by a front that serves C{X-Accel-Redirect} answers (see L{fromFront}).
+FRONT_HEADER = "X-Tailmirror-Front"
 
 #: A cold file smaller than this is sent once it is whole and verified:
 #: its wait is short, and a failure is then an answer with a status.
@@ -238,6 +246,25 @@ def _refuse(request: Request, status: int, text: str) -> None:
     _respond(request, status, text)
 
 
+def fromFront(request: Request) -> bool:
+    """
+    Whether a request came through a front that sends files for the
+    mirror: it says so (C{X-Tailmirror-Front: accel}), and it is on this
+    host (loopback, or a UNIX socket), the only place a front can read the
+    tree from.  A plain client's say-so from elsewhere is never taken.
+    """
+    if header(request, FRONT_HEADER) != "accel":
+        return False
+    peer = request.getClientAddress()
+    if isinstance(peer, UNIXAddress):
+        return True
+    host = getattr(peer, "host", None)
+    try:
+        return host is not None and ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _describe(request: Request, key: FileKey) -> bool:
     """
     Set the headers every answer for a file has; answer 304 and say so if
@@ -274,11 +301,13 @@ class FileResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, store: FileStore, layout: IndexLayout = PYPI) -> None:
+    def __init__(self, store: FileStore, layout: IndexLayout = PYPI, accelRedirect: str | None = None) -> None:
         super().__init__()
         self._store = store
         self._tree = store.tree
         self._layout = layout
+        #: The front's internal location of the tree (C{--accel-redirect}).
+        self._accel = accelRedirect
 
     def render(self, request: Request) -> Any:
         # Only GET and HEAD get here: L{Front} answers other methods.
@@ -345,6 +374,10 @@ class FileResource(Resource):
             if _describe(request, key):
                 file.close()
                 return
+            if self._accel is not None and fromFront(request):
+                file.close()
+                self._redirect(request, key, self._accel, size)
+                return
             wanted = parseRange(_wantedRange(request, key), size)
         except BaseException:
             file.close()
@@ -366,6 +399,19 @@ class FileResource(Resource):
             request.finish()
             return
         self._stream(request, file, start, end)
+
+    def _redirect(self, request: Request, key: FileKey, prefix: str, size: int) -> None:
+        """
+        Leave a warm file to the front: C{X-Accel-Redirect} to its place
+        in the tree, below the front's internal location, which sends it
+        (ranges included) with sendfile.
+        """
+        where = "/".join(quote(part) for part in key.storeParts)
+        request.setHeader(ACCEL_HEADER, prefix + where)
+        request.responseHeaders.removeHeader(b"accept-ranges")  # the front's own
+        request.setHeader("Content-Length", "0")
+        self._store.events.fileServed(key, size, True)
+        request.finish()
 
     async def _cold(self, request: Request, key: FileKey, again: bool = True) -> None:
         """

@@ -179,12 +179,14 @@ class MirrorWeb:
         status: MirrorStatus,
         metrics: MirrorMetrics | None,
         layout: IndexLayout = PYPI,
+        accelRedirect: str | None = None,
     ) -> None:
         self._pages = pages
         self._files = files
         self._status = status
         self._metrics = metrics
         self.layout = layout
+        self.accelRedirect = accelRedirect
 
     @app.route("/", methods=_READ)
     def home(self, request: IRequest) -> bytes:
@@ -303,7 +305,7 @@ class _Index:
 
     def __init__(self, web: MirrorWeb) -> None:
         self.pages = web._pages
-        self.files = FileResource(web._files, web.layout)
+        self.files = FileResource(web._files, web.layout, web.accelRedirect)
         self.routes = web.app.resource()
 
 

@@ -191,6 +191,14 @@ class Options(usage.Options):
             "off (default: the mirror's log).",
         ],
         [
+            "accel-redirect",
+            None,
+            None,
+            "The location (such as /+accel/) at which a front on this host (nginx) serves "
+            "the cache's +files/ directory internally: warm files asked for through it are "
+            "answered with X-Accel-Redirect, for the front to send (default: off).",
+        ],
+        [
             "metrics-listen",
             None,
             None,
@@ -355,6 +363,9 @@ class Options(usage.Options):
             raise usage.UsageError(f"--cooldown-unknown takes allow or deny, not {self['cooldown-unknown']!r}")
         if self["access-log"] == "":
             raise usage.UsageError("--access-log takes a file's path, - or off")
+        accel = self["accel-redirect"]
+        if accel is not None and not (accel.startswith("/") and accel.endswith("/") and accel.isascii()):
+            raise usage.UsageError(f"--accel-redirect takes a location that begins and ends with /, not {accel!r}")
         for option in ("index-ttl", "index-ca-certs"):
             for name in self[option]:
                 if name != DEFAULT_INDEX and name not in self["index"]:
@@ -388,6 +399,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         cooldownExempt=tuple(options["cooldown-exempt"]),
         accessLog=options["access-log"],
         metricsListen=options["metrics-listen"],
+        accelRedirect=options["accel-redirect"],
         indexes=tuple(
             IndexSettings(name, url, options["index-ttl"].get(name), options["index-ca-certs"].get(name))
             for name, url in options["index"].items()

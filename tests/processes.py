@@ -212,3 +212,87 @@ def pdmInstall(directory: Path, index: str) -> Path:
     result = run([str(BIN / "pdm"), "install"], cwd=project, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return project / ".venv" / "bin" / "python"
+
+
+NGINX_CONF = REPO / "contrib" / "nginx" / "tailmirror.conf"
+
+
+class NginxProcess:
+    """
+    The real nginx, with C{contrib/nginx/tailmirror.conf} as it is shipped
+    but for its paths and ports, in front of a mirror on 127.0.0.1.
+    """
+
+    def __init__(self, mirrorPort: int, cacheDir: str | Path, where: Path, port: int | None = None) -> None:
+        self.port = port or freePort()
+        self.url = f"http://127.0.0.1:{self.port}/simple/"
+        where.mkdir(parents=True, exist_ok=True)
+        self.where = where
+        shipped = NGINX_CONF.read_text()
+        for old, new in [
+            ("/var/cache/nginx/tailmirror", str(where / "pages")),
+            ("server 127.0.0.1:3141;", f"server 127.0.0.1:{mirrorPort};"),
+            ("listen 80;", f"listen 127.0.0.1:{self.port};"),
+            ("/var/cache/tailmirror/+files/", str(Path(cacheDir) / "+files") + "/"),
+        ]:
+            assert old in shipped, old
+            shipped = shipped.replace(old, new)
+        (where / "tailmirror.conf").write_text(shipped)
+        temps = "".join(
+            f"    {kind}_temp_path {where / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (where / "nginx.conf").write_text(
+            ("user root;\n" if os.geteuid() == 0 else "")
+            + f"daemon off;\nworker_processes 2;\npid {where / 'nginx.pid'};\n"
+            + f"error_log {where / 'error.log'} warn;\n"
+            + "events { worker_connections 1024; }\n"
+            + "http {\n    access_log off;\n" + temps
+            + f"    include {where / 'tailmirror.conf'};\n}}\n"
+        )
+        self.process = subprocess.Popen(
+            [nginx(), "-p", str(where), "-c", str(where / "nginx.conf")],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            waitForHTTP(f"http://127.0.0.1:{self.port}/+status", 15)
+        except BaseException:
+            self.stop()
+            raise
+
+    def errors(self) -> str:
+        log = self.where / "error.log"
+        return log.read_text() if log.exists() else ""
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+
+def nginx() -> str:
+    """
+    The nginx binary (see L{tool}).
+    """
+    return tool("nginx", "nginx-light")
+
+
+def tool(name: str, package: str) -> str:
+    """
+    The path of a tool a test needs; under CI, which installs it, its
+    absence fails the test, elsewhere it skips it.
+    """
+    import shutil
+
+    import pytest
+
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: .ci/packages installs {package}")
+        pytest.skip(f"{name} is not installed (bash .ci/packages installs {package})")
+    return found

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import pytest
 
 from .processes import (
+    tool,
     BIN,
     INSTALLED,
     REPO,
@@ -44,17 +45,11 @@ UNITS = REPO / "contrib" / "systemd"
 OUTPUT = Path(os.environ.get("TAILMIRROR_TEST_OUTPUT", REPO / "build" / "test-output"))
 
 
-def needed(tool: str) -> str:
+def needed(name: str) -> str:
     """
-    The path of a tool the test needs; under CI, which installs it, its
-    absence is a failure, elsewhere a skip.
+    The path of a tool the test needs (see L{tool}).
     """
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is missing: .ci/run installs it")
-        pytest.skip(f"needs {tool}")
-    return path
+    return tool(name, name)
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

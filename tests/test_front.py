@@ -1,0 +1,181 @@
+"""
+nginx in front of the mirror: C{--accel-redirect} in memory, and the real
+nginx with C{contrib/nginx/tailmirror.conf} in front of the real
+C{twistd tailmirror}, installed through with pip and uv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
+
+from tailmirror._send import fromFront
+
+from .fakeindex import sdist
+from .harness import Harness
+from .processes import (
+    INSTALLED,
+    FakeUpstreamProcess,
+    MirrorProcess,
+    NginxProcess,
+    freshVenv,
+    imported,
+    pipInstall,
+    uvInstall,
+)
+from .test_indexes import JSON, linksOf
+from .wheels import tree
+
+FRONT = {"X-Tailmirror-Front": "accel"}
+
+
+class AccelRedirectTests(SynchronousTestCase):
+    """
+    Warm files left to the front, for requests that come through it.
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness(tree(), accelRedirect="/+accel/")
+        self.addCleanup(self.h.mirror.close)
+        [link] = linksOf(self.h.get("/simple/gamma/", JSON)).values()
+        self.path = os.path.normpath("/simple/gamma/" + link["url"])
+        self.content = self.h.index.content(link["filename"])
+
+    def test_warmFileRedirected(self) -> None:
+        """
+        A file the tree has, asked for through the front, is an empty
+        answer that sends the front to the file's place in the tree, with
+        the file's own headers; the place is where the tree keeps it.
+        """
+        self.assertEqual(self.h.get(self.path).body, self.content)
+        answer = self.h.get(self.path, FRONT)
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(answer.body, b"")
+        where = answer.headers["x-accel-redirect"]
+        self.assertTrue(where.startswith("/+accel/root/pypi/%2Bf/"), where)
+        relative = urllib.request.url2pathname(where.removeprefix("/+accel/"))
+        with open(os.path.join(self.h.tree.root, relative), "rb") as f:
+            self.assertEqual(f.read(), self.content)
+        self.assertEqual(answer.headers["cache-control"], "public, max-age=31536000, immutable")
+        self.assertIn("etag", answer.headers)
+        self.assertNotIn("accept-ranges", answer.headers)
+
+    def test_notFromPlainClients(self) -> None:
+        """
+        Without the front's header the file itself is sent.
+        """
+        self.h.get(self.path)
+        answer = self.h.get(self.path)
+        self.assertEqual(answer.body, self.content)
+        self.assertNotIn("x-accel-redirect", answer.headers)
+
+    def test_onlyFromThisHost(self) -> None:
+        """
+        The front's header is taken from loopback and UNIX sockets only.
+        """
+        for peer, taken in [
+            (IPv4Address("TCP", "127.0.0.1", 4000), True),
+            (IPv6Address("TCP", "::1", 4000), True),
+            (UNIXAddress(b"/run/tailmirror.sock"), True),
+            (IPv4Address("TCP", "192.0.2.7", 4000), False),
+            (IPv6Address("TCP", "2001:db8::7", 4000), False),
+        ]:
+            request = DummyRequest([b""])
+            request.client = peer
+            request.requestHeaders.setRawHeaders(b"x-tailmirror-front", [b"accel"])
+            self.assertEqual(fromFront(request), taken, peer)  # type: ignore[arg-type]
+            request.requestHeaders.setRawHeaders(b"x-tailmirror-front", [b"yes"])
+            self.assertFalse(fromFront(request))  # type: ignore[arg-type]
+
+    def test_offByDefault(self) -> None:
+        """
+        Without C{--accel-redirect} the header changes nothing.
+        """
+        h = Harness(tree())
+        self.addCleanup(h.mirror.close)
+        h.get("/simple/gamma/")
+        h.get(self.path)
+        answer = h.get(self.path, FRONT)
+        self.assertEqual(answer.body, self.content)
+
+    def test_notModified(self) -> None:
+        """
+        A client that has the file gets a 304 from the mirror, no redirect.
+        """
+        etag = self.h.get(self.path).headers["etag"]
+        answer = self.h.get(self.path, {**FRONT, "If-None-Match": etag})
+        self.assertEqual(answer.code, 304)
+        self.assertNotIn("x-accel-redirect", answer.headers)
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstreamProcess]:
+    process = FakeUpstreamProcess("--projects", "0", "--tree", "--sized", str(3 * 2**20))
+    yield process
+    process.stop()
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+
+
+def test_nginxInFront(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
+    """
+    pip and uv install the tree through nginx in front of the mirror;
+    pages are cached by nginx as the mirror says; warm files are sent by
+    nginx from the mirror's tree, cold ones stream through the mirror,
+    byte for byte either way.
+    """
+    cache = tmp_path / "cache"
+    mirror = MirrorProcess(upstream.url, cache, "--accel-redirect", "/+accel/", "--access-log", str(tmp_path / "access.log"))
+    front: NginxProcess | None = None
+    try:
+        front = NginxProcess(mirror.port, cache, tmp_path / "nginx")
+        for name, install in (("pip", pipInstall), ("uv", uvInstall)):
+            python = freshVenv(tmp_path / name)
+            install(python, "--index-url", front.url, "alpha")
+            assert imported(python) == INSTALLED, name
+        page = f"http://127.0.0.1:{front.port}/simple/sized/"
+        _, headers, body = fetch(page, JSON)
+        _, again, _ = fetch(page, JSON)
+        assert again["x-cache-status"] == "HIT", again
+        assert again["etag"] == headers["etag"]
+        [link] = linksOf(type("A", (), {"body": body})()).values()
+        url = f"http://127.0.0.1:{front.port}" + os.path.normpath("/simple/sized/" + link["url"])
+        expected = link["hashes"]["sha256"]
+        _, coldHeaders, cold = fetch(url)
+        assert coldHeaders["tailmirror-cache"] == "miss"
+        assert hashlib.sha256(cold).hexdigest() == expected
+        _, warmHeaders, warm = fetch(url)
+        assert warmHeaders["tailmirror-cache"] == "hit"
+        assert warmHeaders["etag"] == f'"{expected[:16]}"'
+        assert hashlib.sha256(warm).hexdigest() == expected
+        code, ranged, part = fetch(url, {"Range": "bytes=100-199"})
+        assert (code, part) == (206, warm[100:200])
+        # The warm file went out as a redirect: the mirror sent no bytes.
+        lines = (tmp_path / "access.log").read_text().splitlines()
+        sent = [line for line in lines if link["filename"] in line and '" 200 ' in line]
+        assert re.search(r'" 200 (3145728|\d{7}) ', sent[0]), sent
+        assert all(re.search(r'" 200 0 ', line) for line in sent[1:]), sent
+        # A client cannot ask nginx for the tree itself.
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            fetch(f"http://127.0.0.1:{front.port}/+accel/" + link["url"].replace("../", ""))
+        assert caught.value.code == 404
+        assert "[crit]" not in front.errors() and "[error]" not in front.errors(), front.errors()
+    finally:
+        if front is not None:
+            front.stop()
+        mirror.stop()
+    assert "Traceback" not in mirror.logText()
