@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -158,6 +159,11 @@ def test_nginxInFront(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
         _, coldHeaders, cold = fetch(url)
         assert coldHeaders["tailmirror-cache"] == "miss"
         assert hashlib.sha256(cold).hexdigest() == expected
+        # The client may have every byte a moment before the file is kept.
+        kept = cache / "+files" / urllib.request.url2pathname(url.split("/", 3)[3])
+        deadline = time.monotonic() + 10
+        while not kept.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         _, warmHeaders, warm = fetch(url)
         assert warmHeaders["tailmirror-cache"] == "hit"
         assert warmHeaders["etag"] == f'"{expected[:16]}"'

@@ -1,0 +1,158 @@
+"""
+Figures for nginx in front of the mirror, from one run on this machine:
+
+1. warm page requests/s (JSON, a project of 50 files), through nginx with
+   C{contrib/nginx/tailmirror.conf} in front of the mirror once nginx has
+   the page cached, beside the same nginx serving the same bytes as a
+   static file, and beside the mirror alone (target: front at least 0.9
+   of static);
+2. warm 1 MB file requests/s, the same three ways (target: front at least
+   0.9 of static);
+3. the throughput of one 200 MB file, the same three ways, in MB/s (best
+   of three each; target: front at least 0.9 of static).
+
+Needs wrk and nginx (Debian: apt-get install wrk nginx-light).  Run from
+the repository root, with the package installed: python benchmarks/front.py
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import wrk  # noqa: E402
+from tests.processes import FakeUpstreamProcess, MirrorProcess, NginxProcess, freePort, nginx, waitForHTTP  # noqa: E402
+
+JSON = "application/vnd.pypi.simple.v1+json"
+MB = 2**20
+
+
+def get(url: str, accept: str = JSON) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return response.read()
+
+
+def throughput(url: str) -> float:
+    """
+    MB/s of one download of C{url} by curl, best of three.
+    """
+    best = 0.0
+    for _ in range(3):
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}", url], capture_output=True, text=True, check=True
+        ).stdout
+        best = max(best, float(out) / MB)
+    return best
+
+
+class StaticNginx:
+    """
+    nginx serving a directory as static files, as the front's own internal
+    location does (sendfile, the same settings).
+    """
+
+    def __init__(self, root: Path, where: Path) -> None:
+        self.port = freePort()
+        where.mkdir(parents=True)
+        temps = "".join(f"    {k}_temp_path {where / k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (where / "nginx.conf").write_text(
+            ("user root;\n" if os.geteuid() == 0 else "")
+            + f"daemon off;\nworker_processes 2;\npid {where / 'nginx.pid'};\nerror_log {where / 'error.log'} warn;\n"
+            + "events { worker_connections 1024; }\n"
+            + "http {\n    access_log off;\n" + temps
+            + f"    server {{\n        listen 127.0.0.1:{self.port};\n        root {root};\n"
+            + "        sendfile on;\n        tcp_nopush on;\n        sendfile_max_chunk 2m;\n"
+            + "        etag off;\n        if_modified_since off;\n"
+            + f"        location /page/ {{ default_type {JSON}; }}\n"
+            + "        location /files/ { types { } default_type application/octet-stream; }\n"
+            + "    }\n}\n"
+        )
+        self.process = subprocess.Popen([nginx(), "-p", str(where), "-c", str(where / "nginx.conf")])
+        waitForHTTP(f"http://127.0.0.1:{self.port}/files/")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="tailmirror-front-"))
+    big = base / "big.bin"
+    with open(big, "wb") as f:
+        for _ in range(200):
+            f.write(os.urandom(MB))
+    upstream = FakeUpstreamProcess("--projects", "1", "--files", "50", "--sized", str(MB), "--big", str(big))
+    mirror = MirrorProcess(upstream.url, base / "cache", "--accel-redirect", "/+accel/", "--access-log", "off")
+    front = NginxProcess(mirror.port, base / "cache", base / "nginx")
+    static = None
+    try:
+        alone = f"http://127.0.0.1:{mirror.port}"
+        fronted = f"http://127.0.0.1:{front.port}"
+        page = "/simple/project0/"
+        body = get(fronted + page)
+        get(fronted + page)
+        import json
+
+        def fileURL(project: str) -> str:
+            files = json.loads(get(alone + f"/simple/{project}/"))["files"]
+            return os.path.normpath(f"/simple/{project}/" + files[-1]["url"])
+
+        small, large = fileURL("sized"), fileURL("big")
+        for path in (small, large):
+            get(alone + path, "*/*")
+        root = base / "static"
+        (root / "page").mkdir(parents=True)
+        (root / "files").mkdir()
+        (root / "page" / "project0").write_bytes(body)
+        shutil.copy(os.path.join(mirror_tree(base / "cache", small)), root / "files" / "small")
+        shutil.copy(os.path.join(mirror_tree(base / "cache", large)), root / "files" / "large")
+        static = StaticNginx(root, base / "static-nginx")
+        staticURL = f"http://127.0.0.1:{static.port}"
+        print(f"page: {len(body):,} bytes (50 files); small file {MB:,} bytes; big file {200 * MB:,} bytes")
+        rows = [
+            ("warm page, requests/s", page, "/page/project0", wrk, JSON),
+            ("warm 1 MB file, requests/s", small, "/files/small", wrk, "*/*"),
+            ("200 MB file, MB/s", large, "/files/large", None, "*/*"),
+        ]
+        print(f"{'':30} {'front':>10} {'static':>10} {'alone':>10} {'front/static':>13} {'alone/static':>13}")
+        for label, path, staticPath, _, accept in rows:
+            if label.startswith("200"):
+                figures = [throughput(fronted + path), throughput(staticURL + staticPath), throughput(alone + path)]
+            else:
+                figures = [wrk(fronted + path, accept), wrk(staticURL + staticPath, accept), wrk(alone + path, accept)]
+            front_, static_, alone_ = figures
+            print(
+                f"{label:30} {front_:10.0f} {static_:10.0f} {alone_:10.0f} "
+                f"{front_ / static_:13.2f} {alone_ / static_:13.2f}"
+            )
+    finally:
+        if static is not None:
+            static.stop()
+        front.stop()
+        mirror.stop()
+        upstream.stop()
+        time.sleep(0.2)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def mirror_tree(cacheDir: Path, path: str) -> str:
+    """
+    Where the mirror's tree keeps the file a mirror path names.
+    """
+    from urllib.parse import unquote
+
+    parts = [unquote(p) for p in path.strip("/").split("/")]
+    return str(cacheDir / "+files" / "/".join(parts))
+
+
+if __name__ == "__main__":
+    main()
