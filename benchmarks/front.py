@@ -109,6 +109,9 @@ def main() -> None:
         small, large = fileURL("sized"), fileURL("big")
         for path in (small, large):
             get(alone + path, "*/*")
+            deadline = time.monotonic() + 60
+            while not os.path.exists(mirror_tree(base / "cache", path)) and time.monotonic() < deadline:
+                time.sleep(0.1)
         root = base / "static"
         (root / "page").mkdir(parents=True)
         (root / "files").mkdir()
