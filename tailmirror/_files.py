@@ -60,8 +60,6 @@ class FileStore:
         events: IMirrorEvents | None = None,
     ) -> None:
         self.tree = tree
-        self.pages = pages
-        self.upstream = upstream
         #: The pages and upstream of each index, by its name.
         self.indexes: dict[str, tuple["ProjectPages", Upstream]] = {DEFAULT_INDEX: (pages, upstream)}
         self.clock = clock

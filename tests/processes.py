@@ -76,6 +76,15 @@ class FakeUpstreamProcess:
         self.port = int(self.process.stdout.readline())
         self.url = f"http://127.0.0.1:{self.port}/simple/"
 
+    def stats(self) -> dict[str, int]:
+        """
+        The requests it was sent, by path (C{/_stats}).
+        """
+        import json
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stats", timeout=10) as r:
+            return json.load(r)  # type: ignore[no-any-return]
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)

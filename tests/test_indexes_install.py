@@ -7,28 +7,13 @@ metadata), alone and beside the first index.
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
-from typing import Iterator
-
 import pytest
 
 from .processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, run, uvInstall
+from .test_install import upstream as main  # noqa: F401 (a fixture: the test tree's index)
 
 TORCH_IMPORT = "import torchlike, tritonlike; print(torchlike.__version__, tritonlike.__version__)"
-
-
-@pytest.fixture
-def main() -> Iterator[FakeUpstreamProcess]:
-    process = FakeUpstreamProcess("--projects", "0", "--tree")
-    yield process
-    process.stop()
-
-
-def stats(upstream: FakeUpstreamProcess) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{upstream.port}/_stats", timeout=10) as r:
-        return json.load(r)  # type: ignore[no-any-return]
 
 
 def versions(python: Path, code: str = TORCH_IMPORT) -> str:
@@ -64,7 +49,7 @@ def test_torchLikeIndex(main: FakeUpstreamProcess, tmp_path: Path, ranges: bool)
         python = freshVenv(tmp_path / "pinned")
         uvInstall(python, "--index-url", torchURL, "torchlike==2.0.0+cu118")
         assert versions(python, "import torchlike; print(torchlike.__version__)") == "2.0.0+cu118"
-        seen = stats(torch)
+        seen = torch.stats()
         wheels = {path: n for path, n in seen.items() if path.startswith("files:/files/")}
         assert wheels, seen
         if ranges:
@@ -75,7 +60,7 @@ def test_torchLikeIndex(main: FakeUpstreamProcess, tmp_path: Path, ranges: bool)
             assert all(n <= 2 for n in wheels.values()), wheels
         assert not any(path.endswith(".metadata") for path in seen), seen
         # The first index's project came from the first index.
-        assert stats(main).get("/simple/gamma/") == 1
+        assert main.stats().get("/simple/gamma/") == 1
     finally:
         mirror.stop()
         torch.stop()
