@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,6 +42,23 @@ def upstreamRequests(upstream: FakeUpstreamProcess) -> int:
     return sum(v for k, v in stats.items() if k != "/_stats")
 
 
+def prefetchFigures(mirror: MirrorProcess) -> dict[str, Any]:
+    request = urllib.request.Request(mirror.url.replace("/simple/", "/+status"), headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())["prefetch"]  # type: ignore[no-any-return]
+
+
+def peakRSS(pid: int) -> int:
+    """
+    The most memory a process has held, in bytes (Linux).
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def timed(work: Path, label: str, install: object, index: str, upstream: FakeUpstreamProcess) -> tuple[float, int]:
     python = freshVenv(work / f"venv-{label}")
     before = upstreamRequests(upstream)
@@ -52,23 +70,44 @@ def timed(work: Path, label: str, install: object, index: str, upstream: FakeUps
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tailmirror-bench-installs-"))
+    modes = os.environ.get("BENCH_PREFETCH", "metadata files").split()
     try:
         print(f"installing app and its {int(PROJECTS) - 1} dependencies; upstream answers {float(LATENCY) * 1000:.0f} ms late")
+        clients = os.environ.get("BENCH_CLIENTS", "pip uv").split()
         for client, install in (("pip", pipInstall), ("uv", uvInstall)):
-            upstream = FakeUpstreamProcess("--projects", "0", "--layered", PROJECTS, "--latency", LATENCY)
-            mirror = MirrorProcess(upstream.url, work / f"cache-{client}")
-            try:
-                direct, directAsked = timed(work, f"{client}-direct", install, upstream.url, upstream)
-                cold, coldAsked = timed(work, f"{client}-cold", install, mirror.url, upstream)
-                warm, warmAsked = timed(work, f"{client}-warm", install, mirror.url, upstream)
-            finally:
-                mirror.stop()
-                upstream.stop()
-            print(
-                f"  {client}: direct {direct:.2f} s ({directAsked} upstream requests); "
-                f"cold mirror {cold:.2f} s ({coldAsked}), ratio {cold / direct:.2f}; "
-                f"warm mirror {warm:.2f} s ({warmAsked}), ratio {warm / direct:.2f}"
-            )
+            if client not in clients:
+                continue
+            direct = directAsked = 0.0
+            for n, mode in enumerate(modes):
+                upstream = FakeUpstreamProcess("--projects", "0", "--layered", PROJECTS, "--latency", LATENCY)
+                mirror = MirrorProcess(upstream.url, work / f"cache-{client}-{mode}", "--prefetch", mode)
+                try:
+                    if n == 0:
+                        direct, directAsked = timed(work, f"{client}-direct", install, upstream.url, upstream)
+                        print(f"  {client}: direct {direct:.2f} s ({directAsked} upstream requests)")
+                    cold, coldAsked = timed(work, f"{client}-{mode}-cold", install, mirror.url, upstream)
+                    warm, warmAsked = timed(work, f"{client}-{mode}-warm", install, mirror.url, upstream)
+                    figures = prefetchFigures(mirror)
+                    rss = peakRSS(mirror.process.pid)
+                finally:
+                    mirror.stop()
+                    upstream.stop()
+                prefetched = sum(figures["prefetched"].values())
+                used = sum(figures["used"].values())
+                unasked = prefetched - used
+                kinds = ", ".join(f"{count} {kind}" for kind, count in figures["prefetched"].items())
+                print(
+                    f"  {client} through the mirror, --prefetch {mode}: "
+                    f"cold {cold:.2f} s ({coldAsked} upstream requests), ratio {cold / direct:.2f}; "
+                    f"warm {warm:.2f} s ({warmAsked}), ratio {warm / direct:.2f}"
+                )
+                print(
+                    f"    upstream requests {coldAsked + warmAsked}: useful {coldAsked + warmAsked - unasked}, "
+                    f"wasted {unasked}; prefetched {prefetched} "
+                    f"({kinds}), "
+                    f"{used} asked for, {unasked} not ({unasked / prefetched if prefetched else 0:.0%}); "
+                    f"mirror peak RSS {rss / 2**20:.0f} MB"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

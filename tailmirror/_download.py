@@ -77,9 +77,12 @@ class Download:
         clock: IReactorTime,
         runInThread: Callable[..., Deferred[Any]],
         events: IMirrorEvents,
-        fromWheel: Callable[[FileKey, FileLink], Awaitable[bytes]] | None = None,
+        fromWheel: Callable[[FileKey, FileLink, bool], Awaitable[bytes]] | None = None,
+        background: bool = False,
     ) -> None:
         self.key = key
+        #: Whether it is a prefetch's, which asks upstream after clients.
+        self.background = background
         self._fromWheel = fromWheel
         self._resolve = resolve
         self._upstream = upstream
@@ -135,7 +138,7 @@ class Download:
                 if link.inWheel and self._fromWheel is not None:
                     await self._metadataOf(link, self._fromWheel)
                 else:
-                    await self._upstream.fetchFile(link.url, self)
+                    await self._upstream.fetchFile(link.url, self, self.background)
             finally:
                 # Whatever happened, no thread is still at the file.
                 await self._allWritten()
@@ -158,11 +161,13 @@ class Download:
                 os.close(self.fd)
                 self.fd = -1
 
-    async def _metadataOf(self, link: FileLink, fromWheel: Callable[[FileKey, FileLink], Awaitable[bytes]]) -> None:
+    async def _metadataOf(
+        self, link: FileLink, fromWheel: Callable[[FileKey, FileLink, bool], Awaitable[bytes]]
+    ) -> None:
         """
         Core metadata read out of its wheel, written as if it came so.
         """
-        data = await fromWheel(self.key, link)
+        data = await fromWheel(self.key, link, self.background)
         self.begin(len(data), None)
         self.write(data)
 

@@ -40,6 +40,12 @@ class IMirrorEvents(Interface):
     thread and must return quickly.
     """
 
+    def pageWanted(index: str, project: str, agent: str | None) -> None:
+        """
+        A client asked for a project page of an index (by its normalized
+        name), with C{agent} its C{User-Agent}: before it is answered.
+        """
+
     def pageServed(project: str, outcome: str) -> None:
         """
         A project page was answered: C{outcome} is one of L{PAGE_OUTCOMES}.
@@ -94,6 +100,9 @@ class NoEvents:
     """
     Events nobody listens to.
     """
+
+    def pageWanted(self, index: str, project: str, agent: str | None) -> None:
+        pass
 
     def pageServed(self, project: str, outcome: str) -> None:
         pass
@@ -176,6 +185,7 @@ class Fanout:
             for name in EVENTS
         }
 
+    pageWanted = _fanned("pageWanted")
     pageServed = _fanned("pageServed")
     pageRefreshed = _fanned("pageRefreshed")
     upstreamRequest = _fanned("upstreamRequest")

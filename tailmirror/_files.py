@@ -81,10 +81,11 @@ class FileStore:
         """
         return self.indexes[key.index][0]
 
-    def download(self, key: FileKey) -> Download:
+    def download(self, key: FileKey, background: bool = False) -> Download:
         """
         The download of a file, started now unless it runs already (through
-        any index, where its sha256 names it).
+        any index, where its sha256 names it); a prefetch's, started in the
+        C{background}, asks upstream after clients do.
         """
         download = self._downloads.get(key.storeParts)
         if download is None:
@@ -97,9 +98,16 @@ class FileStore:
                 self.runInThread,
                 self.events,
                 self.metadataFromWheel,
+                background,
             )
             Deferred.fromCoroutine(download.run()).addBoth(self._forget, download)
         return download
+
+    def downloading(self, key: FileKey) -> bool:
+        """
+        Whether a download of the file runs (through any index).
+        """
+        return key.storeParts in self._downloads
 
     def _forget(self, result: object, download: Download) -> None:
         """
@@ -132,7 +140,7 @@ class FileStore:
                 return link
         raise NotFound(str(key))
 
-    async def metadataFromWheel(self, key: FileKey, link: FileLink) -> bytes:
+    async def metadataFromWheel(self, key: FileKey, link: FileLink, background: bool = False) -> bytes:
         """
         The core metadata of a wheel, read out of it: from the tree if it
         has the wheel, else by range requests to upstream; where upstream
@@ -148,13 +156,13 @@ class FileStore:
             return found
         upstream = self.indexes[key.index][1]
         try:
-            data = await self._ranged(upstream, link, key.filename)
+            data = await self._ranged(upstream, link, key.filename, background)
         except NoMetadata as e:
             raise UpstreamError(502, f"upstream's wheel has no core metadata to serve: {e}") from None
         if data is not None:
             return data
         log.info("upstream answers no ranges for {file}: its wheel is downloaded whole", file=key.filename)
-        await self.download(wheel).finished.wait()
+        await self.download(wheel, background).finished.wait()
         found = await self._fromTree(wheel)
         if found is None:
             raise UpstreamError(503, "the wheel was evicted as soon as it was kept; try again")
@@ -179,12 +187,12 @@ class FileStore:
         finally:
             file.close()
 
-    async def _ranged(self, upstream: Upstream, link: FileLink, filename: str) -> bytes | None:
+    async def _ranged(self, upstream: Upstream, link: FileLink, filename: str, background: bool) -> bytes | None:
         """
         A wheel's METADATA by range requests: its end first, then what the
         zip's reader asks for next; L{None} if upstream answers no ranges.
         """
-        tail = await upstream.fetchRange(link.url, -(TAIL + 1024), None)
+        tail = await upstream.fetchRange(link.url, -(TAIL + 1024), None, background)
         if tail is None:
             return None
         sparse = Sparse(tail.total)
@@ -204,7 +212,7 @@ class FileStore:
             if sparse.held() > RANGED_MAX:
                 break
             end = min(sparse.size, max(result.end, result.start + TAIL))
-            more = await upstream.fetchRange(link.url, result.start, end)
+            more = await upstream.fetchRange(link.url, result.start, end, background)
             if more is None:
                 return None
             sparse.add(more.start, more.data)

@@ -318,6 +318,26 @@ class _StateCollector:
         )
         compactions.add_metric([], journal.compactions)
         yield compactions
+        if mirror.prefetch is not None and mirror.prefetch.mode != "off":
+            figures = mirror.prefetch.figures()
+            for name, key, documentation in (
+                ("tailmirror_prefetched", "prefetched", "Things the prefetch had upstream send, by kind."),
+                ("tailmirror_prefetch_used", "used", "Things prefetched that a client then asked for, by kind."),
+                (
+                    "tailmirror_prefetch_wasted",
+                    "wasted",
+                    "Things prefetched that no client asked for within the page TTL, by kind.",
+                ),
+            ):
+                family = CounterMetricFamily(name, documentation, labels=["kind"])
+                for kind, count in figures[key].items():
+                    family.add_metric([kind], count)
+                yield family
+            yield _gauge(
+                "tailmirror_prefetch_pending",
+                "Things prefetched that no client has asked for yet, within the TTL.",
+                figures["pending"],
+            )
         yield _gauge(
             "tailmirror_reactor_stall_seconds",
             "The longest delay of a timed call on the reactor over the last 10 to 20 seconds.",

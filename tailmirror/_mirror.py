@@ -25,6 +25,7 @@ from ._logs import LogEvents
 from ._metrics import MirrorMetrics
 from ._pages import ProjectPages
 from ._policy import Policy
+from ._prefetch import Prefetcher
 from ._status import MirrorStatus
 from ._tree import TOUCH_EVERY, FileTree
 from ._upstream import Upstream
@@ -96,6 +97,16 @@ class Settings:
     accelRedirect: str | None = None
     #: The indexes mirrored beside C{upstream} (which is C{pypi}).
     indexes: tuple[IndexSettings, ...] = field(default_factory=tuple)
+    #: What a client's page request prefetches: C{"off"}, C{"metadata"}
+    #: (the pages and core metadata of its dependencies), or C{"files"}
+    #: (and the files predicted).
+    prefetch: str = "metadata"
+    #: Levels of dependencies below the page asked for that are prefetched.
+    prefetchDepth: int = 4
+    #: Upstream requests of the prefetch at once, at most.
+    prefetchRequests: int = 8
+    #: Bytes of rendered pages kept in memory, at most.
+    renderCacheBytes: int = 32 * MiB
 
     @property
     def allIndexes(self) -> tuple[IndexSettings, ...]:
@@ -157,6 +168,7 @@ class Mirror:
     resource: Any
     site: MirrorSite
     indexes: dict[str, Index] = field(default_factory=dict)
+    prefetch: Prefetcher | None = None
 
     def open(self) -> Deferred[None]:
         """
@@ -178,6 +190,8 @@ class Mirror:
         Stop the budget and close the journals, durably, and the access log.
         """
         self.metrics.stop()
+        if self.prefetch is not None:
+            self.prefetch.stop()
         self.tree.close()
         for index in self.indexes.values():
             index.pages.close()
@@ -244,6 +258,7 @@ def buildMirror(
             events=events,
             policy=policy,
             layout=layout,
+            renderCacheBytes=settings.renderCacheBytes,
         )
         indexes[each.name] = Index(each, layout, upstream, journal, pages)
     tree = FileTree(
@@ -262,6 +277,19 @@ def buildMirror(
     files = FileStore(
         tree, main.pages, main.upstream, clock, runInThread, clientTimeout=settings.clientTimeout, events=events
     )
+    prefetch = Prefetcher(
+        {name: index.pages for name, index in indexes.items()},
+        files,
+        clock,
+        runInThread,
+        mode=settings.prefetch,
+        depth=settings.prefetchDepth,
+        requests=settings.prefetchRequests,
+    )
+    if prefetch.mode != "off":
+        events.subscribe(prefetch)
+        for index in indexes.values():
+            index.pages.keepCandidates = True
     shownMetrics = None if settings.metricsListen else metrics
     webs = []
     for index in indexes.values():
@@ -272,7 +300,19 @@ def buildMirror(
     resource = webs[0].resource(webs[1:])
     site = MirrorSite(resource, metrics, AccessLog(settings.accessLog), timeout=settings.clientTimeout, reactor=clock)
     mirror = Mirror(
-        settings, events, main.upstream, main.journal, main.pages, tree, files, metrics, status, resource, site, indexes
+        settings,
+        events,
+        main.upstream,
+        main.journal,
+        main.pages,
+        tree,
+        files,
+        metrics,
+        status,
+        resource,
+        site,
+        indexes,
+        prefetch,
     )
     metrics.watch(mirror)
     status.watch(mirror)

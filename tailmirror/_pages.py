@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.logger import Logger, LogLevel
 
 from ._bodies import Body, BoundedCache, Rendered
+from ._choice import Candidate, candidatesOf
 from ._coalesce import Coalescer
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._events import IMirrorEvents, NoEvents
@@ -89,6 +90,8 @@ class _Prepared:
     notes: list[str] = field(default_factory=list)
     #: The project's status (PEP 792), if the page gives one.
     status: str | None = None
+    #: The files a client may choose, where the prefetch wants them.
+    candidates: tuple[Candidate, ...] | None = None
 
 
 def bodyDigest(body: bytes) -> str:
@@ -140,10 +143,12 @@ def preparePage(
     policy: Policy | None = None,
     now: float = 0.0,
     layout: IndexLayout = PYPI,
+    candidates: bool = False,
 ) -> _Prepared:
     """
     Parse an upstream page, serialize it, and render the C{form} asked for
-    (the other when it is first asked for).  CPU work: run it off the
+    (the other when it is first asked for), and, if asked for, list the
+    C{candidates} a client chooses among.  CPU work: run it off the
     reactor thread.
 
     @raise MalformedPage: if upstream sent no readable project page.
@@ -170,7 +175,8 @@ def preparePage(
     rendered = None if form is None else renderAs(form, name, page, policy or Policy(), now, layout)
     status = page.get("project-status")
     state = status.get("status") if isinstance(status, dict) and isinstance(status.get("status"), str) else None
-    return _Prepared(pageJSON, rendered, indexLinks(page), parsed.dropped, notes, state)
+    chosen = candidatesOf(page) if candidates else None
+    return _Prepared(pageJSON, rendered, indexLinks(page), parsed.dropped, notes, state, chosen)
 
 
 class ProjectPages:
@@ -224,11 +230,16 @@ class ProjectPages:
         self._syncing: IDelayedCall | None = None
         self._renders: BoundedCache[Rendering] = BoundedCache(renderCacheBytes, lambda r: r.size)
         self._links: BoundedCache[Links] = BoundedCache(linksKept, len)
+        self._candidates: BoundedCache[tuple[Candidate, ...]] = BoundedCache(linksKept, len)
+        self._choosing: Coalescer[tuple[Candidate, ...]] = Coalescer()
         self._indexing: Coalescer[Links] = Coalescer()
         self._refreshing: Coalescer[Entry] = Coalescer()
         self._rendering: Coalescer[Rendering] = Coalescer()
         self._generation = 0
         self._root: tuple[int, Rendered] | None = None
+        #: Whether a refreshed page's candidates are listed at once (for
+        #: the prefetch, which asks for them next).
+        self.keepCandidates = False
 
     def open(self) -> None:
         """
@@ -260,6 +271,12 @@ class ProjectPages:
 
     def _fresh(self, entry: Entry) -> bool:
         return 0 <= self._age(entry) < self.ttl
+
+    def wanted(self, name: str, agent: bytes | None) -> None:
+        """
+        A client asks for a page (by its normalized name): tell the events.
+        """
+        self._events.pageWanted(self.layout.name, name, None if agent is None else agent.decode("latin-1"))
 
     def cached(self, name: str, form: str, revalidate: bool = False) -> Served | None:
         """
@@ -313,7 +330,12 @@ class ProjectPages:
         return Served(body, freshFor, stale, entry.lastSerial)
 
     async def _current(
-        self, name: str, revalidate: bool, floor: float | None = None, form: str | None = None
+        self,
+        name: str,
+        revalidate: bool,
+        floor: float | None = None,
+        form: str | None = None,
+        background: bool = False,
     ) -> tuple[Entry, str | None, bool]:
         """
         The journal entry of a page, refreshed from upstream if it is not
@@ -321,7 +343,8 @@ class ProjectPages:
         at least C{floor} seconds ago (by default the revalidation floor):
         with why it is stale, if upstream failed or did not answer in time,
         and whether upstream was asked; a refresh it starts renders
-        C{form} at once.  A client with a copy to fall back
+        C{form} at once, asking upstream after any client's request if it is
+        for the C{background} (a prefetch).  A client with a copy to fall back
         on never waits longer than L{staleAfter}, and not at all while
         upstream failed in the last L{retryAfter} seconds.
         """
@@ -330,12 +353,12 @@ class ProjectPages:
             if not revalidate or self._age(entry) < (self.revalidateFloor if floor is None else floor):
                 return entry, None, False
         if entry is None:
-            return await self._refreshing.run(name, lambda: self._refresh(name, form)), None, True
+            return await self._refreshing.run(name, lambda: self._refresh(name, form, background)), None, True
         failing = self._failing()
         if failing is not None:
             self._probe(name)
             return entry, failing, True
-        waiting = self._refreshing.run(name, lambda: self._refresh(name, form))
+        waiting = self._refreshing.run(name, lambda: self._refresh(name, form, background))
         if self.staleAfter is not None:
             waiting.addTimeout(self.staleAfter, self._clock)
         try:
@@ -374,6 +397,28 @@ class ProjectPages:
             self._probing = False
 
         self._refreshing.run(name, lambda: self._refresh(name)).addBoth(done)
+
+    def wouldAsk(self, name: str) -> bool:
+        """
+        Whether asking for a page now would ask upstream, rather than
+        serve the page kept or join a refresh under way.
+        """
+        entry = self._index.get(name)
+        return (entry is None or not self._fresh(entry)) and not self._refreshing.inFlight(name)
+
+    async def candidates(self, name: str, background: bool = False) -> tuple[Candidate, ...]:
+        """
+        The files of a project's page a client may choose among (see
+        L{tailmirror._prefetch}), from the page as kept, refreshed first if
+        it is not fresh: in the C{background} (a prefetch), after clients'
+        requests to upstream, rendered in JSON (as pip and uv ask) for the
+        client that comes next.
+
+        @raise NotFound: if upstream has no such project.
+        @raise Unavailable: if upstream fails and there is no copy.
+        """
+        entry, _, _ = await self._current(name, revalidate=False, form="json", background=background)
+        return await self._perVersion(entry, self._candidates, self._choosing, candidatesOf)
 
     async def findLink(self, name: str, key: FileKey) -> FileLink | None:
         """
@@ -441,14 +486,14 @@ class ProjectPages:
             log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=e.reason[:200])
             raise DamagedCopy(503, "the mirror's copy of this page is damaged") from None
 
-    async def _refresh(self, name: str, form: str | None = None) -> Entry:
+    async def _refresh(self, name: str, form: str | None = None, background: bool = False) -> Entry:
         """
         Ask upstream for a page, and record what it says; tell what came of
         it, once for all who wait.
         """
         old = self._index.get(name)
         try:
-            entry = await self._refreshFrom(name, old, form)
+            entry = await self._refreshFrom(name, old, form, background)
         except NotFound:
             self._events.pageRefreshed(name, "missing", None)
             raise
@@ -462,12 +507,14 @@ class ProjectPages:
         self._events.pageRefreshed(name, outcome, None)
         return entry
 
-    async def _refreshFrom(self, name: str, old: Entry | None, form: str | None) -> Entry:
+    async def _refreshFrom(self, name: str, old: Entry | None, form: str | None, background: bool = False) -> Entry:
         try:
-            fetched = await self._upstream.fetchPage(name, old.etag if old else None)
+            fetched = await self._upstream.fetchPage(name, old.etag if old else None, background)
         except UpstreamError as e:
-            # Upstream itself failed (not one page of it): see _failing.
-            self._failed = (self._clock.seconds(), e.reason)
+            # Upstream itself failed (not one page of it): see _failing.  A
+            # prefetch's failure alone never has clients served stale.
+            if not background:
+                self._failed = (self._clock.seconds(), e.reason)
             raise
         except NotFound:
             self._failed = None
@@ -518,7 +565,14 @@ class ProjectPages:
         """
         try:
             prepared: _Prepared = await self._run(
-                preparePage, name, fetched, form, self.policy, self._clock.seconds(), self.layout
+                preparePage,
+                name,
+                fetched,
+                form,
+                self.policy,
+                self._clock.seconds(),
+                self.layout,
+                self.keepCandidates,
             )
         except MalformedPage as e:
             raise UpstreamError(502, f"upstream sent a malformed page: {e}") from None
@@ -556,6 +610,8 @@ class ProjectPages:
         if prepared.rendered is not None:
             self._renders.put((name, entry.serial, form), prepared.rendered)
         self._links.put((name, entry.serial), prepared.links)
+        if prepared.candidates is not None:
+            self._candidates.put((name, entry.serial), prepared.candidates)
         if entry.status == QUARANTINED:
             self._quarantined.add(name)
         else:

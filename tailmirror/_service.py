@@ -103,7 +103,9 @@ class MirrorService(Service):
             if caCerts not in clients:
                 trustRoot = loadTrustRoot(caCerts) if caCerts else None
                 pool = QuietPool(reactor, persistent=True)
-                pool.maxPersistentPerHost = 8
+                # As many idle connections as requests run at once: a burst of
+                # clients (uv asks for dozens of pages at once) reuses them all.
+                pool.maxPersistentPerHost = settings.pageRequests + settings.fileRequests
                 self._pools.append(pool)
                 agent = Agent.usingEndpointFactory(
                     reactor,

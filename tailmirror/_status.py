@@ -176,6 +176,7 @@ class MirrorStatus(NoEvents):
                 },
             },
             "downloads": downloads,
+            "prefetch": mirror.prefetch.figures() if mirror.prefetch is not None else None,
         }
 
     def json(self) -> bytes:
@@ -294,6 +295,7 @@ def renderHTML(facts: dict[str, Any]) -> str:
         )
     else:
         downloads = '<p class="muted">None.</p>'
+    prefetch = _prefetchTable(facts["prefetch"])
     uptime = _duration(facts["uptimeSeconds"])
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -316,9 +318,40 @@ This page reloads every 10 s; <a href="?format=json">JSON</a>.</p>
 <table>{"".join(hitRows)}</table>
 <h2>Downloads in flight</h2>
 {downloads}
+<h2>Prefetch</h2>
+{prefetch}
 </body>
 </html>
 """
+
+
+def _prefetchTable(figures: dict[str, Any] | None) -> str:
+    """
+    What the prefetch did since start, kind by kind.
+    """
+    if figures is None or figures["mode"] == "off":
+        return '<p class="muted">Off.</p>'
+    rows = []
+    for kind, label in (("page", "Pages"), ("metadata", "Core metadata"), ("file", "Files")):
+        fetched = figures["prefetched"][kind]
+        if kind == "file" and figures["mode"] != "files" and not fetched:
+            continue
+        used, wasted = figures["used"][kind], figures["wasted"][kind]
+        rows.append(
+            f"<tr><th>{label}</th><td class=\"n\">{fetched:,}</td><td class=\"n\">{used:,}</td>"
+            f"<td class=\"n\">{wasted:,}</td><td class=\"n\">{_percent(_ratio(wasted, used + wasted))}</td></tr>"
+        )
+    return (
+        f'<p class="muted">{escape(figures["mode"])}, {figures["depth"]} levels deep, '
+        f'{figures["requests"]} requests at once; {figures["running"]:,} projects under way, '
+        f'{figures["pending"]:,} things prefetched not asked for yet.</p>'
+        '<table><tr><th></th><th class="n">Prefetched</th><th class="n">Asked for</th>'
+        '<th class="n">Never asked for</th><th class="n">Wasted</th></tr>' + "".join(rows) + "</table>"
+        + "<table>" + "".join(
+            _row("Clients" if n == 0 else "", f"{escape(label)}: {count:,} page requests")
+            for n, (label, count) in enumerate(figures["clients"].items())
+        ) + "</table>"
+    )
 
 
 def _projects(count: int) -> str:

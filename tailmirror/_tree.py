@@ -124,6 +124,12 @@ class FileTree:
         """
         return os.path.join(self.root, *key.storeParts)
 
+    def has(self, key: FileKey) -> bool:
+        """
+        Whether the tree has a file (one small stat), without recording a use.
+        """
+        return os.path.exists(self.path(key))
+
     def openFile(self, key: FileKey) -> OpenFile | None:
         """
         Open a file of the tree for sending, and record its use; L{None} if

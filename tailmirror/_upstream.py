@@ -5,17 +5,14 @@ Fetching project pages and files from the upstream index.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Coroutine, Protocol as Structural, TypeVar, cast
 from urllib.parse import urldefrag
 
 from OpenSSL import SSL
 from service_identity import VerificationError
-from twisted.internet.defer import (
-    Deferred,
-    DeferredSemaphore,
-    TimeoutError,
-)
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.interfaces import IProtocolFactory, IPushProducer, IReactorTime, IStreamClientEndpoint
@@ -38,7 +35,9 @@ from ._http import readInBulk
 from ._idle import IdleTimer
 from ._version import __version__
 
-__all__ = ["BodyReader", "FileBody", "FileSink", "Fetched", "Ranged", "Upstream", "UpstreamEndpoints", "typeName"]
+__all__ = [
+    "BodyReader", "FileBody", "FileSink", "Fetched", "Ranged", "Slots", "Upstream", "UpstreamEndpoints", "typeName",
+]
 
 #: What the mirror asks upstream for: JSON first, for it carries sizes and
 #: upload times; HTML when that is all upstream speaks.
@@ -48,6 +47,57 @@ ACCEPT = (
 )
 USER_AGENT = f"tailmirror/{__version__}"
 T = TypeVar("T")
+
+
+class Slots:
+    """
+    A few requests at a time, clients' first: a background request (a
+    prefetch) waits while any client's request waits, and takes a slot
+    only when no client's is waiting for one.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.free = limit
+        self._waiting: deque[Deferred[None]] = deque()
+        self._background: deque[Deferred[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting) + len(self._background)
+
+    def acquire(self, background: bool = False) -> Deferred[None]:
+        """
+        A L{Deferred} that fires when a slot is had; cancelling it gives up
+        the wait.
+        """
+        if self.free > 0 and not self._waiting and not (background and self._background):
+            self.free -= 1
+            return succeed(None)
+        queue = self._background if background else self._waiting
+        d: Deferred[None] = Deferred(lambda d: queue.remove(d))
+        queue.append(d)
+        return d
+
+    def release(self) -> None:
+        """
+        Give a slot back, to the longest waiting client first.
+        """
+        queue = self._waiting or self._background
+        if queue:
+            queue.popleft().callback(None)
+        else:
+            self.free += 1
+
+    async def run(self, work: Any, background: bool = False) -> Any:
+        """
+        C{work()} (a L{Deferred}) in a slot.
+        """
+        await self.acquire(background)
+        try:
+            return await work()
+        finally:
+            self.release()
 
 
 @implementer(IAgentEndpointFactory)
@@ -426,10 +476,10 @@ class Upstream:
         #: Seconds a file download may go without a byte from upstream.
         self.idleTimeout = idleTimeout
         self.maxPageBytes = maxPageBytes
-        self._semaphore = DeferredSemaphore(concurrency)
+        self._semaphore = Slots(concurrency)
         #: Downloads hold a slot of their own from request to last byte, so
         #: long downloads never keep project pages waiting.
-        self.fileSlots = DeferredSemaphore(fileConcurrency)
+        self.fileSlots = Slots(fileConcurrency)
 
     async def probeRoot(self) -> str | None:
         """
@@ -457,9 +507,10 @@ class Upstream:
         """
         return f"{self.root}{name}/"
 
-    def fetchPage(self, name: str, etag: str | None) -> Deferred[Fetched]:
+    def fetchPage(self, name: str, etag: str | None, background: bool = False) -> Deferred[Fetched]:
         """
-        Ask upstream for a project page, conditionally if we have its ETag.
+        Ask upstream for a project page, conditionally if we have its ETag;
+        in the C{background} (a prefetch), after any client's request.
 
         @return: a L{Deferred} firing with L{Fetched}, or failing with
             L{NotFound} or L{UpstreamError}, within the timeout.
@@ -479,7 +530,9 @@ class Upstream:
 
         # The timeout bounds the wait for upstream's answer; its body may
         # take as long as it keeps coming (the idle timeout), up to the cap.
-        d = self._semaphore.run(lambda: self._within(self._fetch(name, etag), deadline=False))
+        d = Deferred.fromCoroutine(
+            self._semaphore.run(lambda: self._within(self._fetch(name, etag), deadline=False), background)
+        )
         return d.addBoth(report)
 
     def _within(self, work: Coroutine[Any, Any, T] | Deferred[T], deadline: bool = True) -> Deferred[T]:
@@ -503,16 +556,17 @@ class Upstream:
 
         return d.addErrback(translate)
 
-    async def fetchFile(self, url: str, sink: FileSink) -> None:
+    async def fetchFile(self, url: str, sink: FileSink, background: bool = False) -> None:
         """
         Download a file, by the URL its project page gives, into C{sink}:
-        in a slot of L{fileSlots}, headers within the timeout, then the body
-        for as long as upstream keeps sending it.
+        in a slot of L{fileSlots} (after any client's, in the
+        C{background}), headers within the timeout, then the body for as
+        long as upstream keeps sending it.
 
         @raise UpstreamError: if upstream fails to send it whole (504 if it
             stops sending, or never answers).
         """
-        await self.fileSlots.acquire()
+        await self.fileSlots.acquire(background)
         started = self._clock.seconds()
         outcome, reason = "failed", None
         body: FileBody | None = None
@@ -543,7 +597,7 @@ class Upstream:
             size = body.received if body is not None else 0
             self._events.upstreamRequest("file", outcome, self._clock.seconds() - started, size, reason)
 
-    def fetchRange(self, url: str, start: int, end: int | None) -> Deferred[Ranged | None]:
+    def fetchRange(self, url: str, start: int, end: int | None, background: bool = False) -> Deferred[Ranged | None]:
         """
         Ask upstream for bytes C{[start, end)} of a file, or for its last
         C{-start} bytes if C{start} is negative (C{end} L{None}): a short
@@ -583,7 +637,8 @@ class Upstream:
             self._events.upstreamRequest("range", outcome, self._clock.seconds() - began, size, reason)
             return result
 
-        return self._semaphore.run(lambda: self._within(ask())).addBoth(report)
+        d = Deferred.fromCoroutine(self._semaphore.run(lambda: self._within(ask()), background))
+        return d.addBoth(report)
 
     async def _openFile(self, url: str) -> IResponse:
         response = await self._client.get(

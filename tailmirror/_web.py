@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from urllib.parse import quote
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -238,8 +239,11 @@ class MirrorWeb:
         chosen = _chosenForm(request)
         if chosen is None:
             return plain(request, 406, "acceptable forms: HTML (PEP 503) and JSON (PEP 691)")
+        d = Deferred.fromCoroutine(self._pages.get(canonical, wantsRevalidation(request), chosen[0]))
+        # Told once the page's fetch is under way, which a prefetch then joins.
+        self._pages.wanted(canonical, request.getHeader(b"user-agent"))
         try:
-            served = await self._pages.get(canonical, wantsRevalidation(request), chosen[0])
+            served = await d
         except NotFound:
             return plain(request, 404, f"upstream has no project {canonical}")
         except Unavailable as e:
@@ -391,4 +395,5 @@ class Front(Resource):
         served = index.pages.cached(name, chosen[0], wantsRevalidation(request))
         if served is None:
             return None
+        index.pages.wanted(name, request.getHeader(b"user-agent"))
         return sendServed(request, served, chosen)

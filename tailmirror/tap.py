@@ -17,6 +17,7 @@ from ._layout import DEFAULT_INDEX, indexName
 from ._names import canonicalName
 from ._pipindex import pipIndex
 from ._policy import parseDuration
+from ._prefetch import MODES
 from ._mirror import DEFAULTS, IndexSettings
 from ._service import MirrorService, Settings, TailmirrorService, loadTrustRoot
 from ._version import __version__
@@ -199,6 +200,32 @@ class Options(usage.Options):
             "answered with X-Accel-Redirect, for the front to send (default: off).",
         ],
         [
+            "prefetch",
+            None,
+            DEFAULTS.prefetch,
+            "What a client's request for a page prefetches of what it will ask for next: "
+            "off; metadata (its dependencies' pages and core metadata); or files (those and "
+            "the files predicted).",
+        ],
+        [
+            "prefetch-depth",
+            None,
+            str(DEFAULTS.prefetchDepth),
+            "Levels of dependencies below a page asked for that are prefetched.",
+        ],
+        [
+            "prefetch-requests",
+            None,
+            str(DEFAULTS.prefetchRequests),
+            "Upstream requests of the prefetch at once, at most (clients' go first).",
+        ],
+        [
+            "render-cache",
+            None,
+            f"{DEFAULTS.renderCacheBytes // 2**20}M",
+            "Bytes of rendered pages kept in memory, per index (K, M, G); 0 keeps none.",
+        ],
+        [
             "metrics-listen",
             None,
             None,
@@ -338,8 +365,12 @@ class Options(usage.Options):
         for option in ("timeout", "idle-timeout", "client-timeout"):
             self[option] = _seconds(option, self[option])
         self["max-page-size"] = _count("max-page-size", self["max-page-size"], units=True)
-        for option in ("page-requests", "file-requests"):
+        for option in ("page-requests", "file-requests", "prefetch-requests"):
             self[option] = _count(option, self[option])
+        self["prefetch-depth"] = _count("prefetch-depth", self["prefetch-depth"], zero=True)
+        self["render-cache"] = _count("render-cache", self["render-cache"], units=True, zero=True)
+        if self["prefetch"] not in MODES:
+            raise usage.UsageError(f"--prefetch takes {', '.join(MODES)}, not {self['prefetch']!r}")
         if self["max-size"] is not None:
             self["max-size"] = _count("max-size", self["max-size"], units=True)
         self["min-free"] = _sizeOrShare("min-free", self["min-free"])
@@ -400,6 +431,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         accessLog=options["access-log"],
         metricsListen=options["metrics-listen"],
         accelRedirect=options["accel-redirect"],
+        prefetch=options["prefetch"],
+        prefetchDepth=options["prefetch-depth"],
+        prefetchRequests=options["prefetch-requests"],
+        renderCacheBytes=options["render-cache"],
         indexes=tuple(
             IndexSettings(name, url, options["index-ttl"].get(name), options["index-ca-certs"].get(name))
             for name, url in options["index"].items()

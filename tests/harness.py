@@ -157,6 +157,9 @@ class Harness:
         #: Other indexes, by name, each at C{http://<name>.test/simple/}.
         self.others = others or {}
         self.otherHTTP = {name: StubTreq(index) for name, index in self.others.items()}
+        # Each test of another part sees only that part's upstream
+        # requests: the prefetch is on where a test says (tests/test_prefetch.py).
+        settings.setdefault("prefetch", "off")
         settings.setdefault(
             "indexes", tuple(IndexSettings(name, f"http://{name}.test/simple/") for name in self.others)
         )

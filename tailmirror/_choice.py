@@ -1,0 +1,157 @@
+"""
+Which file of a project a client installs, as pip and uv choose it: the
+newest version that fits the requirement and the client's Python, of it
+the wheel whose tags the client likes best, or its sdist; and what that
+file's core metadata requires of the client's environment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from packaging.metadata import parse_email
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+from packaging.version import Version
+
+from ._clients import Client
+from ._layout import shardOf
+from ._policy import QUARANTINED, Policy, uploadTime
+from ._wheel import metadataOffered
+
+__all__ = ["Candidate", "candidatesOf", "choose", "requirementsOf"]
+
+#: Requirements of one distribution followed, at most.
+REQUIRES_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """
+    A file of a project page, as a client's choice among them sees it.
+
+    @ivar tags: a wheel's tags; L{None} for an sdist.
+    """
+
+    filename: str
+    shard: tuple[str, str]
+    version: Version
+    tags: frozenset[Tag] | None
+    requiresPython: SpecifierSet | None
+    #: Whether the page offers its core metadata (or the wheel holds it).
+    metadata: bool
+    uploaded: float | None
+    yanked: bool
+
+
+def candidatesOf(page: dict[str, Any]) -> tuple[Candidate, ...]:
+    """
+    The files of a page a client may choose: wheels and sdists whose names
+    say their version.  CPU work for a big page: run it off the reactor.
+    """
+    status = page.get("project-status")
+    if isinstance(status, dict) and status.get("status") == QUARANTINED:
+        return ()
+    found = []
+    for entry in page.get("files", ()):
+        filename = entry["filename"]
+        wheelTags: frozenset[Tag] | None
+        try:
+            if filename.endswith(".whl"):
+                _, version, _, wheelTags = parse_wheel_filename(filename)
+            else:
+                _, version = parse_sdist_filename(filename)
+                wheelTags = None
+        except (InvalidWheelFilename, InvalidSdistFilename):
+            continue
+        requires = entry.get("requires-python")
+        spec = None
+        if isinstance(requires, str) and requires.strip():
+            try:
+                spec = SpecifierSet(requires)
+            except InvalidSpecifier:
+                spec = None  # as pip does: a constraint it cannot read is none
+        advertised = entry.get("core-metadata", entry.get("dist-info-metadata"))
+        found.append(
+            Candidate(
+                filename,
+                shardOf(entry["url"], entry.get("hashes")),
+                version,
+                wheelTags,
+                spec,
+                bool(advertised) or metadataOffered(entry),
+                uploadTime(entry),
+                bool(entry.get("yanked")),
+            )
+        )
+    return tuple(found)
+
+
+def choose(
+    candidates: Iterable[Candidate],
+    client: Client,
+    specifier: SpecifierSet,
+    name: str = "",
+    policy: Policy | None = None,
+    now: float = 0.0,
+) -> Candidate | None:
+    """
+    The file C{client} installs of a project for a requirement's
+    C{specifier}: the newest version that fits (final releases before
+    pre-releases; yanked files only for an exact pin), and of it the wheel
+    whose tags the client likes best, or else its sdist.
+    """
+    pinned = any(s.operator in ("==", "===") and "*" not in s.version for s in specifier)
+    best: tuple[Any, ...] | None = None
+    chosen = None
+    worst = len(client.tags)
+    for c in candidates:
+        if c.yanked and not pinned:
+            continue
+        if c.requiresPython is not None and not c.requiresPython.contains(client.python, prereleases=True):
+            continue
+        if not specifier.contains(c.version, prereleases=True):
+            continue
+        rank: float
+        if c.tags is None:
+            rank = worst
+        else:
+            rank = min((client.tags.get(t, math.inf) for t in c.tags), default=math.inf)
+            if rank == math.inf:
+                continue
+        if policy is not None and policy.hides(name, c.uploaded, now) is not None:
+            continue
+        # A pre-release only where the specifier names one, or none else fits.
+        final = not c.version.is_prerelease or specifier.prereleases is True
+        order = (final, not c.yanked, c.version, -rank)
+        if best is None or order > best:
+            best, chosen = order, c
+    return chosen
+
+
+def requirementsOf(data: bytes, client: Client, extras: frozenset[str]) -> list[Requirement]:
+    """
+    The requirements of a distribution, by its core metadata, that apply
+    to C{client} installing it with C{extras}.  CPU work: off the reactor.
+    """
+    raw, _ = parse_email(data)
+    wanted = [""] + sorted(extras)
+    found = []
+    for line in raw.get("requires_dist", [])[:REQUIRES_MAX]:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        marker = requirement.marker
+        if marker is not None:
+            try:
+                if not any(marker.evaluate(client.marker(extra)) for extra in wanted):
+                    continue
+            except Exception:  # a marker the client could not evaluate either
+                continue
+        found.append(requirement)
+    return found

@@ -1,0 +1,353 @@
+"""
+Dependency-aware prefetch: when a client asks for a project page, the
+mirror predicts the file that client will pick (the newest release whose
+C{Requires-Python} and wheel tags fit the client, as its C{User-Agent}
+describes it, yanked files left out, the policy's cooldown honoured),
+fetches that file's core metadata, reads its C{Requires-Dist} (markers
+evaluated for the client, with the extras asked for), and fetches those
+projects' pages and metadata in turn, down to C{--prefetch-depth}, with
+C{--prefetch-requests} upstream requests at once at most.  With
+C{--prefetch files} it fetches the predicted files too.
+
+A prefetch never delays a client: its requests wait for a slot after
+every client's (L{tailmirror._upstream.Slots}), and a client asking for a
+page or file being prefetched joins that fetch, as clients join each
+other's.  What a prefetch fetched from upstream and no client asked for
+within the page TTL is counted as wasted: in the log, on C{/+status} and
+in C{/+metrics}.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ._choice import choose, requirementsOf
+from ._clients import Client, clientOf
+from ._errors import NotFound, StoreError, Unavailable
+from ._events import IMirrorEvents, NoEvents
+from ._layout import FileKey
+
+if TYPE_CHECKING:
+    from ._files import FileStore
+    from ._pages import ProjectPages
+
+__all__ = ["KINDS", "MODES", "Prefetcher"]
+
+log = Logger()
+
+#: What C{--prefetch} may be: nothing; pages and core metadata; those and
+#: the predicted files.
+MODES = ("off", "metadata", "files")
+#: What is counted, by kind of thing prefetched.
+KINDS = ("page", "metadata", "file")
+#: The largest core metadata file read for its requirements.
+METADATA_MAX = 4 * 1024 * 1024
+#: Seconds between counts of what was prefetched and never asked for.
+SWEEP_EVERY = 60.0
+#: The user agents of the mirror's own tools, which install nothing.
+OWN_TOOLS = ("tailmirror-",)
+#: Kinds of client counted, at most.
+CLIENTS_MAX = 50
+#: What the prefetch remembers having done, at most (oldest forgotten).
+REMEMBERED_MAX = 100_000
+
+
+def _readMetadata(path: str, wheel: str | None) -> tuple[bytes | None, bool]:
+    """
+    A core metadata file of the tree, if it is there, and whether the tree
+    has the file it describes (C{wheel}).  Disk work: off the reactor.
+    """
+    try:
+        with open(path, "rb") as f:
+            data: bytes | None = f.read(METADATA_MAX)
+    except FileNotFoundError:
+        data = None
+    return data, wheel is not None and os.path.exists(wheel)
+
+
+@implementer(IMirrorEvents)
+class Prefetcher(NoEvents):
+    """
+    Prefetches what clients will ask for next, told by the mirror's events
+    what they asked for.
+    """
+
+    def __init__(
+        self,
+        indexes: Mapping[str, "ProjectPages"],
+        files: "FileStore",
+        clock: IReactorTime,
+        runInThread: Callable[..., Deferred[Any]],
+        *,
+        mode: str = "metadata",
+        depth: int = 4,
+        requests: int = 8,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"--prefetch is one of {', '.join(MODES)}, not {mode!r}")
+        self._indexes = indexes
+        self._files = files
+        self._clock = clock
+        self._run = runInThread
+        self.mode = mode
+        self.depth = depth
+        #: Upstream requests of the prefetch at once, at most.
+        self.slots = DeferredSemaphore(max(1, requests))
+        #: When each (index, client, project, extras) was last prefetched.
+        self._done: dict[tuple[Any, ...], float] = {}
+        #: What a prefetch fetched from upstream that no client has asked
+        #: for yet: (kind, index, ...) -> when.
+        self._pending: dict[tuple[Any, ...], float] = {}
+        #: By kind: fetched from upstream by the prefetch, then asked for by
+        #: a client, and never asked for within the TTL.
+        self.prefetched: Counter[str] = Counter()
+        self.used: Counter[str] = Counter()
+        self.wasted: Counter[str] = Counter()
+        #: Prefetches of projects under way.
+        self.running = 0
+        #: The clients seen asking for pages, by what they are.
+        self.clients: Counter[str] = Counter()
+        self._sweeping: IDelayedCall | None = None
+
+    @property
+    def pending(self) -> int:
+        """
+        Things prefetched that no client has asked for yet (within the TTL).
+        """
+        return len(self._pending)
+
+    def stop(self) -> None:
+        """
+        Stop counting waste.
+        """
+        if self._sweeping is not None and self._sweeping.active():
+            self._sweeping.cancel()
+        self._sweeping = None
+
+    # Events
+
+    def pageWanted(self, index: str, project: str, agent: str | None) -> None:
+        """
+        A client asked for a project page: prefetch what it will ask next.
+        """
+        self._asked(("page", index, project))
+        if self.mode == "off" or index not in self._indexes:
+            return
+        if agent is not None and agent.startswith(OWN_TOOLS):
+            return  # tailmirror warm asks for everything it wants itself
+        client = clientOf(agent)
+        if client.label in self.clients or len(self.clients) < CLIENTS_MAX:
+            self.clients[client.label] += 1
+        d = Deferred.fromCoroutine(self._visit(index, client, project, SpecifierSet(), frozenset(), 0))
+        d.addErrback(lambda f: log.failure("prefetch for {project} failed", f, project=project))
+
+    def fileServed(self, key: FileKey, size: int, cached: bool) -> None:
+        """
+        A client asked for a file: if the prefetch fetched it, it was of use.
+        """
+        if key.provenance:
+            return
+        self._asked(("metadata" if key.metadata else "file", key.index, key.shard, key.filename))
+
+    # Accounting
+
+    def _asked(self, what: tuple[Any, ...]) -> None:
+        if self._pending.pop(what, None) is not None:
+            self.used[what[0]] += 1
+
+    def _fetching(self, what: tuple[Any, ...]) -> None:
+        """
+        The prefetch asks upstream for C{what} (a client asking for it from
+        now on, even while it comes, was spared a trip).
+        """
+        self.prefetched[what[0]] += 1
+        self._pending[what] = self._clock.seconds()
+        if len(self._pending) > REMEMBERED_MAX:
+            oldest = next(iter(self._pending))
+            del self._pending[oldest]
+            self.wasted[oldest[0]] += 1
+        if self._sweeping is None:
+            self._sweeping = self._clock.callLater(SWEEP_EVERY, self.sweep)
+
+    def _failed(self, what: tuple[Any, ...]) -> None:
+        """
+        Upstream did not send C{what} after all: nothing was prefetched.
+        """
+        self.prefetched[what[0]] -= 1
+        if self._pending.pop(what, None) is None:
+            self.used[what[0]] -= 1
+
+    def sweep(self) -> None:
+        """
+        Count as wasted what was prefetched and not asked for within its
+        index's TTL; forget what was prefetched for whom after as long.
+        """
+        self._sweeping = None
+        now = self._clock.seconds()
+        expired: Counter[str] = Counter()
+        for what, when in list(self._pending.items()):
+            pages = self._indexes.get(what[1])
+            if pages is None or now - when >= pages.ttl:
+                del self._pending[what]
+                expired[what[0]] += 1
+        self.wasted.update(expired)
+        for done, when in list(self._done.items()):
+            pages = self._indexes.get(done[0])
+            if pages is None or now - when >= pages.ttl:
+                del self._done[done]
+        if expired:
+            log.info(
+                "prefetch: {wasted} fetched and not asked for within the TTL ({detail}); "
+                "{used} of {prefetched} prefetched since start were asked for",
+                wasted=sum(expired.values()),
+                detail=", ".join(f"{n} {kind}" for kind, n in sorted(expired.items())),
+                used=sum(self.used.values()),
+                prefetched=sum(self.prefetched.values()),
+            )
+        if self._pending or self._done:
+            self._sweeping = self._clock.callLater(SWEEP_EVERY, self.sweep)
+
+    def figures(self) -> dict[str, Any]:
+        """
+        What the prefetch did, for the status page and the metrics.
+        """
+        return {
+            "mode": self.mode,
+            "depth": self.depth,
+            "requests": self.slots.limit,
+            "running": self.running,
+            "pending": self.pending,
+            "prefetched": {kind: self.prefetched[kind] for kind in KINDS},
+            "used": {kind: self.used[kind] for kind in KINDS},
+            "wasted": {kind: self.wasted[kind] for kind in KINDS},
+            "clients": dict(self.clients.most_common()),
+        }
+
+    # The work
+
+    async def _visit(
+        self, index: str, client: Client, name: str, specifier: SpecifierSet, extras: frozenset[str], depth: int
+    ) -> None:
+        """
+        Prefetch what a client installing C{name} asks for next: its
+        page (unless the client asked for it itself), the chosen file's
+        metadata, and so on for its requirements, down to L{depth}.
+        """
+        pages = self._indexes[index]
+        now = self._clock.seconds()
+        done = (index, client.key, name, extras, str(specifier))
+        if now - self._done.get(done, -math.inf) < pages.ttl:
+            return
+        self._done[done] = now
+        if len(self._done) > REMEMBERED_MAX:
+            del self._done[next(iter(self._done))]
+        self.running += 1
+        try:
+            requirements = await self._one(index, pages, client, name, specifier, extras, depth)
+        except (NotFound, Unavailable, StoreError) as e:
+            log.debug("prefetch stops at {project}: {reason}", project=name, reason=getattr(e, "reason", str(e)))
+            return
+        finally:
+            self.running -= 1
+        if not requirements:
+            return
+        below = []
+        for requirement in requirements:
+            child = canonicalize_name(requirement.name)
+            if child == name:
+                continue
+            below.append(
+                Deferred.fromCoroutine(
+                    self._visit(index, client, child, requirement.specifier, frozenset(requirement.extras), depth + 1)
+                )
+            )
+        for ok, result in await DeferredList(below, consumeErrors=True):
+            if not ok:
+                log.failure("prefetch failed below {project}", result, project=name)
+
+    async def _one(
+        self,
+        index: str,
+        pages: "ProjectPages",
+        client: Client,
+        name: str,
+        specifier: SpecifierSet,
+        extras: frozenset[str],
+        depth: int,
+    ) -> Sequence[Requirement]:
+        """
+        One project of a prefetch: its page, its chosen file's metadata
+        (and the file, with C{files}); the requirements to follow, if any.
+        """
+        if depth == 0:
+            # The client asked for the page: it is fetched for the client.
+            candidates = await pages.candidates(name)
+        else:
+            what = ("page", index, name)
+            async with self.slots:
+                asks = pages.wouldAsk(name)
+                if asks:
+                    self._fetching(what)
+                try:
+                    candidates = await pages.candidates(name, background=True)
+                except BaseException:
+                    if asks:
+                        self._failed(what)
+                    raise
+        chosen = choose(candidates, client, specifier, name, pages.policy, self._clock.seconds())
+        if chosen is None or not chosen.metadata:
+            return ()
+        metadata = FileKey(chosen.shard, chosen.filename, True, index)
+        wheel = FileKey(chosen.shard, chosen.filename, False, index)
+        tree = self._files.tree
+        data, have = await self._run(_readMetadata, tree.path(metadata), tree.path(wheel))
+        if data is None:
+            data = await self._download(metadata)
+        if self.mode == "files" and not have:
+            Deferred.fromCoroutine(self._download(wheel)).addErrback(
+                lambda f: log.debug("prefetch of {file} failed: {reason}", file=wheel.filename, reason=f.value)
+            )
+        if data is None or depth >= self.depth:
+            return ()
+        return await self._run(requirementsOf, data, client, extras)  # type: ignore[no-any-return]
+
+    async def _download(self, key: FileKey) -> bytes | None:
+        """
+        Have the mirror download a file in the background, unless the tree
+        has it or a download of it runs (which this joins); the bytes of a
+        metadata file.
+        """
+        what = ("metadata" if key.metadata else "file", key.index, key.shard, key.filename)
+        async with self.slots:
+            # Looked at once a slot is had: a client may have fetched it since.
+            asks = not self._files.downloading(key) and not self._files.tree.has(key)
+            if asks:
+                self._fetching(what)
+            if asks or self._files.downloading(key):
+                download = self._files.download(key, background=True)
+                try:
+                    path = await download.finished.wait()
+                except (NotFound, Unavailable, StoreError) as e:
+                    if asks:
+                        self._failed(what)
+                    log.debug(
+                        "prefetch of {file} failed: {reason}", file=key.filename, reason=getattr(e, "reason", e)
+                    )
+                    return None
+            else:
+                path = self._files.tree.path(key)
+        if not key.metadata:
+            return None
+        data, _ = await self._run(_readMetadata, path, None)
+        return data  # type: ignore[no-any-return]

@@ -1,0 +1,442 @@
+"""
+Dependency-aware prefetch: which file a client will pick, read from its
+User-Agent; what a page request then fetches ahead of the client; the
+budget and priority it keeps; and the waste it counts.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+from twisted.trial.unittest import SynchronousTestCase
+
+from tailmirror._choice import Candidate, candidatesOf, choose, requirementsOf
+from tailmirror._clients import OWN, clientOf
+from tailmirror._policy import Policy
+from tailmirror._upstream import Slots
+
+from .fakeindex import FakeFile, FakeProject
+from .harness import PIP_ACCEPT, CapturedLog, Harness
+from .processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, uvInstall
+from .wheels import tree, wheel
+
+#: What pip 24 on CPython 3.11, Debian, x86-64 sends.
+PIP_AGENT = (
+    'pip/24.0 {"ci":null,"cpu":"x86_64","distro":{"id":"bookworm","libc":{"lib":"glibc","version":"2.36"},'
+    '"name":"Debian GNU/Linux","version":"12"},"implementation":{"name":"CPython","version":"3.11.2"},'
+    '"installer":{"name":"pip","version":"24.0"},"openssl_version":"OpenSSL 3.0.11 19 Sep 2023",'
+    '"python":"3.11.2","setuptools_version":"66.1.1","system":{"name":"Linux","release":"6.1.0-18-amd64"}}'
+)
+#: What uv on CPython 3.12, macOS 14 on Apple silicon, sends.
+UV_MAC_AGENT = (
+    'uv/0.5.4 {"installer":{"name":"uv","version":"0.5.4"},"python":"3.12.1","implementation":'
+    '{"name":"CPython","version":"3.12.1"},"distro":{"name":"macOS","version":"14.1","id":null,"libc":null},'
+    '"system":{"name":"Darwin","release":"23.1.0"},"cpu":"arm64","openssl_version":null,'
+    '"setuptools_version":null,"rustc_version":null,"ci":null}'
+)
+WINDOWS_AGENT = (
+    'pip/24.0 {"cpu":"AMD64","implementation":{"name":"CPython","version":"3.10.11"},'
+    '"python":"3.10.11","system":{"name":"Windows","release":"10"}}'
+)
+
+
+def asking(agent: str = PIP_AGENT) -> dict[str, str]:
+    return {"Accept": PIP_ACCEPT, "User-Agent": agent}
+
+
+def platformWheel(name: str, version: str, tag: str, requires: tuple[str, ...] = (), **markers: Any) -> FakeFile:
+    """
+    A wheel for one platform: what its page and metadata say is all a
+    prefetch reads of it.
+    """
+    made = wheel(name, version, requires, **markers)
+    made.filename = f"{name}-{version}-{tag}.whl"
+    return made
+
+
+class ClientTests(SynchronousTestCase):
+    """
+    What a User-Agent says its client installs for.
+    """
+
+    def test_pipOnLinux(self) -> None:
+        """
+        pip's agent gives the Python version, implementation and platform:
+        markers as that client evaluates them, manylinux tags up to its
+        glibc, best first.
+        """
+        client = clientOf(PIP_AGENT)
+        self.assertEqual(client.python, Version("3.11.2"))
+        self.assertEqual(client.markers["python_version"], "3.11")
+        self.assertEqual(client.markers["sys_platform"], "linux")
+        self.assertEqual(client.markers["platform_machine"], "x86_64")
+        self.assertEqual(client.markers["implementation_name"], "cpython")
+        ranks = {str(tag): rank for tag, rank in client.tags.items()}
+        self.assertEqual(min(ranks, key=ranks.__getitem__), "cp311-cp311-manylinux_2_36_x86_64")
+        self.assertIn("cp311-abi3-manylinux2014_x86_64", ranks)
+        self.assertIn("py3-none-any", ranks)
+        self.assertNotIn("cp311-cp311-manylinux_2_37_x86_64", ranks)
+        self.assertNotIn("cp312-cp312-manylinux_2_17_x86_64", ranks)
+        self.assertLess(ranks["cp311-cp311-manylinux_2_17_x86_64"], ranks["py3-none-any"])
+
+    def test_uvOnMac(self) -> None:
+        """
+        uv's agent says the same of macOS: Darwin 23 is macOS 14.
+        """
+        client = clientOf(UV_MAC_AGENT)
+        self.assertEqual(client.markers["sys_platform"], "darwin")
+        ranks = {str(tag) for tag in client.tags}
+        self.assertIn("cp312-cp312-macosx_14_0_arm64", ranks)
+        self.assertIn("cp312-cp312-macosx_11_0_universal2", ranks)
+        self.assertNotIn("cp312-cp312-macosx_15_0_arm64", ranks)
+        self.assertNotIn("cp312-cp312-manylinux_2_17_x86_64", ranks)
+
+    def test_windows(self) -> None:
+        client = clientOf(WINDOWS_AGENT)
+        self.assertEqual(client.markers["sys_platform"], "win32")
+        self.assertEqual(client.markers["os_name"], "nt")
+        self.assertIn("cp310-cp310-win_amd64", {str(tag) for tag in client.tags})
+
+    def test_otherAgents(self) -> None:
+        """
+        An agent that says nothing of its environment, or says it wrongly,
+        is taken to run where the mirror does.
+        """
+        for agent in (None, "", "curl/8.5.0", "pip/24.0 {not json", "pip/1 []", 'pip/1 {"python": "two"}', "x" * 9000):
+            self.assertIs(clientOf(agent), OWN, agent)
+        self.assertFalse(OWN.told)
+
+
+def candidate(filename: str, **kwargs: Any) -> Candidate:
+    page = {"files": [dict({"filename": filename, "url": f"https://files.test/{filename}",
+                            "hashes": {"sha256": "ab" * 32}}, **kwargs)]}
+    [found] = candidatesOf(page)
+    return found
+
+
+class ChoiceTests(SynchronousTestCase):
+    """
+    The file a client picks among a page's.
+    """
+
+    client = clientOf(PIP_AGENT)
+
+    def pick(self, *candidates: Candidate, spec: str = "", **kwargs: Any) -> str | None:
+        chosen = choose(candidates, self.client, SpecifierSet(spec), "p", **kwargs)
+        return None if chosen is None else chosen.filename
+
+    def test_newestThatFits(self) -> None:
+        """
+        The newest version whose Requires-Python admits the client, not
+        yanked, within the requirement, final before pre-release.
+        """
+        files = [
+            candidate("p-1.0-py3-none-any.whl"),
+            candidate("p-2.0-py3-none-any.whl"),
+            candidate("p-3.0-py3-none-any.whl", **{"requires-python": ">=3.12"}),
+            candidate("p-2.5-py3-none-any.whl", yanked="broken"),
+            candidate("p-2.9rc1-py3-none-any.whl"),
+        ]
+        self.assertEqual(self.pick(*files), "p-2.0-py3-none-any.whl")
+        self.assertEqual(self.pick(*files, spec="<2"), "p-1.0-py3-none-any.whl")
+        self.assertEqual(self.pick(*files, spec="==2.5"), "p-2.5-py3-none-any.whl")
+        self.assertEqual(self.pick(*files, spec=">=2.9rc1"), "p-2.9rc1-py3-none-any.whl")
+        self.assertIsNone(self.pick(*files, spec=">=4"))
+
+    def test_bestWheelThenSdist(self) -> None:
+        """
+        Of a version, the wheel whose tags the client likes best; the sdist
+        when no wheel fits; a wheel for another platform never.
+        """
+        files = [
+            candidate("p-2.0.tar.gz"),
+            candidate("p-2.0-py3-none-any.whl"),
+            candidate("p-2.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
+            candidate("p-2.0-cp311-cp311-win_amd64.whl"),
+            candidate("p-3.0-cp312-cp312-manylinux_2_17_x86_64.whl"),
+        ]
+        self.assertEqual(self.pick(*files), "p-2.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
+        self.assertEqual(self.pick(files[0], files[3]), "p-2.0.tar.gz")
+
+    def test_cooldown(self) -> None:
+        """
+        A file the policy holds back is no client's pick.
+        """
+        files = [
+            candidate("p-1.0-py3-none-any.whl", **{"upload-time": "2024-01-01T00:00:00Z"}),
+            candidate("p-2.0-py3-none-any.whl", **{"upload-time": "2024-01-09T00:00:00Z"}),
+        ]
+        policy = Policy(cooldown=3 * 86400)
+        now = 1704758400 + 86400  # a day after 2.0's upload
+        self.assertEqual(self.pick(*files, policy=policy, now=now), "p-1.0-py3-none-any.whl")
+
+    def test_quarantined(self) -> None:
+        page = {"project-status": {"status": "quarantined"}, "files": [
+            {"filename": "p-1.0.tar.gz", "url": "https://files.test/p-1.0.tar.gz", "hashes": {}}]}
+        self.assertEqual(candidatesOf(page), ())
+
+    def test_requirements(self) -> None:
+        """
+        Requires-Dist, by its markers for the client, with the extras
+        asked for; lines that are not requirements are passed over.
+        """
+        metadata = (
+            b"Metadata-Version: 2.1\nName: p\nVersion: 1\n"
+            b"Requires-Dist: always>=1\n"
+            b"Requires-Dist: winonly; sys_platform == 'win32'\n"
+            b"Requires-Dist: oldpython; python_version < '3.8'\n"
+            b"Requires-Dist: feature[x]; extra == 'feat'\n"
+            b"Requires-Dist: not a requirement !!\n"
+            b"Requires-Dist: Linux-Only; platform_system == 'Linux'\n"
+        )
+        names = lambda extras: [r.name for r in requirementsOf(metadata, self.client, frozenset(extras))]  # noqa: E731
+        self.assertEqual(names([]), ["always", "Linux-Only"])
+        self.assertEqual(names(["feat"]), ["always", "feature", "Linux-Only"])
+        windows = [r.name for r in requirementsOf(metadata, clientOf(WINDOWS_AGENT), frozenset())]
+        self.assertEqual(windows, ["always", "winonly"])
+
+
+class SlotsTests(SynchronousTestCase):
+    """
+    Upstream's slots go to clients before the prefetch.
+    """
+
+    def test_clientsFirst(self) -> None:
+        slots = Slots(1)
+        order: list[str] = []
+        slots.acquire().addCallback(lambda _: order.append("first"))
+        slots.acquire(background=True).addCallback(lambda _: order.append("prefetch"))
+        slots.acquire().addCallback(lambda _: order.append("client"))
+        slots.acquire(background=True).addCallback(lambda _: order.append("prefetch 2"))
+        self.assertEqual(order, ["first"])
+        for _ in range(3):
+            slots.release()
+        self.assertEqual(order, ["first", "client", "prefetch", "prefetch 2"])
+        slots.release()
+        self.assertEqual(slots.free, 1)
+
+    def test_cancelled(self) -> None:
+        slots = Slots(1)
+        slots.acquire()
+        waiting = slots.acquire(background=True)
+        waiting.cancel()
+        self.failureResultOf(waiting)
+        slots.release()
+        self.assertEqual(slots.free, 1)
+
+
+def layered() -> list[FakeProject]:
+    """
+    app -> left, right[fast]; left -> leaf; right -> leaf, speedup (with
+    its extra fast), winonly (on Windows); leaf; a second release of each
+    that the client cannot use (a newer Python, or another platform).
+    """
+    return [
+        FakeProject("app", [wheel("app", "1.0", ("left", "right[fast]"))]),
+        FakeProject("left", [
+            wheel("left", "1.0", ("leaf",)),
+            platformWheel("left", "2.0", "cp39-cp39-win_amd64", ("notme",)),
+        ]),
+        FakeProject("right", [
+            wheel("right", "1.0", ("leaf>=1", "speedup; extra == 'fast'", "winonly; sys_platform == 'win32'")),
+            wheel("right", "9.0", ("notme",), requiresPython=">=3.99"),
+        ]),
+        FakeProject("leaf", [wheel("leaf", "1.0"), wheel("leaf", "1.1", yanked=True)]),
+        FakeProject("speedup", [wheel("speedup", "1.0")]),
+        FakeProject("winonly", [wheel("winonly", "1.0")]),
+        FakeProject("notme", [wheel("notme", "1.0")]),
+    ]
+
+
+class PrefetchTests(SynchronousTestCase):
+    """
+    What a client's page request makes the mirror fetch ahead of it.
+    """
+
+    def mirror(self, projects: list[FakeProject] | None = None, **settings: Any) -> Harness:
+        settings.setdefault("prefetch", "metadata")
+        h = Harness(layered() if projects is None else projects, **settings)
+        self.addCleanup(h.mirror.close)
+        return h
+
+    def asked(self, h: Harness) -> dict[str, int]:
+        return {path: n for path, n in h.index.requests.items() if n}
+
+    def test_tree(self) -> None:
+        """
+        A page request fetches, in the background, the core metadata of the
+        file the client will pick, the pages of what it requires for that
+        client, and so on down the tree: nothing the client will not use.
+        """
+        h = self.mirror()
+        self.assertEqual(h.get("/simple/app/", asking()).code, 200)
+        h.flush()
+        self.assertEqual(
+            self.asked(h),
+            {
+                "/simple/app/": 1,
+                "/files/app-1.0-py3-none-any.whl.metadata": 1,
+                "/simple/left/": 1,
+                "/files/left-1.0-py3-none-any.whl.metadata": 1,
+                "/simple/right/": 1,
+                "/files/right-1.0-py3-none-any.whl.metadata": 1,
+                "/simple/leaf/": 1,
+                "/files/leaf-1.0-py3-none-any.whl.metadata": 1,
+                "/simple/speedup/": 1,
+                "/files/speedup-1.0-py3-none-any.whl.metadata": 1,
+            },
+        )
+        # The client's own requests find everything there: no more upstream.
+        for path in ("/simple/left/", "/simple/right/", "/simple/leaf/", "/simple/speedup/"):
+            self.assertEqual(h.get(path, asking()).code, 200)
+        for name in ("app-1.0", "left-1.0", "right-1.0", "leaf-1.0", "speedup-1.0"):
+            page = json.loads(h.get(f"/simple/{name.split('-')[0]}/", asking()).body)
+            [link] = [f["url"] for f in page["files"] if f["filename"] == f"{name}-py3-none-any.whl"]
+            path = posixpath.normpath(f"/simple/{name.split('-')[0]}/{link}.metadata")
+            self.assertEqual(h.get(path, asking()).code, 200)
+        self.assertEqual(sum(h.index.requests.values()), 10)
+        figures = h.mirror.prefetch.figures()  # type: ignore[union-attr]
+        self.assertEqual(figures["prefetched"], {"page": 4, "metadata": 5, "file": 0})
+        self.assertEqual(figures["used"], {"page": 4, "metadata": 5, "file": 0})
+        self.assertEqual(figures["pending"], 0)
+
+    def test_otherClient(self) -> None:
+        """
+        A client on Windows gets Windows' pick, and what its markers ask.
+        """
+        h = self.mirror()
+        h.get("/simple/app/", asking(WINDOWS_AGENT))
+        h.flush()
+        asked = self.asked(h)
+        # CPython 3.10 cannot use left 2.0's cp39 wheel: 1.0 is its pick.
+        self.assertIn("/files/left-1.0-py3-none-any.whl.metadata", asked)
+        self.assertIn("/simple/winonly/", asked)
+
+    def test_depth(self) -> None:
+        """
+        --prefetch-depth bounds how far below the page asked for it goes.
+        """
+        h = self.mirror(prefetchDepth=1)
+        h.get("/simple/app/", asking())
+        h.flush()
+        asked = self.asked(h)
+        self.assertIn("/files/left-1.0-py3-none-any.whl.metadata", asked)
+        self.assertNotIn("/simple/leaf/", asked)
+
+    def test_off(self) -> None:
+        h = self.mirror(prefetch="off")
+        h.get("/simple/app/", asking())
+        h.flush()
+        self.assertEqual(self.asked(h), {"/simple/app/": 1})
+        self.assertEqual(json.loads(h.get("/+status?format=json").body)["prefetch"]["mode"], "off")
+
+    def test_files(self) -> None:
+        """
+        --prefetch files fetches the predicted files too, once each.
+        """
+        h = self.mirror(prefetch="files")
+        h.get("/simple/app/", asking())
+        h.flush()
+        asked = self.asked(h)
+        for name in ("app", "left", "right", "leaf", "speedup"):
+            self.assertEqual(asked.get(f"/files/{name}-1.0-py3-none-any.whl"), 1, name)
+        self.assertNotIn("/files/left-2.0-cp39-cp39-win_amd64.whl", asked)
+
+    def test_waste(self) -> None:
+        """
+        What was prefetched and never asked for within the TTL is counted as
+        waste: in the log, on the status page and in the metrics.
+        """
+        h = self.mirror(ttl=300)
+        log = CapturedLog(self)
+        h.get("/simple/app/", asking())
+        h.flush()
+        h.get("/simple/left/", asking())
+        h.clock.advance(301)
+        h.clock.advance(60)
+        figures = json.loads(h.get("/+status?format=json").body)["prefetch"]
+        self.assertEqual(figures["used"]["page"], 1)
+        self.assertEqual(figures["wasted"], {"page": 3, "metadata": 5, "file": 0})
+        self.assertEqual(figures["pending"], 0)
+        self.assertIn("prefetch: 8 fetched and not asked for within the TTL", log.text())
+        metrics = h.get("/+metrics").body.decode()
+        self.assertIn('tailmirror_prefetch_wasted_total{kind="metadata"} 5.0', metrics)
+        self.assertIn('tailmirror_prefetch_used_total{kind="page"} 1.0', metrics)
+        self.assertIn("Prefetch", h.get("/+status").body.decode())
+
+    def test_onceForAllClients(self) -> None:
+        """
+        Many page requests of one client's tree prefetch it once.
+        """
+        h = self.mirror()
+        for _ in range(3):
+            h.get("/simple/app/", asking())
+            h.get("/simple/right/", asking())
+        h.flush()
+        self.assertTrue(all(n == 1 for n in h.index.requests.values()), h.index.requests)
+
+    def test_upstreamFails(self) -> None:
+        """
+        A prefetch that meets a failing upstream stops there, quietly; the
+        client's answer is the mirror's usual one.
+        """
+        h = self.mirror()
+        del h.index.projects["leaf"]
+        h.get("/simple/app/", asking())
+        h.flush()
+        self.assertEqual(h.get("/simple/leaf/", asking()).code, 404)
+        self.assertEqual(h.mirror.prefetch.figures()["prefetched"]["page"], 3)  # type: ignore[union-attr]
+
+    def test_sdistWithoutMetadata(self) -> None:
+        """
+        Where the pick has no core metadata (an sdist), the tree ends there.
+        """
+        h = self.mirror(tree())
+        h.get("/simple/alpha/", asking())
+        h.flush()
+        asked = self.asked(h)
+        self.assertIn("/simple/delta/", asked)
+        self.assertFalse([p for p in asked if p.startswith("/files/delta")])
+
+
+@pytest.mark.parametrize("client", ["pip", "uv"])
+def test_realClients(client: str, tmp_path: Path) -> None:
+    """
+    Real pip and uv, through the real mirror: their User-Agent is read
+    (their Python, their platform), and everything the prefetch fetched
+    ahead of them is what they then asked for; nothing fetched twice.
+    """
+    upstream = FakeUpstreamProcess("--projects", "0", "--layered", "13")
+    mirror = MirrorProcess(upstream.url, tmp_path / "cache")
+    try:
+        python = freshVenv(tmp_path / "venv")
+        (pipInstall if client == "pip" else uvInstall)(python, "--index-url", mirror.url, "app")
+        request = urllib.request.Request(mirror.url.replace("/simple/", "/+status"), headers={"Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            figures = json.loads(r.read())["prefetch"]
+        stats = upstream.stats()
+    finally:
+        mirror.stop()
+        upstream.stop()
+    # Each client was read for what it is: its Python, its system.
+    [label] = figures["clients"]
+    assert label.startswith(f"{client} "), label
+    assert "on CPython %d.%d." % sys.version_info[:2] in label, label
+    assert "Linux" in label, label
+    assert figures["mode"] == "metadata"
+    # What the client asked for first (uv asks for many at once) it
+    # fetched itself; the prefetch fetched the rest ahead of it.
+    assert figures["prefetched"]["page"] > 0, figures
+    assert figures["prefetched"]["metadata"] > 0, figures
+    assert figures["used"] == figures["prefetched"], figures
+    assert figures["pending"] == 0
+    assert set(n for path, n in stats.items() if path != "/_stats") == {1}, stats
