@@ -3,21 +3,27 @@ Installs through the mirror against installs straight from the index, from
 one run on this machine: a fake upstream on 127.0.0.1 answering every
 request 50 ms late (BENCH_LATENCY), serving a generated tree of 60
 projects of real wheels with core metadata in four layers (BENCH_PROJECTS);
-pip and uv each install it into fresh environments with their caches off:
+pip and uv (BENCH_CLIENTS) each install it into fresh environments with
+their caches off:
 
 1. straight from the fake upstream;
-2. through a cold mirror;
+2. through a cold mirror, for each --prefetch mode (BENCH_PREFETCH,
+   default "metadata files");
 3. through the warm mirror.
 
-It prints each time, the ratios to direct, and the upstream requests each
-install made.  The issue's targets: cold pip through the mirror at most
-0.5 of direct, cold uv at most 0.8, warm pip and uv at most 0.3.
+It prints each time, the ratios to direct, the upstream requests made,
+useful and wasted (prefetched and never asked for), and the mirror's peak
+resident memory; then the peak over pages like the biggest of a
+real-world set.  The issue's targets: cold pip through the mirror at most
+0.5 of direct, cold uv at most 0.8, warm pip and uv at most 0.3, wasted
+prefetch under 20% of what was prefetched, peak memory under 150 MB.
 
 Run from the repository root: python benchmarks/installs.py
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -57,6 +63,53 @@ def peakRSS(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+#: A client on Linux, for the big pages.
+AGENT = (
+    'pip/24.0 {"python":"3.11.2","implementation":{"name":"CPython","version":"3.11.2"},'
+    '"system":{"name":"Linux","release":"6.1.0"},"cpu":"x86_64","distro":{"libc":{"lib":"glibc","version":"2.36"}}}'
+)
+
+
+def bigPages(work: Path, projects: int = 30, files: int = 4000) -> None:
+    """
+    The mirror's peak resident memory over pages like the biggest of a
+    real-world set (boto3's, botocore's: thousands of files, megabytes
+    each): C{projects} of them, each asked for in JSON and in HTML, gzipped,
+    eight at a time, as uv asks.
+    """
+    upstream = FakeUpstreamProcess("--projects", str(projects), "--files", str(files))
+    mirror = MirrorProcess(upstream.url, work / "cache-big", "--access-log", "off")
+
+    def get(name: str, accept: str) -> int:
+        request = urllib.request.Request(
+            f"{mirror.url}{name}/", headers={"Accept": accept, "Accept-Encoding": "gzip", "User-Agent": AGENT}
+        )
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return len(r.read())
+
+    try:
+        start = peakRSS(mirror.process.pid)
+        names = [f"project{i}" for i in range(projects)]
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            for accept in ("application/vnd.pypi.simple.v1+json", "text/html"):
+                list(pool.map(lambda name: get(name, accept), names))
+        seconds = time.perf_counter() - started
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{mirror.url}project0/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        ) as r:
+            size = len(r.read())
+        peak = peakRSS(mirror.process.pid)
+    finally:
+        mirror.stop()
+        upstream.stop()
+    print(
+        f"  big pages: {projects} pages of {files} files ({size / 2**20:.1f} MB of JSON each), both forms, "
+        f"cold, in {seconds:.1f} s: mirror peak RSS {peak / 2**20:.0f} MB ({start / 2**20:.0f} MB at start; "
+        "target under 150 MB)"
+    )
 
 
 def timed(work: Path, label: str, install: object, index: str, upstream: FakeUpstreamProcess) -> tuple[float, int]:
@@ -108,6 +161,7 @@ def main() -> None:
                     f"{used} asked for, {unasked} not ({unasked / prefetched if prefetched else 0:.0%}); "
                     f"mirror peak RSS {rss / 2**20:.0f} MB"
                 )
+        bigPages(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

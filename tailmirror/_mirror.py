@@ -106,7 +106,7 @@ class Settings:
     #: Upstream requests of the prefetch at once, at most.
     prefetchRequests: int = 8
     #: Bytes of rendered pages kept in memory, at most.
-    renderCacheBytes: int = 32 * MiB
+    renderCacheBytes: int = 24 * MiB
 
     @property
     def allIndexes(self) -> tuple[IndexSettings, ...]:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from twisted.internet.defer import Deferred, TimeoutError, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, TimeoutError, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from twisted.logger import Logger, LogLevel
@@ -44,8 +44,18 @@ RECHECK_AFTER = 10.0
 #: written, at most: all that a crash of the machine can lose.
 SYNC_AFTER = 1.0
 
-#: Links of pages kept in memory at most, for finding cold files' links.
-LINKS_KEPT = 50_000
+#: Links of pages kept in memory at most, for finding cold files' links
+#: (a few hundred bytes each).
+LINKS_KEPT = 20_000
+
+#: Files of pages kept in memory at most, for the prefetch's choice among
+#: them: it asks right after a page is fetched, and once per TTL.
+CANDIDATES_KEPT = 10_000
+
+#: Upstream pages parsed at once, at most: the work holds the interpreter
+#: lock, so more at once is no faster, and each page held parsed is many
+#: times its size in memory.
+PREPARING = 2
 
 #: How CPU and disk work leaves the reactor thread:
 #: C{runInThread(f, *args)} returns a L{Deferred} of C{f(*args)}.
@@ -195,7 +205,7 @@ class ProjectPages:
         revalidateFloor: float = 0.0,
         staleAfter: float | None = None,
         retryAfter: float = 0.0,
-        renderCacheBytes: int = 64 * 1024 * 1024,
+        renderCacheBytes: int = 24 * 1024 * 1024,
         policy: Policy | None = None,
         events: IMirrorEvents | None = None,
         linksKept: int = LINKS_KEPT,
@@ -230,7 +240,8 @@ class ProjectPages:
         self._syncing: IDelayedCall | None = None
         self._renders: BoundedCache[Rendering] = BoundedCache(renderCacheBytes, lambda r: r.size)
         self._links: BoundedCache[Links] = BoundedCache(linksKept, len)
-        self._candidates: BoundedCache[tuple[Candidate, ...]] = BoundedCache(linksKept, len)
+        self._candidates: BoundedCache[tuple[Candidate, ...]] = BoundedCache(CANDIDATES_KEPT, len)
+        self._preparing = DeferredSemaphore(PREPARING)
         self._choosing: Coalescer[tuple[Candidate, ...]] = Coalescer()
         self._indexing: Coalescer[Links] = Coalescer()
         self._refreshing: Coalescer[Entry] = Coalescer()
@@ -481,7 +492,7 @@ class ProjectPages:
             return make(page)
 
         try:
-            return await self._run(readAndMake)  # type: ignore[no-any-return]
+            return await self._preparing.run(self._run, readAndMake)  # type: ignore[no-any-return]
         except DamagedCopy as e:
             log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=e.reason[:200])
             raise DamagedCopy(503, "the mirror's copy of this page is damaged") from None
@@ -564,7 +575,8 @@ class ProjectPages:
         Parse and render an upstream page off the reactor thread.
         """
         try:
-            prepared: _Prepared = await self._run(
+            prepared: _Prepared = await self._preparing.run(
+                self._run,
                 preparePage,
                 name,
                 fetched,
