@@ -60,7 +60,7 @@ class LogEvents(NoEvents):
     def downloadStarted(self, key: FileKey, size: int | None) -> None:
         log.info(
             "downloading {file} from upstream ({size})",
-            file=key.filename,
+            file=key.filename + key.suffix,
             path=str(key),
             bytes=size,
             size="size unknown" if size is None else f"{size} bytes",
@@ -69,7 +69,7 @@ class LogEvents(NoEvents):
     def fileKept(self, key: FileKey, size: int, seconds: float) -> None:
         log.info(
             "kept {file}: {bytes} bytes in {seconds:.2f} s ({rate:.2f} MB/s)",
-            file=key.filename,
+            file=key.filename + key.suffix,
             path=str(key),
             bytes=size,
             seconds=round(seconds, 3),
@@ -79,7 +79,7 @@ class LogEvents(NoEvents):
     def fileRefused(self, key: FileKey, status: int, reason: str, size: int, seconds: float) -> None:
         log.error(
             "download of {file} failed after {bytes} bytes in {seconds:.2f} s, nothing kept: {reason}",
-            file=key.filename,
+            file=key.filename + key.suffix,
             path=str(key),
             status=status,
             reason=reason,

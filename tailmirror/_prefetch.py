@@ -55,6 +55,9 @@ KINDS = ("page", "metadata", "file")
 METADATA_MAX = 4 * 1024 * 1024
 #: Seconds between counts of what was prefetched and never asked for.
 SWEEP_EVERY = 60.0
+#: A requirement of any version, and no extras.
+ANY = SpecifierSet()
+NONE: frozenset[str] = frozenset()
 #: The user agents of the mirror's own tools, which install nothing.
 OWN_TOOLS = ("tailmirror-",)
 #: Kinds of client counted, at most.
@@ -149,7 +152,9 @@ class Prefetcher(NoEvents):
         client = clientOf(agent)
         if client.label in self.clients or len(self.clients) < CLIENTS_MAX:
             self.clients[client.label] += 1
-        d = Deferred.fromCoroutine(self._visit(index, client, project, SpecifierSet(), frozenset(), 0))
+        if not self._due(index, client, project, ANY, NONE):
+            return  # the warm path: this client's tree was prefetched within the TTL
+        d = Deferred.fromCoroutine(self._visit(index, client, project, ANY, NONE, 0))
         d.addErrback(lambda f: log.failure("prefetch for {project} failed", f, project=project))
 
     def fileServed(self, key: FileKey, size: int, cached: bool) -> None:
@@ -236,6 +241,22 @@ class Prefetcher(NoEvents):
 
     # The work
 
+    def _due(
+        self, index: str, client: Client, name: str, specifier: SpecifierSet, extras: frozenset[str]
+    ) -> bool:
+        """
+        Whether a project is to be prefetched for a client now (not within
+        the TTL already), marking it so if it is.
+        """
+        now = self._clock.seconds()
+        done = (index, client.key, name, extras, str(specifier) if specifier is not ANY else "")
+        if now - self._done.get(done, -math.inf) < self._indexes[index].ttl:
+            return False
+        self._done[done] = now
+        if len(self._done) > REMEMBERED_MAX:
+            del self._done[next(iter(self._done))]
+        return True
+
     async def _visit(
         self, index: str, client: Client, name: str, specifier: SpecifierSet, extras: frozenset[str], depth: int
     ) -> None:
@@ -245,13 +266,6 @@ class Prefetcher(NoEvents):
         metadata, and so on for its requirements, down to L{depth}.
         """
         pages = self._indexes[index]
-        now = self._clock.seconds()
-        done = (index, client.key, name, extras, str(specifier))
-        if now - self._done.get(done, -math.inf) < pages.ttl:
-            return
-        self._done[done] = now
-        if len(self._done) > REMEMBERED_MAX:
-            del self._done[next(iter(self._done))]
         self.running += 1
         try:
             requirements = await self._one(index, pages, client, name, specifier, extras, depth)
@@ -265,11 +279,12 @@ class Prefetcher(NoEvents):
         below = []
         for requirement in requirements:
             child = canonicalize_name(requirement.name)
-            if child == name:
+            asked = frozenset(requirement.extras)
+            if child == name or not self._due(index, client, child, requirement.specifier, asked):
                 continue
             below.append(
                 Deferred.fromCoroutine(
-                    self._visit(index, client, child, requirement.specifier, frozenset(requirement.extras), depth + 1)
+                    self._visit(index, client, child, requirement.specifier, asked, depth + 1)
                 )
             )
         for ok, result in await DeferredList(below, consumeErrors=True):

@@ -24,7 +24,7 @@ from tailmirror._clients import OWN, clientOf
 from tailmirror._policy import Policy
 from tailmirror._upstream import Slots
 
-from .fakeindex import FakeFile, FakeProject
+from .fakeindex import FakeFile, FakeIndex, FakeProject
 from .harness import PIP_ACCEPT, CapturedLog, Harness
 from .processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, uvInstall
 from .wheels import tree, wheel
@@ -396,6 +396,42 @@ class PrefetchTests(SynchronousTestCase):
         self.assertEqual(h.get("/simple/leaf/", asking()).code, 404)
         self.assertEqual(h.mirror.prefetch.figures()["prefetched"]["page"], 3)  # type: ignore[union-attr]
 
+    def test_clientJoins(self) -> None:
+        """
+        A client asking for a file the prefetch is fetching joins that
+        download: one upstream request, and the prefetch's was of use.
+        """
+        h = self.mirror()
+        h.index.holdFiles = True
+        page = json.loads(h.get("/simple/app/", asking()).body)
+        h.flush()
+        self.assertEqual([r.path for r, _ in h.index.heldFiles], [b"/files/app-1.0-py3-none-any.whl.metadata"])
+        [link] = [f["url"] for f in page["files"]]
+        waiting = h.start("GET", posixpath.normpath(f"/simple/app/{link}.metadata"), asking())
+        h.flush()
+        h.index.holdFiles = False
+        for request, content in h.index.heldFiles:
+            request.write(content)
+            request.finish()
+        answer = h.finish(waiting)
+        self.assertEqual(answer.code, 200)
+        self.assertIn(b"Requires-Dist: left", answer.body)
+        self.assertEqual(h.index.requests["/files/app-1.0-py3-none-any.whl.metadata"], 1)
+        figures = h.mirror.prefetch.figures()  # type: ignore[union-attr]
+        self.assertEqual(figures["used"]["metadata"], 1)
+
+    def test_otherIndex(self) -> None:
+        """
+        A page of another index (--index) prefetches from that index.
+        """
+        other = FakeIndex(layered())
+        h = self.mirror([], others={"second": other})
+        self.assertEqual(h.get("/second/simple/app/", asking()).code, 200)
+        h.flush()
+        self.assertEqual(other.requests["/simple/leaf/"], 1)
+        self.assertEqual(other.requests["/files/leaf-1.0-py3-none-any.whl.metadata"], 1)
+        self.assertEqual(sum(h.index.requests.values()), 0)
+
     def test_sdistWithoutMetadata(self) -> None:
         """
         Where the pick has no core metadata (an sdist), the tree ends there.
@@ -440,3 +476,18 @@ def test_realClients(client: str, tmp_path: Path) -> None:
     assert figures["used"] == figures["prefetched"], figures
     assert figures["pending"] == 0
     assert set(n for path, n in stats.items() if path != "/_stats") == {1}, stats
+
+
+class LogTests(SynchronousTestCase):
+    def test_metadataNamed(self) -> None:
+        """
+        A core metadata file's download is logged by its own name, not by
+        its wheel's.
+        """
+        h = Harness(layered(), prefetch="metadata")
+        self.addCleanup(h.mirror.close)
+        log = CapturedLog(self)
+        h.get("/simple/leaf/", asking())
+        h.flush()
+        self.assertIn("kept leaf-1.0-py3-none-any.whl.metadata:", log.text())
+        self.assertNotIn("kept leaf-1.0-py3-none-any.whl:", log.text())
