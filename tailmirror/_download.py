@@ -29,7 +29,7 @@ from ._events import IMirrorEvents
 from ._layout import FileKey
 from ._links import FileLink
 from ._tree import FileTree
-from ._upstream import FileBody, Upstream, typeName
+from ._upstream import FileBody, Priority, Upstream, priorityOf, typeName
 
 __all__ = ["Download", "Follower", "PENDING_MAX"]
 
@@ -77,12 +77,13 @@ class Download:
         clock: IReactorTime,
         runInThread: Callable[..., Deferred[Any]],
         events: IMirrorEvents,
-        fromWheel: Callable[[FileKey, FileLink, bool], Awaitable[bytes]] | None = None,
-        background: bool = False,
+        fromWheel: Callable[[FileKey, FileLink, Priority], Awaitable[bytes]] | None = None,
+        background: bool | Priority = False,
     ) -> None:
         self.key = key
-        #: Whether it is a prefetch's, which asks upstream after clients.
-        self.background = background
+        #: Whether it is a prefetch's, which asks upstream after clients,
+        #: until a client asks for the file too.
+        self.priority = priorityOf(background)
         self._fromWheel = fromWheel
         self._resolve = resolve
         self._upstream = upstream
@@ -135,10 +136,16 @@ class Download:
             self._link = link = await self._resolve(self.key)
             self._reserved = self._tree.admit(link.size)
             try:
+                # Opened in a thread: on a busy disk, even making a file
+                # waits for other files' syncs.
+                self.fd, self._tmp = await self._run(self._tree.temporary)
+            except OSError as e:
+                raise StoreError.cannotWrite(e) from None
+            try:
                 if link.inWheel and self._fromWheel is not None:
                     await self._metadataOf(link, self._fromWheel)
                 else:
-                    await self._upstream.fetchFile(link.url, self, self.background)
+                    await self._upstream.fetchFile(link.url, self, self.priority)
             finally:
                 # Whatever happened, no thread is still at the file.
                 await self._allWritten()
@@ -162,19 +169,19 @@ class Download:
                 self.fd = -1
 
     async def _metadataOf(
-        self, link: FileLink, fromWheel: Callable[[FileKey, FileLink, bool], Awaitable[bytes]]
+        self, link: FileLink, fromWheel: Callable[[FileKey, FileLink, Priority], Awaitable[bytes]]
     ) -> None:
         """
         Core metadata read out of its wheel, written as if it came so.
         """
-        data = await fromWheel(self.key, link, self.background)
+        data = await fromWheel(self.key, link, self.priority)
         self.begin(len(data), None)
         self.write(data)
 
     def begin(self, length: int | None, body: FileBody | None) -> None:
         """
-        Upstream answered: make room for what it says it sends, open the
-        temporary file, and let clients start.
+        Upstream answered: make room for what it says it sends, and let
+        clients start.
         """
         assert self._link is not None
         if self._link.size is None and length is not None:
@@ -182,10 +189,6 @@ class Download:
         self.length = self._link.size if self._link.size is not None else length
         if self._link.algorithm is not None:
             self._hash = hashlib.new(self._link.algorithm)
-        try:
-            self.fd, self._tmp = self._tree.temporary()
-        except OSError as e:
-            raise StoreError.cannotWrite(e) from None
         self._body = body
         self.startedAt = self._clock.seconds()
         self._events.downloadStarted(self.key, self.length)

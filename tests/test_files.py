@@ -561,6 +561,11 @@ class SharedDownloadTests(SynchronousTestCase):
         self.h.index.projects["foo"].files.append(big)
         d = self.h.start("GET", filePath(big))
         self.h.flush()
+        # The temporary file is made in a thread, before upstream is asked.
+        waiting, f, args = queued.pop(0)
+        self.assertEqual(f, self.h.tree.temporary)
+        maybeDeferred(f, *args).chainDeferred(waiting)
+        self.h.flush()
         (request, content), = self.h.index.heldFiles
         last = len(content) - 2**20
         for i in range(0, last, 2**20):
