@@ -29,7 +29,7 @@ from ._events import IMirrorEvents, NoEvents
 from ._layout import DEFAULT_INDEX, FileKey
 from ._links import FileLink, projectsOf
 from ._tree import FileTree
-from ._upstream import Upstream
+from ._upstream import Priority, Upstream, priorityOf
 from ._wheel import RANGED_MAX, TAIL, Need, NoMetadata, Sparse, metadataFromZip
 
 if TYPE_CHECKING:
@@ -81,12 +81,14 @@ class FileStore:
         """
         return self.indexes[key.index][0]
 
-    def download(self, key: FileKey, background: bool = False) -> Download:
+    def download(self, key: FileKey, background: bool | Priority = False) -> Download:
         """
         The download of a file, started now unless it runs already (through
         any index, where its sha256 names it); a prefetch's, started in the
-        C{background}, asks upstream after clients do.
+        C{background}, asks upstream after clients do, until a client asks
+        for the file too.
         """
+        priority = priorityOf(background)
         download = self._downloads.get(key.storeParts)
         if download is None:
             download = self._downloads[key.storeParts] = Download(
@@ -98,9 +100,11 @@ class FileStore:
                 self.runInThread,
                 self.events,
                 self.metadataFromWheel,
-                background,
+                priority,
             )
             Deferred.fromCoroutine(download.run()).addBoth(self._forget, download)
+        else:
+            download.priority.raiseTo(priority.background)
         return download
 
     def downloading(self, key: FileKey) -> bool:
@@ -140,7 +144,7 @@ class FileStore:
                 return link
         raise NotFound(str(key))
 
-    async def metadataFromWheel(self, key: FileKey, link: FileLink, background: bool = False) -> bytes:
+    async def metadataFromWheel(self, key: FileKey, link: FileLink, background: bool | Priority = False) -> bytes:
         """
         The core metadata of a wheel, read out of it: from the tree if it
         has the wheel, else by range requests to upstream; where upstream
@@ -187,7 +191,9 @@ class FileStore:
         finally:
             file.close()
 
-    async def _ranged(self, upstream: Upstream, link: FileLink, filename: str, background: bool) -> bytes | None:
+    async def _ranged(
+        self, upstream: Upstream, link: FileLink, filename: str, background: bool | Priority
+    ) -> bytes | None:
         """
         A wheel's METADATA by range requests: its end first, then what the
         zip's reader asks for next; L{None} if upstream answers no ranges.

@@ -28,7 +28,7 @@ from ._links import FileLink, Links, indexLinks, lookUp, projectsOf
 from ._policy import QUARANTINED, Policy
 from ._parse import MalformedPage, ParsedPage, checkHTML, parseHTML, parseJSON, sniff
 from ._render import renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
-from ._upstream import Fetched, Upstream
+from ._upstream import Fetched, Priority, Upstream
 
 __all__ = ["ProjectPages", "Served", "RunInThread"]
 
@@ -245,6 +245,8 @@ class ProjectPages:
         self._choosing: Coalescer[tuple[Candidate, ...]] = Coalescer()
         self._indexing: Coalescer[Links] = Coalescer()
         self._refreshing: Coalescer[Entry] = Coalescer()
+        #: Whose each refresh under way is.
+        self._priorities: dict[str, Priority] = {}
         self._rendering: Coalescer[Rendering] = Coalescer()
         self._generation = 0
         self._root: tuple[int, Rendered] | None = None
@@ -364,12 +366,12 @@ class ProjectPages:
             if not revalidate or self._age(entry) < (self.revalidateFloor if floor is None else floor):
                 return entry, None, False
         if entry is None:
-            return await self._refreshing.run(name, lambda: self._refresh(name, form, background)), None, True
+            return await self._refreshJoined(name, form, background), None, True
         failing = self._failing()
         if failing is not None:
             self._probe(name)
             return entry, failing, True
-        waiting = self._refreshing.run(name, lambda: self._refresh(name, form, background))
+        waiting = self._refreshJoined(name, form, background)
         if self.staleAfter is not None:
             waiting.addTimeout(self.staleAfter, self._clock)
         try:
@@ -407,7 +409,26 @@ class ProjectPages:
         def done(result: object) -> None:
             self._probing = False
 
-        self._refreshing.run(name, lambda: self._refresh(name)).addBoth(done)
+        self._refreshJoined(name).addBoth(done)
+
+    def _refreshJoined(self, name: str, form: str | None = None, background: bool = False) -> Deferred[Entry]:
+        """
+        Join the refresh of a page under way, or start one (rendering
+        C{form} at once): a client that joins a prefetch's has it ask
+        upstream as a client's from then on.
+        """
+        running = self._priorities.get(name)
+        if running is not None:
+            running.raiseTo(background)
+
+        async def refresh() -> Entry:
+            priority = self._priorities[name] = Priority(background)
+            try:
+                return await self._refresh(name, form, priority)
+            finally:
+                del self._priorities[name]
+
+        return self._refreshing.run(name, refresh)
 
     def wouldAsk(self, name: str) -> bool:
         """
@@ -497,7 +518,7 @@ class ProjectPages:
             log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=e.reason[:200])
             raise DamagedCopy(503, "the mirror's copy of this page is damaged") from None
 
-    async def _refresh(self, name: str, form: str | None = None, background: bool = False) -> Entry:
+    async def _refresh(self, name: str, form: str | None, background: Priority) -> Entry:
         """
         Ask upstream for a page, and record what it says; tell what came of
         it, once for all who wait.
@@ -518,13 +539,13 @@ class ProjectPages:
         self._events.pageRefreshed(name, outcome, None)
         return entry
 
-    async def _refreshFrom(self, name: str, old: Entry | None, form: str | None, background: bool = False) -> Entry:
+    async def _refreshFrom(self, name: str, old: Entry | None, form: str | None, background: Priority) -> Entry:
         try:
             fetched = await self._upstream.fetchPage(name, old.etag if old else None, background)
         except UpstreamError as e:
             # Upstream itself failed (not one page of it): see _failing.  A
             # prefetch's failure alone never has clients served stale.
-            if not background:
+            if not background.background:
                 self._failed = (self._clock.seconds(), e.reason)
             raise
         except NotFound:

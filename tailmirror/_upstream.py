@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Coroutine, Protocol as Structural, TypeVar, cast
+from typing import Any, Callable, Coroutine, Protocol as Structural, TypeVar, cast
 from urllib.parse import urldefrag
 
 from OpenSSL import SSL
@@ -36,7 +36,8 @@ from ._idle import IdleTimer
 from ._version import __version__
 
 __all__ = [
-    "BodyReader", "FileBody", "FileSink", "Fetched", "Ranged", "Slots", "Upstream", "UpstreamEndpoints", "typeName",
+    "BodyReader", "FileBody", "FileSink", "Fetched", "Priority", "Ranged", "Slots", "Upstream", "UpstreamEndpoints",
+    "priorityOf", "typeName",
 ]
 
 #: What the mirror asks upstream for: JSON first, for it carries sizes and
@@ -47,6 +48,43 @@ ACCEPT = (
 )
 USER_AGENT = f"tailmirror/{__version__}"
 T = TypeVar("T")
+
+
+class Priority:
+    """
+    Whose a request to upstream is: a client's, or a prefetch's (in the
+    C{background}) until a client asks for the same thing and L{raiseTo}
+    makes it a client's: a request of it still waiting for a slot then
+    waits with the clients', so the client does not wait behind them.
+    """
+
+    def __init__(self, background: bool = False) -> None:
+        self.background = background
+        self._raised: list[Callable[[], object]] = []
+
+    def raiseTo(self, background: bool) -> None:
+        """
+        Make it a client's, if C{background} is false.
+        """
+        if self.background and not background:
+            self.background = False
+            raised, self._raised = self._raised, []
+            for f in raised:
+                f()
+
+    def whenRaised(self, f: Callable[[], object]) -> None:
+        """
+        Call C{f} once, when it becomes a client's.
+        """
+        if self.background:
+            self._raised.append(f)
+
+
+def priorityOf(background: bool | Priority) -> Priority:
+    """
+    A L{Priority}, from a flag or as it is.
+    """
+    return background if isinstance(background, Priority) else Priority(background)
 
 
 class Slots:
@@ -66,18 +104,36 @@ class Slots:
     def waiting(self) -> int:
         return len(self._waiting) + len(self._background)
 
-    def acquire(self, background: bool = False) -> Deferred[None]:
+    def acquire(self, background: bool | Priority = False) -> Deferred[None]:
         """
         A L{Deferred} that fires when a slot is had; cancelling it gives up
-        the wait.
+        the wait.  A background request whose L{Priority} is raised while it
+        waits waits from then on as a client's.
         """
-        if self.free > 0 and not self._waiting and not (background and self._background):
+        priority = priorityOf(background)
+        if self.free > 0 and not self._waiting and not (priority.background and self._background):
             self.free -= 1
             return succeed(None)
-        queue = self._background if background else self._waiting
-        d: Deferred[None] = Deferred(lambda d: queue.remove(d))
-        queue.append(d)
+        d: Deferred[None] = Deferred(self._giveUp)
+        if priority.background:
+            self._background.append(d)
+            priority.whenRaised(lambda: self._promote(d))
+        else:
+            self._waiting.append(d)
         return d
+
+    def _giveUp(self, d: Deferred[None]) -> None:
+        for queue in (self._waiting, self._background):
+            if d in queue:
+                queue.remove(d)
+
+    def _promote(self, d: Deferred[None]) -> None:
+        """
+        A background request waits as a client's from now on.
+        """
+        if d in self._background:
+            self._background.remove(d)
+            self._waiting.append(d)
 
     def release(self) -> None:
         """
@@ -89,7 +145,7 @@ class Slots:
         else:
             self.free += 1
 
-    async def run(self, work: Any, background: bool = False) -> Any:
+    async def run(self, work: Any, background: bool | Priority = False) -> Any:
         """
         C{work()} (a L{Deferred}) in a slot.
         """
@@ -507,7 +563,7 @@ class Upstream:
         """
         return f"{self.root}{name}/"
 
-    def fetchPage(self, name: str, etag: str | None, background: bool = False) -> Deferred[Fetched]:
+    def fetchPage(self, name: str, etag: str | None, background: bool | Priority = False) -> Deferred[Fetched]:
         """
         Ask upstream for a project page, conditionally if we have its ETag;
         in the C{background} (a prefetch), after any client's request.
@@ -556,7 +612,7 @@ class Upstream:
 
         return d.addErrback(translate)
 
-    async def fetchFile(self, url: str, sink: FileSink, background: bool = False) -> None:
+    async def fetchFile(self, url: str, sink: FileSink, background: bool | Priority = False) -> None:
         """
         Download a file, by the URL its project page gives, into C{sink}:
         in a slot of L{fileSlots} (after any client's, in the
@@ -597,7 +653,7 @@ class Upstream:
             size = body.received if body is not None else 0
             self._events.upstreamRequest("file", outcome, self._clock.seconds() - started, size, reason)
 
-    def fetchRange(self, url: str, start: int, end: int | None, background: bool = False) -> Deferred[Ranged | None]:
+    def fetchRange(self, url: str, start: int, end: int | None, background: bool | Priority = False) -> Deferred[Ranged | None]:
         """
         Ask upstream for bytes C{[start, end)} of a file, or for its last
         C{-start} bytes if C{start} is negative (C{end} L{None}): a short

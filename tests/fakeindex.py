@@ -195,6 +195,9 @@ class FakeIndex(Resource):
         #: Hold file requests in L{heldFiles} to be answered by hand.
         self.holdFiles = False
         self.heldFiles: list[tuple[Any, bytes]] = []
+        #: Hold project page requests in L{heldPages} to be answered by hand.
+        self.holdPages = False
+        self.heldPages: list[tuple[Any, bytes]] = []
         #: Send files 64 KiB at a time, this many seconds apart, by C{clock}.
         self.chunkDelay = 0.0
         self.clock: Any = None
@@ -237,7 +240,7 @@ class FakeIndex(Resource):
         request.setResponseCode(404)
         return b"no such thing"
 
-    def _page(self, request: Any, name: str) -> bytes:
+    def _page(self, request: Any, name: str) -> Any:
         project = self.projects.get(name)
         if project is None:
             request.setResponseCode(404)
@@ -258,6 +261,9 @@ class FakeIndex(Resource):
         request.setHeader("Content-Type", self.contentTypeOverride or ctype)
         if self.lastSerial is not None:
             request.setHeader("X-PyPI-Last-Serial", self.lastSerial)
+        if self.holdPages:
+            self.heldPages.append((request, body))
+            return NOT_DONE_YET
         return body
 
     def _root(self, request: Any) -> bytes:

@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tailmirror._choice import Candidate, candidatesOf, choose, requirementsOf
 from tailmirror._clients import OWN, clientOf
 from tailmirror._policy import Policy
-from tailmirror._upstream import Slots
+from tailmirror._upstream import Priority, Slots
 
 from .fakeindex import FakeFile, FakeIndex, FakeProject
 from .harness import PIP_ACCEPT, CapturedLog, Harness
@@ -233,6 +233,63 @@ class SlotsTests(SynchronousTestCase):
         slots.release()
         self.assertEqual(slots.free, 1)
 
+    def test_raised(self) -> None:
+        """
+        A prefetch's request that a client comes to want waits from then on
+        as a client's: ahead of the other prefetches, after the clients
+        that waited before.
+        """
+        slots = Slots(1)
+        order: list[str] = []
+        slots.acquire()
+        wanted = Priority(background=True)
+        slots.acquire(background=True).addCallback(lambda _: order.append("prefetch"))
+        slots.acquire(wanted).addCallback(lambda _: order.append("wanted"))
+        slots.acquire().addCallback(lambda _: order.append("client"))
+        wanted.raiseTo(False)
+        self.assertFalse(wanted.background)
+        for _ in range(3):
+            slots.release()
+        self.assertEqual(order, ["client", "wanted", "prefetch"])
+
+    def test_raisedThenCancelled(self) -> None:
+        """
+        A raised request given up leaves no waiter behind.
+        """
+        slots = Slots(1)
+        slots.acquire()
+        wanted = Priority(background=True)
+        waiting = slots.acquire(wanted)
+        wanted.raiseTo(False)
+        waiting.cancel()
+        self.failureResultOf(waiting)
+        slots.release()
+        self.assertEqual((slots.free, slots.waiting), (1, 0))
+
+    def test_raisedOnce(self) -> None:
+        """
+        Raising a priority twice, or to the background, calls nothing again.
+        """
+        calls: list[int] = []
+        priority = Priority(background=True)
+        priority.whenRaised(lambda: calls.append(1))
+        priority.raiseTo(True)
+        self.assertEqual(calls, [])
+        priority.raiseTo(False)
+        priority.raiseTo(False)
+        priority.whenRaised(lambda: calls.append(2))
+        self.assertEqual(calls, [1])
+
+
+def threeDependencies() -> list[FakeProject]:
+    """
+    app -> one, two, three.
+    """
+    return [
+        FakeProject("app", [wheel("app", "1.0", ("one", "two", "three"))]),
+        *(FakeProject(name, [wheel(name, "1.0")]) for name in ("one", "two", "three")),
+    ]
+
 
 def layered() -> list[FakeProject]:
     """
@@ -419,6 +476,67 @@ class PrefetchTests(SynchronousTestCase):
         self.assertEqual(h.index.requests["/files/app-1.0-py3-none-any.whl.metadata"], 1)
         figures = h.mirror.prefetch.figures()  # type: ignore[union-attr]
         self.assertEqual(figures["used"]["metadata"], 1)
+
+    def test_clientJumpsTheQueue(self) -> None:
+        """
+        A client asking for a file the prefetch has queued behind its other
+        downloads joins that download, which then waits as a client's: it
+        is the next to ask upstream, not the last.
+        """
+        h = self.mirror(threeDependencies(), fileRequests=1)
+        h.index.holdFiles = True
+
+        def release() -> str:
+            request, content = h.index.heldFiles.pop(0)
+            request.write(content)
+            request.finish()
+            h.flush()
+            return str(request.path.decode())
+
+        self.assertEqual(h.get("/simple/app/", asking()).code, 200)
+        h.flush()
+        self.assertEqual(release(), "/files/app-1.0-py3-none-any.whl.metadata")
+        # The prefetch downloads one's metadata, with two's and three's
+        # queued behind it; a client asks for three's.
+        self.assertEqual([r.path for r, _ in h.index.heldFiles], [b"/files/one-1.0-py3-none-any.whl.metadata"])
+        [link] = [f["url"] for f in json.loads(h.get("/simple/three/", asking()).body)["files"]]
+        waiting = h.start("GET", posixpath.normpath(f"/simple/three/{link}.metadata"), asking())
+        h.flush()
+        self.assertEqual(release(), "/files/one-1.0-py3-none-any.whl.metadata")
+        self.assertEqual(release(), "/files/three-1.0-py3-none-any.whl.metadata")
+        answer = h.finish(waiting)
+        self.assertEqual(answer.code, 200)
+        self.assertIn(b"Name: three", answer.body)
+        self.assertEqual(release(), "/files/two-1.0-py3-none-any.whl.metadata")
+        self.assertEqual(h.index.requests["/files/three-1.0-py3-none-any.whl.metadata"], 1)
+
+    def test_clientJoinsPage(self) -> None:
+        """
+        A client asking for a page the prefetch has queued joins that
+        refresh, which then waits as a client's.
+        """
+        h = self.mirror(threeDependencies(), pageRequests=1)
+        h.index.holdPages = True
+
+        def release() -> str:
+            request, content = h.index.heldPages.pop(0)
+            request.write(content)
+            request.finish()
+            h.flush()
+            return str(request.path.decode())
+
+        waiting = h.start("GET", "/simple/app/", asking())
+        h.flush()
+        self.assertEqual(release(), "/simple/app/")
+        self.assertEqual(h.finish(waiting).code, 200)
+        self.assertEqual([r.path for r, _ in h.index.heldPages], [b"/simple/one/"])
+        waiting = h.start("GET", "/simple/three/", asking())
+        h.flush()
+        self.assertEqual(release(), "/simple/one/")
+        self.assertEqual(release(), "/simple/three/")
+        self.assertEqual(h.finish(waiting).code, 200)
+        self.assertEqual(release(), "/simple/two/")
+        self.assertEqual(h.index.requests["/simple/three/"], 1)
 
     def test_otherIndex(self) -> None:
         """
