@@ -281,6 +281,17 @@ class SlotsTests(SynchronousTestCase):
         self.assertEqual(calls, [1])
 
 
+def answerFirst(h: Harness, held: list[tuple[Any, bytes]]) -> str:
+    """
+    Answer the first request the fake index holds; its path.
+    """
+    request, content = held.pop(0)
+    request.write(content)
+    request.finish()
+    h.flush()
+    return str(request.path.decode())
+
+
 def threeDependencies() -> list[FakeProject]:
     """
     app -> one, two, three.
@@ -487,11 +498,7 @@ class PrefetchTests(SynchronousTestCase):
         h.index.holdFiles = True
 
         def release() -> str:
-            request, content = h.index.heldFiles.pop(0)
-            request.write(content)
-            request.finish()
-            h.flush()
-            return str(request.path.decode())
+            return answerFirst(h, h.index.heldFiles)
 
         self.assertEqual(h.get("/simple/app/", asking()).code, 200)
         h.flush()
@@ -519,11 +526,7 @@ class PrefetchTests(SynchronousTestCase):
         h.index.holdPages = True
 
         def release() -> str:
-            request, content = h.index.heldPages.pop(0)
-            request.write(content)
-            request.finish()
-            h.flush()
-            return str(request.path.decode())
+            return answerFirst(h, h.index.heldPages)
 
         waiting = h.start("GET", "/simple/app/", asking())
         h.flush()
