@@ -29,7 +29,7 @@ from ._budget import walkInChild
 from ._events import IMirrorEvents
 from ._lock import CacheLock, LockHeld
 from ._mirror import Index, Settings, buildMirror
-from ._upstream import UpstreamEndpoints
+from ._upstream import NoCookies, UpstreamEndpoints
 from ._version import __version__
 from ._web import MetricsOnly
 
@@ -135,7 +135,7 @@ class MirrorService(Service):
                     pool=pool,
                 )
                 # treq's client asks for gzip and decodes it, and follows redirects.
-                clients[caCerts] = treq.client.HTTPClient(agent)
+                clients[caCerts] = treq.client.HTTPClient(agent, cookiejar=NoCookies())
             return clients[caCerts]
 
         client = clientFor(settings.caCerts)

@@ -12,6 +12,7 @@ from urllib.parse import urldefrag
 
 from OpenSSL import SSL
 from service_identity import VerificationError
+from treq.cookies import IndexableCookieJar
 from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectError, DNSLookupError
@@ -36,8 +37,8 @@ from ._idle import IdleTimer
 from ._version import __version__
 
 __all__ = [
-    "BodyReader", "FileBody", "FileSink", "Fetched", "Priority", "Ranged", "Slots", "Upstream", "UpstreamEndpoints",
-    "priorityOf", "typeName",
+    "BodyReader", "FileBody", "FileSink", "Fetched", "NoCookies", "Priority", "Ranged", "Slots", "Upstream",
+    "UpstreamEndpoints", "priorityOf", "typeName",
 ]
 
 #: What the mirror asks upstream for: JSON first, for it carries sizes and
@@ -173,30 +174,51 @@ class UpstreamEndpoints:
             host = uri.host.decode("ascii")
         except UnicodeDecodeError:
             raise ValueError(f"the host name {uri.host!r} is not ASCII") from None
-        kwargs: dict[str, Any] = {} if self._connectTimeout is None else {"timeout": self._connectTimeout}
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port, **kwargs)
-        if uri.scheme == b"https":
-            endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port), endpoint)
-        elif uri.scheme != b"http":
+        if uri.scheme not in (b"http", b"https"):
             raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
-        return _Bulk(endpoint)
+
+        def make() -> IStreamClientEndpoint:
+            kwargs: dict[str, Any] = {} if self._connectTimeout is None else {"timeout": self._connectTimeout}
+            endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port, **kwargs)
+            if uri.scheme == b"https":
+                endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port), endpoint)
+            return endpoint
+
+        return _Bulk(make)
 
 
 @implementer(IStreamClientEndpoint)
 class _Bulk:
     """
-    An endpoint whose connections read up to L{_http.BULK} bytes at a time.
+    An endpoint whose connections read up to L{_http.BULK} bytes at a time,
+    made only when a connection is: the L{Agent} asks for one for every
+    request, most of which reuse a pooled connection, and TLS options cost a
+    new context each.
     """
 
-    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
-        self._endpoint = endpoint
+    def __init__(self, make: Callable[[], IStreamClientEndpoint]) -> None:
+        self._make = make
 
     def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
         def tune(protocol: Any) -> Any:
             readInBulk(protocol.transport)
             return protocol
 
-        return self._endpoint.connect(factory).addCallback(tune)
+        return self._make().connect(factory).addCallback(tune)
+
+
+class NoCookies(IndexableCookieJar):
+    """
+    A cookie jar that keeps none: what the mirror asks upstream is the same
+    whichever client it asks for, and nothing upstream sets one answer
+    carries over to the next.
+    """
+
+    def add_cookie_header(self, request: Any) -> None:
+        pass
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
 
 
 class PageTooLarge(Exception):

@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import tempfile
+from typing import Any
 
 import treq
 from twisted.internet import reactor
@@ -209,6 +210,32 @@ class TLSTests(TestCase):
 
 
 
+class CookieTests(TestCase):
+    """
+    The mirror keeps no cookies upstream sets: its requests are the same
+    whichever client they are for.
+    """
+
+    async def test_noCookiesKept(self) -> None:
+        class Cookied(FakeIndex):
+            def render_GET(self, request: Any) -> Any:
+                request.addCookie(b"session", b"secret", path=b"/")
+                return super().render_GET(request)
+
+        index = Cookied([FakeProject("foo", [sdist("foo", "1.0")]), FakeProject("bar", [sdist("bar", "1.0")])])
+        port = reactor.listenTCP(0, Site(index), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        settings = Settings(f"http://127.0.0.1:{port.getHost().port}/simple/", tempfile.mkdtemp(prefix="tailmirror-cookies-"))
+        _, base = startMirror(self, settings)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        for name in ("foo", "bar"):
+            response = await treq.get(f"{base}/simple/{name}/", pool=pool)
+            self.assertEqual(response.code, 200)
+            await response.content()
+            self.assertNotIn("cookie", index.lastHeaders)
+        self.assertEqual(index.requests["/simple/bar/"], 1)
+
+
 class BulkTests(TestCase):
     """
     Connections that carry files move up to a megabyte per read or write,
@@ -249,6 +276,28 @@ class BulkTests(TestCase):
         socketTransport = socketOf(protocol.transport)
         self.assertIsNot(socketTransport, protocol.transport)
         self.assertEqual(socketTransport.bufferSize, BULK)
+
+    async def test_tlsOptionsOnlyToConnect(self) -> None:
+        """
+        The endpoint the agent asks for with every request makes its TLS
+        options (a new context each) only when it connects: a request on a
+        pooled connection costs none.
+        """
+        made: list[bytes] = []
+
+        class Counting(BrowserLikePolicyForHTTPS):
+            def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+                made.append(hostname)
+                return super().creatorForNetloc(hostname, port)
+
+        endpoints = UpstreamEndpoints(reactor, Counting(), 5.0)
+        uri = URI.fromBytes(f"https://localhost:{self.listen()}/".encode())
+        for _ in range(3):
+            endpoints.endpointForURI(uri)
+        self.assertEqual(made, [])
+        protocol = await endpoints.endpointForURI(uri).connect(Factory.forProtocol(Protocol))
+        self.addCleanup(protocol.transport.abortConnection)
+        self.assertEqual(made, [b"localhost"])
 
     def test_otherSchemes(self) -> None:
         endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS())
