@@ -201,7 +201,9 @@ def _parsed(agent: str) -> Client:
         platforms = list(dict.fromkeys(platforms))
     found = _tagsFor(implName.lower(), python, platforms)
     lib = json.dumps(libc, sort_keys=True)[:100] if isinstance(libc, dict) else ""
-    key = (implName.lower(), str(python), systemName.lower(), release if systemName.lower() == "darwin" else "", cpu, lib)
+    # A macOS release changes the tags; a Linux or Windows one does not.
+    darwin = release if systemName.lower() == "darwin" else ""
+    key = (implName.lower(), str(python), systemName.lower(), darwin, cpu, lib)
     installer = _dict(data.get("installer"))
     label = " ".join(
         part for part in (

@@ -346,10 +346,11 @@ class Prefetcher(NoEvents):
         what = ("metadata" if key.metadata else "file", key.index, key.shard, key.filename)
         async with self.slots:
             # Looked at once a slot is had: a client may have fetched it since.
-            asks = not self._files.downloading(key) and not self._files.tree.has(key)
+            joins = self._files.downloading(key)
+            asks = not joins and not self._files.tree.has(key)
             if asks:
                 self._fetching(what)
-            if asks or self._files.downloading(key):
+            if asks or joins:
                 download = self._files.download(key, background=True)
                 try:
                     path = await download.finished.wait()

@@ -675,7 +675,9 @@ class Upstream:
             size = body.received if body is not None else 0
             self._events.upstreamRequest("file", outcome, self._clock.seconds() - started, size, reason)
 
-    def fetchRange(self, url: str, start: int, end: int | None, background: bool | Priority = False) -> Deferred[Ranged | None]:
+    def fetchRange(
+        self, url: str, start: int, end: int | None, background: bool | Priority = False
+    ) -> Deferred[Ranged | None]:
         """
         Ask upstream for bytes C{[start, end)} of a file, or for its last
         C{-start} bytes if C{start} is negative (C{end} L{None}): a short
