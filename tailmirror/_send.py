@@ -19,6 +19,7 @@ from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
@@ -31,7 +32,16 @@ from ._idle import IdleTimer
 from ._layout import PYPI, FileKey, IndexLayout
 from ._tree import OpenFile
 
-__all__ = ["ACCEL_HEADER", "FRONT_HEADER", "FileResource", "Stream", "fromFront", "parseRange"]
+__all__ = [
+    "ACCEL_HEADER",
+    "ASK_THE_MIRROR",
+    "FILE_HEADER",
+    "FRONT_HEADER",
+    "FileResource",
+    "Stream",
+    "fromFront",
+    "parseRange",
+]
 
 log = Logger()
 
@@ -47,6 +57,19 @@ CACHE_HEADER = "Tailmirror-Cache"
 ACCEL_HEADER = "X-Accel-Redirect"
 #: Set by a front that serves C{X-Accel-Redirect} answers (see L{fromFront}).
 FRONT_HEADER = "X-Tailmirror-Front"
+#: In the answer to a front's question (C{X-Tailmirror-Front: ask}): the
+#: place in the tree of a file the front may send itself.
+FILE_HEADER = "X-Tailmirror-File"
+#: How long the front may keep that answer (C{X-Accel-Expires}), in
+#: seconds: how late it learns of an eviction or a change of policy, and
+#: how exactly the tree knows a file's last use.
+ANSWER_KEPT = 10
+#: What a front's question is answered with when the front may not send
+#: the file itself: the front then passes the request on to the mirror.
+ASK_THE_MIRROR = (403, "ask the mirror: not for the front to send")
+#: The places a front is told: printable ASCII with no space, no
+#: percent sign (nginx takes them as they are), and never C{..}.
+_PLAIN_PLACE = re.compile(r"[!#-$&-~]+")
 
 #: A cold file smaller than this is sent once it is whole and verified:
 #: its wait is short, and a failure is then an answer with a status.
@@ -246,23 +269,29 @@ def _refuse(request: Request, status: int, text: str) -> None:
     _respond(request, status, text)
 
 
-def fromFront(request: Request) -> bool:
+def fromFront(request: IRequest) -> str | None:
     """
     Whether a request came through a front that sends files for the
-    mirror: it says so (C{X-Tailmirror-Front: accel}), and it is on this
-    host (loopback, or a UNIX socket), the only place a front can read the
-    tree from.  A plain client's say-so from elsewhere is never taken.
+    mirror, and how: it says so, and it is on this host (loopback, or a
+    UNIX socket), the only place a front can read the tree from.  A plain
+    client's say-so from elsewhere is never taken.
+
+    @return: C{"accel"} for a client's request that the front passes on
+        (a warm file is answered with C{X-Accel-Redirect}), C{"ask"} for
+        the front's own question whether it may send a file itself, and
+        where the tree has it; L{None} for any other request.
     """
-    if header(request, FRONT_HEADER) != "accel":
-        return False
+    mode = header(request, FRONT_HEADER)
+    if mode not in ("accel", "ask"):
+        return None
     peer = request.getClientAddress()
     if isinstance(peer, UNIXAddress):
-        return True
+        return mode
     host = getattr(peer, "host", None)
     try:
-        return host is not None and ip_address(host).is_loopback
+        return mode if host is not None and ip_address(host).is_loopback else None
     except ValueError:
-        return False
+        return None
 
 
 def _describe(request: Request, key: FileKey) -> bool:
@@ -311,20 +340,26 @@ class FileResource(Resource):
 
     def render(self, request: Request) -> Any:
         # Only GET and HEAD get here: L{Front} answers other methods.
+        front = fromFront(request)
+        if front is not None and self._accel is None:
+            # Without --accel-redirect the front sends no file itself.
+            if front == "ask":
+                return plain(request, *ASK_THE_MIRROR)
+            front = None
         key = self._layout.parse(request.path)
         if key is None:
-            return plain(request, 404, "not found")
+            return plain(request, *ASK_THE_MIRROR) if front == "ask" else plain(request, 404, "not found")
         pages = self._store.pagesOf(key)
         refusal = pages.refusal(key)
         if refusal is not None:
-            return plain(request, *refusal)
+            return plain(request, *(ASK_THE_MIRROR if front == "ask" else refusal))
         if pages.policy.cooldown is not None:
-            d = ensureDeferred(self._unlessCooling(request, key))
+            d = ensureDeferred(self._unlessCooling(request, key, front))
             d.addErrback(self._failed, request, key)
             return NOT_DONE_YET
-        return self._serve(request, key)
+        return self._serve(request, key, front)
 
-    async def _unlessCooling(self, request: Request, key: FileKey) -> None:
+    async def _unlessCooling(self, request: Request, key: FileKey, front: str | None) -> None:
         """
         Serve a file unless its release is still in the cooldown: by its
         link's upload time, on its project's page.  A file no page lists
@@ -338,32 +373,65 @@ class FileResource(Resource):
         if link is not None and link.project is not None:
             ends = self._store.pagesOf(key).policy.hides(link.project, link.uploaded, self._store.clock.seconds())
         if ends is not None:
+            if front == "ask":
+                _respond(request, *ASK_THE_MIRROR)
+                return
             until = "its upload time is unknown" if ends == math.inf else f"until {_when(ends)}"
             _respond(request, 403, f"this release is held back by the mirror's --cooldown, {until}")
             return
         if not request.finished and not getattr(request, "_disconnected", False):
-            answer = self._serve(request, key)
+            answer = self._serve(request, key, front)
             if answer is not NOT_DONE_YET:
                 request.write(answer)
                 request.finish()
 
-    def _serve(self, request: Request, key: FileKey) -> Any:
+    def _serve(self, request: Request, key: FileKey, front: str | None = None) -> Any:
         """
-        Serve a file from the tree, or as its download arrives.
+        Serve a file from the tree, or as its download arrives; or, to a
+        front's question, say where the tree has it.
         """
+        if front == "ask":
+            return self._answer(request, key)
         try:
             file = self._tree.openFile(key)
         except OSError as e:
             log.error("cannot open {file}: {reason}", file=str(key), reason=str(e))
             return plain(request, 503, "the mirror cannot read its copy of this file")
         if file is not None:
-            self._fromDisk(request, key, file)
+            self._fromDisk(request, key, file, front == "accel")
             return NOT_DONE_YET
         d = ensureDeferred(self._cold(request, key))
         d.addErrback(self._failed, request, key)
         return NOT_DONE_YET
 
-    def _fromDisk(self, request: Request, key: FileKey, file: OpenFile) -> None:
+    def _answer(self, request: Request, key: FileKey) -> Any:
+        """
+        Tell the front, which asks whether it may send a file itself, where
+        the tree has it, and that it may keep this answer for
+        L{ANSWER_KEPT} seconds.  A file the tree has not, or whose place
+        the front could not take as it is, is left to the mirror: the
+        front then passes the client's request on.  Nothing is fetched.
+        """
+        place = "/".join(key.storeParts)
+        if _PLAIN_PLACE.fullmatch(place) is None or ".." in key.storeParts:
+            return plain(request, *ASK_THE_MIRROR)
+        try:
+            file = self._tree.openFile(key)
+        except OSError as e:
+            log.error("cannot open {file}: {reason}", file=str(key), reason=str(e))
+            return plain(request, *ASK_THE_MIRROR)
+        if file is None:
+            return plain(request, *ASK_THE_MIRROR)
+        size = file.size
+        file.close()
+        request.setHeader(FILE_HEADER, place)
+        request.setHeader("X-Accel-Expires", str(ANSWER_KEPT))
+        request.setHeader("ETag", key.etag)
+        request.setHeader("Content-Length", "0")
+        self._store.events.fileServed(key, size, True)
+        return b""
+
+    def _fromDisk(self, request: Request, key: FileKey, file: OpenFile, accel: bool = False) -> None:
         """
         Serve a file from the tree.
         """
@@ -374,7 +442,7 @@ class FileResource(Resource):
             if _describe(request, key):
                 file.close()
                 return
-            if self._accel is not None and fromFront(request):
+            if accel and self._accel is not None:
                 file.close()
                 self._redirect(request, key, self._accel, size)
                 return
@@ -465,7 +533,7 @@ class FileResource(Resource):
             return
         file = self._tree.openFile(key)
         if file is not None:
-            self._fromDisk(request, key, file)
+            self._fromDisk(request, key, file, fromFront(request) == "accel")
         elif again:
             await self._cold(request, key, again=False)  # evicted meanwhile
         else:

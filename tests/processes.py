@@ -242,7 +242,7 @@ class NginxProcess:
             ("/var/cache/nginx/tailmirror", str(where / "pages")),
             ("server 127.0.0.1:3141;", f"server 127.0.0.1:{mirrorPort};"),
             ("listen 80;", f"listen 127.0.0.1:{self.port};"),
-            ("/var/cache/tailmirror/+files/", str(Path(cacheDir) / "+files") + "/"),
+            ("/var/cache/tailmirror", str(Path(cacheDir))),
         ]:
             assert old in shipped, old
             shipped = shipped.replace(old, new)

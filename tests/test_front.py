@@ -22,7 +22,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from tailmirror._send import fromFront
 
-from .fakeindex import sdist
+from .fakeindex import FakeProject, sdist
 from .harness import Harness
 from .processes import (
     INSTALLED,
@@ -34,10 +34,14 @@ from .processes import (
     pipInstall,
     uvInstall,
 )
+from .test_files import filePath
 from .test_indexes import JSON, linksOf
+from .test_policy import DAY, NOW, iso
+from .test_policy import clock as policyClock
 from .wheels import tree
 
 FRONT = {"X-Tailmirror-Front": "accel"}
+ASK = {"X-Tailmirror-Front": "ask"}
 
 
 class AccelRedirectTests(SynchronousTestCase):
@@ -93,10 +97,11 @@ class AccelRedirectTests(SynchronousTestCase):
         ]:
             request = DummyRequest([b""])
             request.client = peer
-            request.requestHeaders.setRawHeaders(b"x-tailmirror-front", [b"accel"])
-            self.assertEqual(fromFront(request), taken, peer)  # type: ignore[arg-type]
+            for mode in ("accel", "ask"):
+                request.requestHeaders.setRawHeaders(b"x-tailmirror-front", [mode.encode()])
+                self.assertEqual(fromFront(request), mode if taken else None, peer)  # type: ignore[arg-type]
             request.requestHeaders.setRawHeaders(b"x-tailmirror-front", [b"yes"])
-            self.assertFalse(fromFront(request))  # type: ignore[arg-type]
+            self.assertIsNone(fromFront(request))  # type: ignore[arg-type]
 
     def test_offByDefault(self) -> None:
         """
@@ -117,6 +122,107 @@ class AccelRedirectTests(SynchronousTestCase):
         answer = self.h.get(self.path, {**FRONT, "If-None-Match": etag})
         self.assertEqual(answer.code, 304)
         self.assertNotIn("x-accel-redirect", answer.headers)
+
+
+class AskTests(SynchronousTestCase):
+    """
+    The front's own question (C{X-Tailmirror-Front: ask}): may it send a
+    file itself, and where is it?
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness(tree(), accelRedirect="/+accel/")
+        self.addCleanup(self.h.mirror.close)
+        [link] = linksOf(self.h.get("/simple/gamma/", JSON)).values()
+        self.path = os.path.normpath("/simple/gamma/" + link["url"])
+        self.content = self.h.index.content(link["filename"])
+        self.upstreamPath = "/files/" + link["filename"]
+
+    def test_warm(self) -> None:
+        """
+        For a file the tree has, the answer is empty and names the file's
+        place below the tree, as nginx takes it (not quoted), with the
+        file's ETag, and how long the front may keep the answer; the
+        file's use is recorded as a file served.
+        """
+        self.h.get(self.path)
+        served = len(self.h.events.named("fileServed"))
+        answer = self.h.get(self.path, ASK)
+        self.assertEqual((answer.code, answer.body), (200, b""))
+        place = answer.headers["x-tailmirror-file"]
+        self.assertTrue(place.startswith("root/pypi/+f/"), place)
+        with open(os.path.join(self.h.tree.root, place), "rb") as f:
+            self.assertEqual(f.read(), self.content)
+        self.assertEqual(answer.headers["x-accel-expires"], "10")
+        self.assertEqual(answer.headers["etag"], self.h.get(self.path).headers["etag"])
+        self.assertNotIn("cache-control", answer.headers)
+        self.assertEqual(len(self.h.events.named("fileServed")), served + 2)
+
+    def test_conditionsIgnored(self) -> None:
+        """
+        The answer is the same whatever conditions or range the question
+        carries: one answer fits every client.
+        """
+        self.h.get(self.path)
+        etag = self.h.get(self.path).headers["etag"]
+        answer = self.h.get(self.path, {**ASK, "If-None-Match": etag, "Range": "bytes=0-1"})
+        self.assertEqual((answer.code, answer.body), (200, b""))
+        self.assertIn("x-tailmirror-file", answer.headers)
+
+    def test_coldNotFetched(self) -> None:
+        """
+        For a file the tree has not, the answer sends the front to the
+        mirror, and asking fetches nothing: the client's own request,
+        passed on, does.
+        """
+        answer = self.h.get(self.path, ASK)
+        self.assertEqual(answer.code, 403)
+        self.assertNotIn("x-tailmirror-file", answer.headers)
+        self.assertNotIn("x-accel-expires", answer.headers)
+        self.assertEqual(self.h.index.requests[self.upstreamPath], 0)
+        passedOn = self.h.get(self.path, FRONT)
+        self.assertEqual(passedOn.code, 200)
+        self.assertEqual(self.h.index.requests[self.upstreamPath], 1)
+        self.assertEqual(self.h.get(self.path, ASK).code, 200)
+
+    def test_notAFile(self) -> None:
+        """
+        Whatever the mirror would refuse, a name it does not know or an
+        index it does not have, is left to the mirror too: never a 404,
+        which nginx's question could not take.
+        """
+        for path in ("/root/pypi/+f/abc/def/nothing.whl", "/root/pypi/other", "/root/nowhere/+f/a/b/c.whl"):
+            self.assertEqual(self.h.get(path, ASK).code, 403, path)
+            self.assertEqual(self.h.get(path).code, 404, path)
+
+    def test_heldBack(self) -> None:
+        """
+        A file the tree has but the mirror's policy holds back (here the
+        cooldown, turned on after the file was kept) is left to the mirror,
+        which says why.
+        """
+        new = sdist("foo", "2.0", uploadTime=iso(NOW - DAY))
+        h = Harness([FakeProject("foo", [new])], clock=policyClock(), accelRedirect="/+accel/")
+        self.assertEqual(h.get(filePath(new)).body, new.content)
+        h = h.restart(cooldown=3 * DAY, accelRedirect="/+accel/")
+        self.addCleanup(h.mirror.close)
+        h.get("/simple/foo/", JSON)
+        self.assertEqual(h.get(filePath(new), ASK).code, 403)
+        answer = h.get(filePath(new), FRONT)
+        self.assertEqual(answer.code, 403)
+        self.assertIn(b"cooldown", answer.body)
+
+    def test_withoutAccelRedirect(self) -> None:
+        """
+        Without C{--accel-redirect} the front may send nothing itself: the
+        question is answered so, and the client's request gets the file.
+        """
+        h = Harness(tree())
+        self.addCleanup(h.mirror.close)
+        h.get("/simple/gamma/")
+        h.get(self.path)
+        self.assertEqual(h.get(self.path, ASK).code, 403)
+        self.assertEqual(h.get(self.path, FRONT).body, self.content)
 
 
 @pytest.fixture
@@ -168,13 +274,28 @@ def test_nginxInFront(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
         assert warmHeaders["tailmirror-cache"] == "hit"
         assert warmHeaders["etag"] == f'"{expected[:16]}"'
         assert hashlib.sha256(warm).hexdigest() == expected
+        assert "last-modified" not in warmHeaders  # the tree's times are its own
         code, ranged, part = fetch(url, {"Range": "bytes=100-199"})
         assert (code, part) == (206, warm[100:200])
-        # The warm file went out as a redirect: the mirror sent no bytes.
+        for _ in range(5):
+            assert fetch(url)[2] == warm
+        # A client that has it is told so, by the mirror.
+        with pytest.raises(urllib.error.HTTPError) as notModified:
+            fetch(url, {"If-None-Match": warmHeaders["etag"]})
+        assert notModified.value.code == 304
+        # The warm file went out from nginx: the mirror sent no bytes, and
+        # was asked about it once for all those downloads (twice if the
+        # answer's seconds ran out meanwhile).
         lines = (tmp_path / "access.log").read_text().splitlines()
         sent = [line for line in lines if link["filename"] in line and '" 200 ' in line]
         assert re.search(r'" 200 (3145728|\d{7}) ', sent[0]), sent
         assert all(re.search(r'" 200 0 ', line) for line in sent[1:]), sent
+        assert 1 <= len(sent[1:]) <= 2, sent
+        # Gone from the tree behind nginx's answer: the mirror fetches it again.
+        kept.unlink()
+        _, refetchedHeaders, refetched = fetch(url)
+        assert refetchedHeaders["tailmirror-cache"] == "miss"
+        assert refetched == warm
         # A client cannot ask nginx for the tree itself.
         with pytest.raises(urllib.error.HTTPError) as caught:
             fetch(f"http://127.0.0.1:{front.port}/+accel/" + link["url"].replace("../", ""))
