@@ -11,18 +11,24 @@ Figures for nginx in front of the mirror, from one run on this machine:
 3. the throughput of one 200 MB file, the same three ways, in MB/s (best
    of three each; target: front at least 0.9 of static).
 
+Each figure is the median of C{BENCH_ROUNDS} (3) rounds that take the
+three in turn, C{BENCH_SECONDS} (5) of wrk each.
+
 Needs wrk and nginx (Debian: apt-get install wrk nginx-light).  Run from
 the repository root, with the package installed: python benchmarks/front.py
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -33,12 +39,31 @@ from tests.processes import FakeUpstreamProcess, MirrorProcess, NginxProcess, fr
 
 JSON = "application/vnd.pypi.simple.v1+json"
 MB = 2**20
+#: Each figure is measured this many times, the three ways in turn, so
+#: that the machine's own ups and downs fall on all three alike.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def get(url: str, accept: str = JSON) -> bytes:
     request = urllib.request.Request(url, headers={"Accept": accept})
     with urllib.request.urlopen(request, timeout=120) as response:
         return response.read()
+
+
+def asWrk(url: str, accept: str) -> bytes:
+    """
+    C{url} asked for with only the headers wrk sends, so that a cache
+    keyed by them (nginx's, by the page's Vary) has what wrk will ask.
+    """
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=120)
+    try:
+        connection.putrequest("GET", parts.path, skip_accept_encoding=True)
+        connection.putheader("Accept", accept)
+        connection.endheaders()
+        return connection.getresponse().read()
+    finally:
+        connection.close()
 
 
 def throughput(url: str) -> float:
@@ -56,8 +81,9 @@ def throughput(url: str) -> float:
 
 class StaticNginx:
     """
-    nginx serving a directory as static files, as the front's own internal
-    location does (sendfile, the same settings).
+    nginx serving a directory as static files, as the front's own file
+    locations do (sendfile, the same settings); pages also below
+    C{/page-open/}, with the open file cache the front's page location has.
     """
 
     def __init__(self, root: Path, where: Path) -> None:
@@ -73,6 +99,8 @@ class StaticNginx:
             + "        sendfile on;\n        tcp_nopush on;\n        sendfile_max_chunk 2m;\n"
             + "        etag off;\n        if_modified_since off;\n"
             + f"        location /page/ {{ default_type {JSON}; }}\n"
+            + f"        location /page-open/ {{ alias {root}/page/; default_type {JSON};"
+            + " open_file_cache max=10000 inactive=60s; }\n"
             + "        location /files/ { types { } default_type application/octet-stream; }\n"
             + "    }\n}\n"
         )
@@ -98,8 +126,8 @@ def main() -> None:
         alone = f"http://127.0.0.1:{mirror.port}"
         fronted = f"http://127.0.0.1:{front.port}"
         page = "/simple/project0/"
-        body = get(fronted + page)
-        get(fronted + page)
+        body = asWrk(fronted + page, JSON)
+        asWrk(fronted + page, JSON)
         import json
 
         def fileURL(project: str) -> str:
@@ -122,20 +150,33 @@ def main() -> None:
         staticURL = f"http://127.0.0.1:{static.port}"
         print(f"page: {len(body):,} bytes (50 files); small file {MB:,} bytes; big file {200 * MB:,} bytes")
         rows = [
-            ("warm page, requests/s", page, "/page/project0", wrk, JSON),
-            ("warm 1 MB file, requests/s", small, "/files/small", wrk, "*/*"),
-            ("200 MB file, MB/s", large, "/files/large", None, "*/*"),
+            ("warm page, requests/s", page, "/page/project0", JSON),
+            ("warm 1 MB file, requests/s", small, "/files/small", "*/*"),
+            ("200 MB file, MB/s", large, "/files/large", "*/*"),
         ]
-        print(f"{'':30} {'front':>10} {'static':>10} {'alone':>10} {'front/static':>13} {'alone/static':>13}")
-        for label, path, staticPath, _, accept in rows:
-            if label.startswith("200"):
-                figures = [throughput(fronted + path), throughput(staticURL + staticPath), throughput(alone + path)]
-            else:
-                figures = [wrk(fronted + path, accept), wrk(staticURL + staticPath, accept), wrk(alone + path, accept)]
-            front_, static_, alone_ = figures
+        print(f"median of {ROUNDS} interleaved rounds; ratios are of the medians")
+        print("static+ofc: pages served as static files with the open file cache the front's pages have")
+        print(
+            f"{'':28} {'front':>8} {'static':>8} {'static+ofc':>10} {'alone':>8} "
+            f"{'front/static':>12} {'front/static+ofc':>16} {'alone/static':>12}   front/static by round"
+        )
+        for label, path, staticPath, accept in rows:
+            urls = [fronted + path, staticURL + staticPath, alone + path]
+            if staticPath.startswith("/page/"):
+                urls.append(staticURL + staticPath.replace("/page/", "/page-open/"))
+            rounds = []
+            for _ in range(ROUNDS):
+                if label.startswith("200"):
+                    rounds.append([throughput(url) for url in urls])
+                else:
+                    rounds.append([wrk(url, accept) for url in urls])
+            front_, static_, alone_, *opened = (statistics.median(column) for column in zip(*rounds))
+            withCache = f"{opened[0]:10.0f}" if opened else f"{'-':>10}"
+            ratio = f"{front_ / opened[0]:16.2f}" if opened else f"{'-':>16}"
+            each = sorted(figures[0] / figures[1] for figures in rounds)
             print(
-                f"{label:30} {front_:10.0f} {static_:10.0f} {alone_:10.0f} "
-                f"{front_ / static_:13.2f} {alone_ / static_:13.2f}"
+                f"{label:28} {front_:8.0f} {static_:8.0f} {withCache} {alone_:8.0f} "
+                f"{front_ / static_:12.2f} {ratio} {alone_ / static_:12.2f}   {each[0]:.2f}-{each[-1]:.2f}"
             )
     finally:
         if static is not None:
