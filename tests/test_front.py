@@ -301,6 +301,13 @@ def test_nginxInFront(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
             fetch(f"http://127.0.0.1:{front.port}/+accel/" + link["url"].replace("../", ""))
         assert caught.value.code == 404
         assert "[crit]" not in front.errors() and "[error]" not in front.errors(), front.errors()
+        # The mirror down (restarting, say): warm files still go out, by
+        # nginx's last answers; anything else is a plain gateway error.
+        mirror.stop()
+        assert fetch(url)[2] == warm
+        with pytest.raises(urllib.error.HTTPError) as down:
+            fetch(f"http://127.0.0.1:{front.port}/root/pypi/+f/abc/def0123456789/other-1.0.tar.gz")
+        assert down.value.code == 502
     finally:
         if front is not None:
             front.stop()
