@@ -34,7 +34,7 @@ from ._tree import OpenFile
 
 __all__ = [
     "ACCEL_HEADER",
-    "ASK_THE_MIRROR",
+    "askTheMirror",
     "FILE_HEADER",
     "FRONT_HEADER",
     "FileResource",
@@ -64,9 +64,6 @@ FILE_HEADER = "X-Tailmirror-File"
 #: seconds: how late it learns of an eviction or a change of policy, and
 #: how exactly the tree knows a file's last use.
 ANSWER_KEPT = 10
-#: What a front's question is answered with when the front may not send
-#: the file itself: the front then passes the request on to the mirror.
-ASK_THE_MIRROR = (403, "ask the mirror: not for the front to send")
 #: The places a front is told: printable ASCII with no space, no
 #: percent sign (nginx takes them as they are), and never C{..}.
 _PLAIN_PLACE = re.compile(r"[!#-$&-~]+")
@@ -269,6 +266,19 @@ def _refuse(request: Request, status: int, text: str) -> None:
     _respond(request, status, text)
 
 
+def askTheMirror(request: IRequest) -> bytes:
+    """
+    The answer to a front's question when the front may not send the file
+    itself: it passes the client's request on to the mirror, which says
+    why, or fetches the file.  No body: nginx reads none of the answer to
+    its question, and a connection with an unread body is not kept open.
+    """
+    request.setResponseCode(403)
+    request.setHeader("Cache-Control", "no-store")
+    request.setHeader("Content-Length", "0")
+    return b""
+
+
 def fromFront(request: IRequest) -> str | None:
     """
     Whether a request came through a front that sends files for the
@@ -344,15 +354,15 @@ class FileResource(Resource):
         if front is not None and self._accel is None:
             # Without --accel-redirect the front sends no file itself.
             if front == "ask":
-                return plain(request, *ASK_THE_MIRROR)
+                return askTheMirror(request)
             front = None
         key = self._layout.parse(request.path)
         if key is None:
-            return plain(request, *ASK_THE_MIRROR) if front == "ask" else plain(request, 404, "not found")
+            return askTheMirror(request) if front == "ask" else plain(request, 404, "not found")
         pages = self._store.pagesOf(key)
         refusal = pages.refusal(key)
         if refusal is not None:
-            return plain(request, *(ASK_THE_MIRROR if front == "ask" else refusal))
+            return askTheMirror(request) if front == "ask" else plain(request, *refusal)
         if pages.policy.cooldown is not None:
             d = ensureDeferred(self._unlessCooling(request, key, front))
             d.addErrback(self._failed, request, key)
@@ -374,7 +384,8 @@ class FileResource(Resource):
             ends = self._store.pagesOf(key).policy.hides(link.project, link.uploaded, self._store.clock.seconds())
         if ends is not None:
             if front == "ask":
-                _respond(request, *ASK_THE_MIRROR)
+                askTheMirror(request)
+                request.finish()
                 return
             until = "its upload time is unknown" if ends == math.inf else f"until {_when(ends)}"
             _respond(request, 403, f"this release is held back by the mirror's --cooldown, {until}")
@@ -414,14 +425,14 @@ class FileResource(Resource):
         """
         place = "/".join(key.storeParts)
         if _PLAIN_PLACE.fullmatch(place) is None or ".." in key.storeParts:
-            return plain(request, *ASK_THE_MIRROR)
+            return askTheMirror(request)
         try:
             file = self._tree.openFile(key)
         except OSError as e:
             log.error("cannot open {file}: {reason}", file=str(key), reason=str(e))
-            return plain(request, *ASK_THE_MIRROR)
+            return askTheMirror(request)
         if file is None:
-            return plain(request, *ASK_THE_MIRROR)
+            return askTheMirror(request)
         size = file.size
         file.close()
         request.setHeader(FILE_HEADER, place)

@@ -26,7 +26,7 @@ from ._metrics import CONTENT_TYPE as METRICS_TYPE, MirrorMetrics
 from ._names import canonicalName
 from ._negotiate import Form, contentType, negotiate
 from ._pages import ProjectPages, Served
-from ._send import ALLOW, ASK_THE_MIRROR, FileResource, fromFront
+from ._send import ALLOW, FileResource, askTheMirror, fromFront
 from ._status import MirrorStatus
 
 __all__ = ["MetricsOnly", "MirrorWeb"]
@@ -347,7 +347,7 @@ class Front(Resource):
             files = self._files.get(path[6:].partition(b"/")[0])
             if files is None:
                 if fromFront(request) == "ask":
-                    return plain(request, *ASK_THE_MIRROR)
+                    return askTheMirror(request)
                 return plain(request, 404, "no index of that name here")
             return files.render(request)
         index, within = self._main, path

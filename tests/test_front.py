@@ -7,8 +7,10 @@ C{twistd tailmirror}, installed through with pip and uv.
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -176,7 +178,7 @@ class AskTests(SynchronousTestCase):
         passed on, does.
         """
         answer = self.h.get(self.path, ASK)
-        self.assertEqual(answer.code, 403)
+        self.assertEqual((answer.code, answer.body), (403, b""))  # nginx reads no body of it
         self.assertNotIn("x-tailmirror-file", answer.headers)
         self.assertNotIn("x-accel-expires", answer.headers)
         self.assertEqual(self.h.index.requests[self.upstreamPath], 0)
@@ -313,3 +315,55 @@ def test_nginxInFront(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
             front.stop()
         mirror.stop()
     assert "Traceback" not in mirror.logText()
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """
+    A stand-in for the mirror behind nginx: every file is cold (the
+    question is answered 403), and every request is recorded with the
+    connection it came on.
+    """
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[int, str, str | None, str | None]] = []
+
+    def do_GET(self) -> None:
+        front = self.headers.get("X-Tailmirror-Front")
+        self.seen.append((self.client_address[1], self.path, self.headers.get("Host"), front))
+        body = b"" if front == "ask" else b"the file\n"
+        self.send_response(403 if front == "ask" else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_filesKeptAlive(tmp_path: Path) -> None:
+    """
+    Every request nginx passes to the mirror for a file, the question and
+    the client's own request, carries the name the client used and goes
+    over the connections nginx keeps open: the file locations set headers
+    of their own, so they must repeat the server's.
+    """
+    _Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    front = NginxProcess(server.server_address[1], tmp_path / "cache", tmp_path / "nginx")
+    try:
+        for n in range(3):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{front.port}/root/pypi/+f/abc/def0123456789/f{n}-1.0.tar.gz",
+                headers={"Host": "mirror.example:8080"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.read() == b"the file\n"
+    finally:
+        front.stop()
+        server.shutdown()
+    files = [seen for seen in _Recorder.seen if seen[1].startswith("/root/")]
+    assert [front for _, _, _, front in files] == ["ask", "accel"] * 3, files
+    assert {host for _, _, host, _ in files} == {"mirror.example:8080"}, files
+    assert len({port for port, _, _, _ in files}) <= 2, files
