@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import shlex
 import shutil
 import signal
@@ -325,11 +326,23 @@ def test_pluginCache(tmp_path: Path) -> None:
              "--cache-dir", cacheDir, "--listen", "tcp:0:interface=127.0.0.1"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/",
         )
+        assert process.stdout is not None
+        lines = []
         try:
-            time.sleep(3)
+            # Until it says it is up: a user who can write no byte code
+            # compiles every module first, which on a busy machine is slow.
+            ready = selectors.DefaultSelector()
+            ready.register(process.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any("mirroring" in line for line in lines):
+                if ready.select(deadline - time.monotonic()):
+                    line = process.stdout.readline()
+                    if not line:
+                        break
+                    lines.append(line)
         finally:
             process.send_signal(signal.SIGTERM)
-            output = process.communicate(timeout=20)[0]
+            output = "".join(lines) + process.communicate(timeout=20)[0]
             shutil.rmtree(cacheDir, ignore_errors=True)
         assert "mirroring" in output, output
         return output
