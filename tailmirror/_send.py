@@ -64,8 +64,9 @@ FILE_HEADER = "X-Tailmirror-File"
 #: seconds: how late it learns of an eviction or a change of policy, and
 #: how exactly the tree knows a file's last use.
 ANSWER_KEPT = 10
-#: The places a front is told: printable ASCII with no space, no
-#: percent sign (nginx takes them as they are), and never C{..}.
+#: The places a front is told: printable ASCII with no space and no
+#: percent sign, since nginx takes them as they are.  (A key's parts are
+#: safe segments already: L{IndexLayout.fromParts}.)
 _PLAIN_PLACE = re.compile(r"[!#-$&-~]+")
 
 #: A cold file smaller than this is sent once it is whole and verified:
@@ -424,7 +425,7 @@ class FileResource(Resource):
         front then passes the client's request on.  Nothing is fetched.
         """
         place = "/".join(key.storeParts)
-        if _PLAIN_PLACE.fullmatch(place) is None or ".." in key.storeParts:
+        if _PLAIN_PLACE.fullmatch(place) is None:
             return askTheMirror(request)
         try:
             file = self._tree.openFile(key)

@@ -46,9 +46,10 @@ FRONT = {"X-Tailmirror-Front": "accel"}
 ASK = {"X-Tailmirror-Front": "ask"}
 
 
-class AccelRedirectTests(SynchronousTestCase):
+class _BehindAFront(SynchronousTestCase):
     """
-    Warm files left to the front, for requests that come through it.
+    A mirror run with C{--accel-redirect}, and the one file of gamma: its
+    mirror path, content, and path upstream.
     """
 
     def setUp(self) -> None:
@@ -57,6 +58,13 @@ class AccelRedirectTests(SynchronousTestCase):
         [link] = linksOf(self.h.get("/simple/gamma/", JSON)).values()
         self.path = os.path.normpath("/simple/gamma/" + link["url"])
         self.content = self.h.index.content(link["filename"])
+        self.upstreamPath = "/files/" + link["filename"]
+
+
+class AccelRedirectTests(_BehindAFront):
+    """
+    Warm files left to the front, for requests that come through it.
+    """
 
     def test_warmFileRedirected(self) -> None:
         """
@@ -126,19 +134,11 @@ class AccelRedirectTests(SynchronousTestCase):
         self.assertNotIn("x-accel-redirect", answer.headers)
 
 
-class AskTests(SynchronousTestCase):
+class AskTests(_BehindAFront):
     """
     The front's own question (C{X-Tailmirror-Front: ask}): may it send a
     file itself, and where is it?
     """
-
-    def setUp(self) -> None:
-        self.h = Harness(tree(), accelRedirect="/+accel/")
-        self.addCleanup(self.h.mirror.close)
-        [link] = linksOf(self.h.get("/simple/gamma/", JSON)).values()
-        self.path = os.path.normpath("/simple/gamma/" + link["url"])
-        self.content = self.h.index.content(link["filename"])
-        self.upstreamPath = "/files/" + link["filename"]
 
     def test_warm(self) -> None:
         """
