@@ -304,9 +304,11 @@ def test_nginxInFront(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
         assert caught.value.code == 404
         assert "[crit]" not in front.errors() and "[error]" not in front.errors(), front.errors()
         # The mirror down (restarting, say): warm files still go out, by
-        # nginx's last answers; anything else is a plain gateway error.
+        # nginx's last answers, and cached pages; anything else is a plain
+        # gateway error.
         mirror.stop()
         assert fetch(url)[2] == warm
+        assert fetch(page, JSON)[2] == body
         with pytest.raises(urllib.error.HTTPError) as down:
             fetch(f"http://127.0.0.1:{front.port}/root/pypi/+f/abc/def0123456789/other-1.0.tar.gz")
         assert down.value.code == 502
