@@ -83,6 +83,8 @@ def parseJSON(body: bytes, pageURL: str, name: str) -> ParsedPage:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise MalformedPage(f"not valid JSON: {e}") from None
+    except RecursionError:
+        raise MalformedPage("JSON nested too deep to read") from None
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise MalformedPage("JSON page has no list of files")
     if not isinstance(data.get("name", name), str):

@@ -187,6 +187,19 @@ class FormTests(SynchronousTestCase):
         self.assertEqual(answer.code, 502)
         self.assertNotIn(b"Traceback", answer.body)
 
+    def test_nestedTooDeep(self) -> None:
+        """
+        JSON nested deeper than the parser goes, small or big, is a
+        malformed page: a 502 that says so, and nothing logged as a crash.
+        """
+        log = CapturedLog(self)
+        for depth in (3000, 300_000):
+            self.h.index.bodyOverride = b'{"files": ' + b"[" * depth + b"]" * depth + b"}"
+            answer = self.h.get("/simple/foo/", JSON)
+            self.assertEqual(answer.code, 502)
+            self.assertIn(b"malformed", answer.body)
+        self.assertEqual(log.failures(), [])
+
 
 class ValidatorTests(SynchronousTestCase):
     """
