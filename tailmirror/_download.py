@@ -38,6 +38,13 @@ log = Logger()
 #: Received bytes that may wait for the disk before upstream is paused.
 PENDING_MAX = 8 * 1024 * 1024
 
+#: The first this many bytes of a file are written and hashed on the
+#: reactor thread: a small, bounded write to a file of the mirror's own
+#: costs less than a round trip through the thread pool, which a busy
+#: reactor answers milliseconds late.  Core metadata files and small wheels
+#: are written so whole; the rest of a bigger file goes through the pool.
+INLINE_MAX = 64 * 1024
+
 
 class Follower:
     """
@@ -116,6 +123,9 @@ class Download:
         self.followers: set[Follower] = set()
         #: Fires with this download when bytes start to arrive.
         self.started: Signal[Download] = Signal()
+        #: Fires once every byte is written and verified, before the file
+        #: is kept (L{fd} is then the whole file, until L{finished}).
+        self.whole: Signal[None] = Signal()
         #: Fires with the file's path in the tree once it is there.
         self.finished: Signal[str] = Signal()
 
@@ -156,6 +166,7 @@ class Download:
                     raise _Corrupt(problem)
             self.verified = True
             self._tell()
+            self.whole.fire(None)
             path = await self._keep()
         except BaseException as e:
             self._fail(e, self._clock.seconds() - started)
@@ -211,16 +222,29 @@ class Download:
 
     def _writeBatch(self) -> None:
         """
-        Write and hash what is pending, both at once, in the thread pool.
+        Write and hash what is pending, both at once, in the thread pool
+        (or at once, while the file is small: L{INLINE_MAX}).
         """
         if self._writing is not None or not self._pending:
             return
-        batch, self._pending, self._pendingBytes = self._pending, [], 0
+        batch, self._pending, size = self._pending, [], self._pendingBytes
+        self._pendingBytes = 0
+        if self.received <= INLINE_MAX:
+            # The first bytes of a file (all of a small one): see INLINE_MAX.
+            try:
+                _writeAll(self.fd, batch)
+            except OSError:
+                self._cannotWrite(Failure())
+                return
+            if self._hash is not None:
+                _hashAll(self._hash, batch)
+            self._wrote(None, size)
+            return
         work = [self._run(_writeAll, self.fd, batch)]
         if self._hash is not None:
             work.append(self._run(_hashAll, self._hash, batch))
         self._writing = gatherResults(work, consumeErrors=True)
-        self._writing.addCallbacks(self._wrote, self._cannotWrite, (sum(map(len, batch)),))
+        self._writing.addCallbacks(self._wrote, self._cannotWriteAny, (size,))
 
     def _wrote(self, result: object, size: int) -> None:
         self._writing = None
@@ -232,9 +256,12 @@ class Download:
         if self._writing is None and self._drained is not None:
             self._drained.fire(None)
 
+    def _cannotWriteAny(self, failure: Failure) -> None:
+        self._cannotWrite(failure.value.subFailure)  # type: ignore[union-attr]
+
     def _cannotWrite(self, failure: Failure) -> None:
         self._writing = None
-        self._writeFailure = failure.value.subFailure  # type: ignore[union-attr]
+        self._writeFailure = failure
         self._pending = []
         if self._body is not None and not self._body.done.called:
             self._body.stop()  # the cache cannot take the file
@@ -291,6 +318,7 @@ class Download:
             self._tree.discard(self._tmp)
         failure = Failure(e if isinstance(e, (NotFound, Unavailable)) else reason)
         self.started.fire(failure)
+        self.whole.fire(failure)
         self.finished.fire(failure)
         self._tell()
 
@@ -326,7 +354,8 @@ def provenanceProblem(fd: int, size: int, subject: str | None) -> str | None:
 
 def _writeAll(fd: int, chunks: list[bytes]) -> None:
     """
-    Write chunks to the end of a file.  Disk work: run it off the reactor.
+    Write chunks to the end of a file.  Disk work: run it off the reactor,
+    unless they are few bytes (L{INLINE_MAX}).
     """
     for chunk in chunks:
         writeAll(fd, chunk)
@@ -334,7 +363,8 @@ def _writeAll(fd: int, chunks: list[bytes]) -> None:
 
 def _hashAll(digest: Any, chunks: list[bytes]) -> None:
     """
-    Hash chunks, in order.  CPU work: run it off the reactor.
+    Hash chunks, in order.  CPU work: run it off the reactor, unless they
+    are few bytes (L{INLINE_MAX}).
     """
     for chunk in chunks:
         digest.update(chunk)

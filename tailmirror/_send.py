@@ -532,8 +532,26 @@ class FileResource(Resource):
 
     async def _whole(self, request: Request, key: FileKey, download: Download, again: bool) -> None:
         """
-        Serve a file from the tree once its download is kept.
+        Serve a file once its download is whole and verified: from the
+        download's own copy, before it is made durable and put in its place
+        (a client waits for no sync), or from the tree once it is there
+        (what a front in C{X-Accel} mode is sent to).
         """
+        if fromFront(request) != "accel":
+            whole = download.whole.wait()
+            request.notifyFinish().addErrback(lambda _: whole.cancel())
+            try:
+                await whole
+            except CancelledError:
+                return
+            except Unavailable as e:
+                _refuse(request, e.status, e.reason)
+                return
+            if download.fd >= 0:
+                # Still open: its bytes are the verified file, whatever
+                # becomes of keeping it.
+                self._fromDisk(request, key, OpenFile(os.dup(download.fd), download.written))
+                return
         finished = download.finished.wait()
         request.notifyFinish().addErrback(lambda _: finished.cancel())
         try:

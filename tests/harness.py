@@ -78,6 +78,37 @@ def runSynchronously(f: Any, *args: Any) -> Deferred[Any]:
     return maybeDeferred(f, *args)
 
 
+class Threads:
+    """
+    The thread pool's stand-in for tests of what leaves the reactor thread:
+    it runs each job at once, as L{runSynchronously} does, and records the
+    name of its function; a job whose function is named in C{held} waits
+    until L{release}, as on a busy disk.
+    """
+
+    def __init__(self, held: tuple[str, ...] = ()) -> None:
+        self.held = set(held)
+        self.calls: list[str] = []
+        self.waiting: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
+
+    def __call__(self, f: Any, *args: Any) -> Deferred[Any]:
+        name = getattr(f, "__name__", repr(f))
+        self.calls.append(name)
+        if name in self.held:
+            d: Deferred[Any] = Deferred()
+            self.waiting.append((d, f, args))
+            return d
+        return maybeDeferred(f, *args)
+
+    def release(self) -> None:
+        """
+        Run the jobs held so far.
+        """
+        waiting, self.waiting = self.waiting, []
+        for d, f, args in waiting:
+            maybeDeferred(f, *args).chainDeferred(d)
+
+
 @dataclass
 class Answer:
     """
@@ -142,6 +173,7 @@ class Harness:
         index: FakeIndex | None = None,
         space: Space | None = None,
         others: dict[str, FakeIndex] | None = None,
+        threads: Any = runSynchronously,
         **settings: Any,
     ) -> None:
         if clock is None:
@@ -168,7 +200,7 @@ class Harness:
             self.settings,
             self.upstreamHTTP,
             self.clock,
-            runSynchronously,
+            threads,
             (self.events,),
             self.space,
             clients=self.otherHTTP,

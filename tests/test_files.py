@@ -12,6 +12,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.defer import maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._layout import FileKey, parseFilePath
@@ -20,7 +21,7 @@ from tailmirror._layout import mirrorPath
 from tailmirror._send import parseRange
 
 from .fakeindex import FakeFile, FakeProject, sdist
-from .harness import Answer, CapturedLog, Harness
+from .harness import Answer, CapturedLog, Harness, Threads
 
 
 def filePath(f: FakeFile, metadata: bool = False) -> str:
@@ -326,6 +327,93 @@ class ColdFileTests(SynchronousTestCase):
         self.h.restart()
         self.assertEqual(treeFiles(self.h, "+tmp"), [])
         self.assertIn("cleared 1 unfinished downloads", log.text())
+
+
+class SmallColdFileTests(SynchronousTestCase):
+    """
+    A small file is written as it arrives, on the reactor thread, and sent
+    once it is whole and verified, while it is still being made durable:
+    a busy disk delays no client of a small file.
+    """
+
+    def setUp(self) -> None:
+        self.file = sdist("foo", "1.0", size=5000, metadata=b"Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n")
+        self.threads = Threads(held=("_place",))
+        self.h = Harness([project(self.file)], threads=self.threads)
+
+    def test_sentBeforeKept(self) -> None:
+        """
+        The client has the whole file, and its metadata, while neither is in
+        the tree yet; neither was written nor hashed in the pool.  Once kept,
+        both are served from the tree, with nothing more from upstream.
+        """
+        for path, content in ((filePath(self.file), self.file.content), (filePath(self.file, True), self.file.metadata)):
+            answer = self.h.get(path)
+            self.assertEqual((answer.code, answer.body), (200, content))
+            self.assertEqual(answer.header("tailmirror-cache"), "miss")
+        self.assertEqual(treeFiles(self.h), [])
+        self.assertEqual(len(self.threads.waiting), 2)
+        self.assertNotIn("_writeAll", self.threads.calls)
+        self.assertNotIn("_hashAll", self.threads.calls)
+        self.threads.release()
+        self.h.flush()
+        self.assertEqual(len(treeFiles(self.h)), 2)
+        self.assertEqual(self.h.get(filePath(self.file)).header("tailmirror-cache"), "hit")
+        self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz"], 1)
+        self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz.metadata"], 1)
+
+    def test_rangeBeforeKept(self) -> None:
+        """
+        A range of a small cold file is sent from the verified download too.
+        """
+        answer = self.h.get(filePath(self.file), {"Range": "bytes=10-19"})
+        self.assertEqual((answer.code, answer.body), (206, self.file.content[10:20]))
+        self.assertEqual(treeFiles(self.h), [])
+
+    def test_corruptNeverSent(self) -> None:
+        """
+        A small file that fails its check is never sent whole, kept or not.
+        """
+        self.h.index.corrupt.add(self.file.filename)
+        assertNotWhole(self, self.h.get(filePath(self.file)))
+        self.assertEqual(self.threads.waiting, [])
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+
+    def test_keepingFails(self) -> None:
+        """
+        A verified file that cannot be kept (the disk fails as it is made
+        durable) was still the right file for its client; nothing is
+        kept, and the next client has it fetched again.
+        """
+
+        def failing(*args: Any) -> None:
+            raise OSError(5, "Input/output error")
+
+        answer = self.h.get(filePath(self.file))
+        self.assertEqual(answer.body, self.file.content)
+        [(waiting, _, args)] = self.threads.waiting
+        self.threads.waiting = []
+        CapturedLog(self)
+        maybeDeferred(failing, *args).chainDeferred(waiting)
+        self.h.flush()
+        self.assertEqual(treeFiles(self.h), [])
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+        self.threads.held = set()
+        self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
+        self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz"], 2)
+        self.assertEqual(len(treeFiles(self.h)), 1)
+
+    def test_bigFileThroughThePool(self) -> None:
+        """
+        The bytes of a bigger file past its first few go through the pool.
+        """
+        from tailmirror._download import INLINE_MAX
+
+        big = sdist("foo", "2.0", size=4 * INLINE_MAX)
+        self.h.index.projects["foo"].files.append(big)
+        self.threads.held = set()
+        self.assertEqual(self.h.get(filePath(big)).body, big.content)
+        self.assertIn("_writeAll", self.threads.calls)
 
 
 class MetadataTests(SynchronousTestCase):

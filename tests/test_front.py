@@ -25,7 +25,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from tailmirror._send import fromFront
 
 from .fakeindex import FakeProject, sdist
-from .harness import Harness
+from .harness import Harness, Threads
 from .processes import (
     INSTALLED,
     FakeUpstreamProcess,
@@ -132,6 +132,37 @@ class AccelRedirectTests(_BehindAFront):
         answer = self.h.get(self.path, {**FRONT, "If-None-Match": etag})
         self.assertEqual(answer.code, 304)
         self.assertNotIn("x-accel-redirect", answer.headers)
+
+
+class ColdThroughTheFrontTests(SynchronousTestCase):
+    """
+    A small cold file asked for through a front in C{X-Accel} mode.
+    """
+
+    def test_redirectedOnceKept(self) -> None:
+        """
+        The front is sent to the file's place in the tree, so the answer
+        waits until the file is there, not only verified (as a plain
+        client's does).
+        """
+        threads = Threads(held=("_place",))
+        h = Harness(tree(), accelRedirect="/+accel/", threads=threads)
+        self.addCleanup(h.mirror.close)
+        [link] = linksOf(h.get("/simple/gamma/", JSON)).values()
+        path = os.path.normpath("/simple/gamma/" + link["url"])
+        d = h.start("GET", path, FRONT)
+        h.flush()
+        answered: list[Any] = []
+        d.addBoth(lambda result: answered.append(result) or result)
+        self.assertEqual(answered, [])
+        self.assertEqual(len(threads.waiting), 1)
+        threads.release()
+        answer = h.finish(d)
+        self.assertEqual((answer.code, answer.body), (200, b""))
+        where = answer.headers["x-accel-redirect"]
+        relative = urllib.request.url2pathname(where.removeprefix("/+accel/"))
+        with open(os.path.join(h.tree.root, relative), "rb") as f:
+            self.assertEqual(f.read(), h.index.content(link["filename"]))
 
 
 class AskTests(_BehindAFront):
