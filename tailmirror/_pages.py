@@ -25,6 +25,7 @@ from ._events import IMirrorEvents, NoEvents
 from ._journal import Entry, Journal
 from ._layout import PYPI, FileKey, IndexLayout
 from ._links import FileLink, Links, indexLinks, lookUp, projectsOf
+from ._offload import SMALL_PAGE, offload
 from ._policy import QUARANTINED, Policy
 from ._parse import MalformedPage, ParsedPage, checkHTML, parseHTML, parseJSON, sniff
 from ._render import renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
@@ -558,7 +559,7 @@ class ProjectPages:
         now = self._clock.seconds()
         if fetched.status == 304 and old is not None:
             return self._unchanged(old, now)
-        digest = await self._run(bodyDigest, fetched.body)
+        digest = await offload(self._run, len(fetched.body) <= SMALL_PAGE, bodyDigest, fetched.body)
         if old is not None and old.digest == digest:
             # An upstream without ETags answers every revalidation in full:
             # the same bytes cost no parse, no render and no record.
@@ -593,20 +594,16 @@ class ProjectPages:
 
     async def _prepare(self, name: str, fetched: Fetched, form: str | None) -> _Prepared:
         """
-        Parse and render an upstream page off the reactor thread.
+        Parse and render an upstream page: off the reactor thread, two at a
+        time at most, unless it is a small JSON page (see L{SMALL_PAGE}).
         """
+        args = (name, fetched, form, self.policy, self._clock.seconds(), self.layout, self.keepCandidates)
+        small = len(fetched.body) <= SMALL_PAGE and fetched.contentType.partition(";")[0].strip() in _JSON_TYPES
         try:
-            prepared: _Prepared = await self._preparing.run(
-                self._run,
-                preparePage,
-                name,
-                fetched,
-                form,
-                self.policy,
-                self._clock.seconds(),
-                self.layout,
-                self.keepCandidates,
-            )
+            if small:
+                prepared: _Prepared = await offload(self._run, True, preparePage, *args)
+            else:
+                prepared = await self._preparing.run(self._run, preparePage, *args)
         except MalformedPage as e:
             raise UpstreamError(502, f"upstream sent a malformed page: {e}") from None
         for why in prepared.notes:

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tailmirror._negotiate import HTML_V1, JSON_V1
 
 from .fakeindex import FakeFile, FakeProject, generated, sdist
-from .harness import PIP_ACCEPT, UV_ACCEPT, CapturedLog, Harness
+from .harness import PIP_ACCEPT, UV_ACCEPT, CapturedLog, Harness, Threads
 
 JSON = {"Accept": JSON_V1}
 
@@ -595,3 +595,32 @@ class JournalGrowthTests(SynchronousTestCase):
         h.index.projects["foo"].files.append(sdist("foo", "9.9"))
         self.assertIn(b"foo-9.9", h.get("/simple/foo/", {"Cache-Control": "no-cache"}).body)
         self.assertGreater(os.path.getsize(h.journalPath), size)
+
+
+class WhereParsedTests(SynchronousTestCase):
+    """
+    A small JSON page from upstream is parsed and rendered on the reactor
+    thread, where the pool's round trip would cost its client more than
+    the work; HTML and big pages leave it.
+    """
+
+    def parsedInPool(self, project: FakeProject, forms: tuple[str, ...] = ("json", "html")) -> list[str]:
+        threads = Threads()
+        h = Harness([project], threads=threads)
+        h.index.forms = forms
+        answer = h.get(f"/simple/{project.name}/", JSON)
+        self.assertEqual(answer.code, 200)
+        self.assertEqual(len(json.loads(answer.body)["files"]), len(project.files))
+        return [name for name in threads.calls if name in ("preparePage", "bodyDigest")]
+
+    def test_smallJSON(self) -> None:
+        self.assertEqual(self.parsedInPool(generated("foo")), [])
+
+    def test_smallHTML(self) -> None:
+        self.assertEqual(self.parsedInPool(generated("foo"), forms=("html",)), ["preparePage"])
+
+    def test_bigJSON(self) -> None:
+        from tailmirror._offload import SMALL_PAGE
+
+        big = generated("foo", versions=SMALL_PAGE // 200)
+        self.assertEqual(self.parsedInPool(big), ["bodyDigest", "preparePage"])
