@@ -37,6 +37,7 @@ from ._clients import Client, clientOf
 from ._errors import NotFound, StoreError, Unavailable
 from ._events import IMirrorEvents, NoEvents
 from ._layout import FileKey
+from ._offload import SMALL_FILE, offload
 
 if TYPE_CHECKING:
     from ._files import FileStore
@@ -66,17 +67,28 @@ CLIENTS_MAX = 50
 REMEMBERED_MAX = 100_000
 
 
-def _readMetadata(path: str, wheel: str | None) -> tuple[bytes | None, bool]:
+def _readMetadata(path: str) -> bytes | None:
     """
-    A core metadata file of the tree, if it is there, and whether the tree
-    has the file it describes (C{wheel}).  Disk work: off the reactor.
+    A core metadata file of the tree, if it is there.  Disk work: off the
+    reactor.
     """
     try:
         with open(path, "rb") as f:
-            data: bytes | None = f.read(METADATA_MAX)
+            return f.read(METADATA_MAX)
     except FileNotFoundError:
-        data = None
-    return data, wheel is not None and os.path.exists(wheel)
+        return None
+
+
+def _readBack(fd: int, size: int) -> bytes:
+    """
+    A core metadata file just downloaded, read from its own descriptor
+    (C{fd}, closed after), which may not be in the tree yet.  Disk work:
+    off the reactor.
+    """
+    try:
+        return os.pread(fd, min(size, METADATA_MAX), 0)
+    finally:
+        os.close(fd)
 
 
 @implementer(IMirrorEvents)
@@ -326,16 +338,19 @@ class Prefetcher(NoEvents):
         metadata = FileKey(chosen.shard, chosen.filename, True, index)
         wheel = FileKey(chosen.shard, chosen.filename, False, index)
         tree = self._files.tree
-        data, have = await self._run(_readMetadata, tree.path(metadata), tree.path(wheel))
+        # One small stat each: a cold tree costs no trip through the pool.
+        data = None
+        if tree.has(metadata):
+            data = await self._run(_readMetadata, tree.path(metadata))
         if data is None:
             data = await self._download(metadata)
-        if self.mode == "files" and not have:
+        if self.mode == "files" and not tree.has(wheel):
             Deferred.fromCoroutine(self._download(wheel)).addErrback(
                 lambda f: log.debug("prefetch of {file} failed: {reason}", file=wheel.filename, reason=f.value)
             )
         if data is None or depth >= self.depth:
             return ()
-        return await self._run(requirementsOf, data, client, extras)  # type: ignore[no-any-return]
+        return await offload(self._run, len(data) <= SMALL_FILE, requirementsOf, data, client, extras)
 
     async def _download(self, key: FileKey) -> bytes | None:
         """
@@ -353,7 +368,8 @@ class Prefetcher(NoEvents):
             if asks or joins:
                 download = self._files.download(key, background=True)
                 try:
-                    path = await download.finished.wait()
+                    # Verified is enough: its sync is no reason to wait.
+                    await download.whole.wait()
                 except (NotFound, Unavailable, StoreError) as e:
                     if asks:
                         self._failed(what)
@@ -361,9 +377,11 @@ class Prefetcher(NoEvents):
                         "prefetch of {file} failed: {reason}", file=key.filename, reason=getattr(e, "reason", e)
                     )
                     return None
-            else:
-                path = self._files.tree.path(key)
+                if not key.metadata:
+                    return None
+                if download.fd >= 0:
+                    fd, size = os.dup(download.fd), download.written
+                    return await offload(self._run, size <= SMALL_FILE, _readBack, fd, size)
         if not key.metadata:
             return None
-        data, _ = await self._run(_readMetadata, path, None)
-        return data  # type: ignore[no-any-return]
+        return await self._run(_readMetadata, self._files.tree.path(key))  # type: ignore[no-any-return]

@@ -25,7 +25,7 @@ from tailmirror._policy import Policy
 from tailmirror._upstream import Priority, Slots
 
 from .fakeindex import FakeFile, FakeIndex, FakeProject
-from .harness import PIP_ACCEPT, CapturedLog, Harness
+from .harness import PIP_ACCEPT, CapturedLog, Harness, Threads
 from .processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, uvInstall
 from .wheels import tree, wheel
 
@@ -376,6 +376,24 @@ class PrefetchTests(SynchronousTestCase):
         self.assertEqual(figures["prefetched"], {"page": 4, "metadata": 5, "file": 0})
         self.assertEqual(figures["used"], {"page": 4, "metadata": 5, "file": 0})
         self.assertEqual(figures["pending"], 0)
+
+    def test_aheadOfTheDisk(self) -> None:
+        """
+        The prefetch reads a core metadata file it downloaded from the
+        download itself, once verified: the whole tree is fetched while no
+        file of it is in the tree yet (the disk is slow to make them
+        durable), and nothing of it went through the pool but that.
+        """
+        threads = Threads(held=("_place",))
+        h = self.mirror(threads=threads)
+        self.assertEqual(h.get("/simple/app/", asking()).code, 200)
+        h.flush()
+        self.assertEqual(len(self.asked(h)), 10)
+        self.assertEqual(len(threads.waiting), 5)
+        self.assertEqual(set(threads.calls) - {"inventory"}, {"_place", "temporary"})
+        threads.release()
+        h.flush()
+        self.assertEqual(len(self.asked(h)), 10)
 
     def test_otherClient(self) -> None:
         """
