@@ -108,6 +108,8 @@ class Download:
         self._pending: list[bytes] = []
         self._pendingBytes = 0
         self._writing: Deferred[Any] | None = None
+        #: The temporary file being made.
+        self._opening: Deferred[None] | None = None
         self._writeFailure: Failure | None = None
         self._drained: Signal[None] | None = None
         self._body: FileBody | None = None
@@ -145,12 +147,11 @@ class Download:
         try:
             self._link = link = await self._resolve(self.key)
             self._reserved = self._tree.admit(link.size)
-            try:
-                # Opened in a thread: on a busy disk, even making a file
-                # waits for other files' syncs.
-                self.fd, self._tmp = await self._run(self._tree.temporary)
-            except OSError as e:
-                raise StoreError.cannotWrite(e) from None
+            # Made in a thread, while upstream is asked: on a busy disk even
+            # making a file waits for other files' syncs, and the trip
+            # through the pool need not come before the request.
+            self._opening = opening = self._run(self._tree.temporary)
+            opening.addCallbacks(self._opened, self._cannotOpen)
             try:
                 if link.inWheel and self._fromWheel is not None:
                     await self._metadataOf(link, self._fromWheel)
@@ -201,9 +202,43 @@ class Download:
         if self._link.algorithm is not None:
             self._hash = hashlib.new(self._link.algorithm)
         self._body = body
+        if self._writeFailure is not None:
+            self._stopBody()  # no temporary file could be made
+            return
         self.startedAt = self._clock.seconds()
         self._events.downloadStarted(self.key, self.length)
-        self.started.fire(self)
+        self._maybeStarted()
+
+    def _opened(self, made: tuple[int, str]) -> None:
+        """
+        The temporary file is made: write what waits for it.
+        """
+        self._opening = None
+        self.fd, self._tmp = made
+        self._maybeStarted()
+        self._writeBatch()
+
+    def _cannotOpen(self, failure: Failure) -> None:
+        """
+        No temporary file can be made: the download cannot be kept.
+        """
+        self._opening = None
+        e = failure.value
+        self._writeFailure = Failure(StoreError.cannotWrite(e)) if isinstance(e, OSError) else failure
+        self._pending = []
+        self._stopBody()
+
+    def _maybeStarted(self) -> None:
+        """
+        Clients may follow the download once upstream has begun sending and
+        there is a file to read what it sent from.
+        """
+        if self.startedAt is not None and self.fd >= 0:
+            self.started.fire(self)
+
+    def _stopBody(self) -> None:
+        if self._body is not None and not self._body.done.called:
+            self._body.stop()
 
     def write(self, data: bytes) -> None:
         """
@@ -211,6 +246,8 @@ class Download:
         hashed off the reactor thread, a batch at a time, while more
         arrives.  Upstream is paused while too much waits for the disk.
         """
+        if self._writeFailure is not None:
+            return  # nothing more can be kept; the body is being stopped
         if self.length is not None and self.received + len(data) > self.length:
             raise _BodyTooLong()
         self.received += len(data)
@@ -225,7 +262,7 @@ class Download:
         Write and hash what is pending, both at once, in the thread pool
         (or at once, while the file is small: L{INLINE_MAX}).
         """
-        if self._writing is not None or not self._pending:
+        if self._writing is not None or not self._pending or self.fd < 0:
             return
         batch, self._pending, size = self._pending, [], self._pendingBytes
         self._pendingBytes = 0
@@ -263,8 +300,7 @@ class Download:
         self._writing = None
         self._writeFailure = failure
         self._pending = []
-        if self._body is not None and not self._body.done.called:
-            self._body.stop()  # the cache cannot take the file
+        self._stopBody()  # the cache cannot take the file
         if self._drained is not None:
             self._drained.fire(None)
 
@@ -272,6 +308,8 @@ class Download:
         """
         Wait until everything received is on disk.
         """
+        if self._opening is not None:
+            await self._opening
         if self._writing is not None:
             self._drained = Signal()
             await self._drained.wait()

@@ -403,6 +403,56 @@ class SmallColdFileTests(SynchronousTestCase):
         self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz"], 2)
         self.assertEqual(len(treeFiles(self.h)), 1)
 
+    def test_askedWhileTheFileIsMade(self) -> None:
+        """
+        Upstream is asked while the temporary file is still being made (a
+        busy disk): what it sent waits for the file, and the client has it.
+        """
+        self.threads.held = {"temporary"}
+        d = self.h.start("GET", filePath(self.file))
+        self.h.flush()
+        self.assertEqual(self.h.index.requests["/files/foo-1.0.tar.gz"], 1)
+        self.assertEqual(len(self.threads.waiting), 1)
+        self.threads.held = set()
+        self.threads.release()
+        answer = self.h.finish(d)
+        self.assertEqual((answer.code, answer.body), (200, self.file.content))
+        self.assertEqual(len(treeFiles(self.h)), 1)
+
+    def test_corruptWhileTheFileIsMade(self) -> None:
+        """
+        A corrupt file upstream sent before its temporary file was made:
+        never sent whole, and its temporary file is removed.
+        """
+        self.threads.held = {"temporary"}
+        self.h.index.corrupt.add(self.file.filename)
+        d = self.h.start("GET", filePath(self.file))
+        self.h.flush()
+        self.threads.release()
+        assertNotWhole(self, self.h.finish(d))
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+
+    def test_fileCannotBeMade(self) -> None:
+        """
+        No temporary file can be made, after upstream has sent it all: a
+        507 that says why, nothing kept or left behind, and the next
+        request tries again.
+        """
+        self.threads.held = {"temporary"}
+        CapturedLog(self)
+        d = self.h.start("GET", filePath(self.file))
+        self.h.flush()
+        [(waiting, _, _)] = self.threads.waiting
+        self.threads.waiting = []
+        waiting.errback(OSError(28, "No space left on device"))
+        answer = self.h.finish(d)
+        self.assertEqual(answer.code, 507)
+        self.assertIn(b"No space left on device", answer.body)
+        self.assertEqual(treeFiles(self.h), [])
+        self.assertEqual(treeFiles(self.h, "+tmp"), [])
+        self.threads.held = set()
+        self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
+
     def test_bigFileThroughThePool(self) -> None:
         """
         The bytes of a bigger file past its first few go through the pool.
@@ -649,7 +699,7 @@ class SharedDownloadTests(SynchronousTestCase):
         self.h.index.projects["foo"].files.append(big)
         d = self.h.start("GET", filePath(big))
         self.h.flush()
-        # The temporary file is made in a thread, before upstream is asked.
+        # The temporary file is made in a thread, while upstream is asked.
         waiting, f, args = queued.pop(0)
         self.assertEqual(f, self.h.tree.temporary)
         maybeDeferred(f, *args).chainDeferred(waiting)
