@@ -57,6 +57,8 @@ def candidatesOf(page: dict[str, Any]) -> tuple[Candidate, ...]:
     if isinstance(status, dict) and status.get("status") == QUARANTINED:
         return ()
     found = []
+    # A page's files share a few Requires-Python strings: each read once.
+    specifiers: dict[str, SpecifierSet | None] = {}
     for entry in page.get("files", ()):
         filename = entry["filename"]
         wheelTags: frozenset[Tag] | None
@@ -71,10 +73,12 @@ def candidatesOf(page: dict[str, Any]) -> tuple[Candidate, ...]:
         requires = entry.get("requires-python")
         spec = None
         if isinstance(requires, str) and requires.strip():
-            try:
-                spec = SpecifierSet(requires)
-            except InvalidSpecifier:
-                spec = None  # as pip does: a constraint it cannot read is none
+            if requires not in specifiers:
+                try:
+                    specifiers[requires] = SpecifierSet(requires)
+                except InvalidSpecifier:
+                    specifiers[requires] = None  # as pip does: a constraint it cannot read is none
+            spec = specifiers[requires]
         advertised = entry.get("core-metadata", entry.get("dist-info-metadata"))
         found.append(
             Candidate(

@@ -82,7 +82,10 @@ def metadataURL(url: str) -> str:
     Where a distribution's core metadata file is (PEP 658): its URL with
     C{.metadata} after the path.
     """
-    parts = urlsplit(urldefrag(url)[0])
+    base = url.partition("#")[0]
+    if "?" not in base and base.count("/") >= 3:
+        return base + METADATA  # the same, without taking it apart (thousands a page)
+    parts = urlsplit(base)
     return urlunsplit(parts._replace(path=parts.path + METADATA))
 
 

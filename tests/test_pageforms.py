@@ -91,6 +91,47 @@ class ParseJSONTests(SynchronousTestCase):
         self.assertEqual([f["filename"] for f in parsed.page["files"]], ["good-1.0.tar.gz"])
         self.assertEqual(len(parsed.dropped), len(files) - 1)
 
+    def test_absoluteLinks(self) -> None:
+        """
+        An absolute http(s) link of plain ASCII is kept exactly as given;
+        any other is resolved against the page as a browser would, and
+        dropped unless it is then http(s).
+        """
+        cases = {
+            "https://files.test/a/foo-1.0.tar.gz": "https://files.test/a/foo-1.0.tar.gz",
+            "http://files.test:8080/foo-1.1.tar.gz?x=1": "http://files.test:8080/foo-1.1.tar.gz?x=1",
+            "HTTPS://files.test/foo-1.2.tar.gz": "https://files.test/foo-1.2.tar.gz",
+            "https://files.test/a\tb/foo-1.3.tar.gz": "https://files.test/ab/foo-1.3.tar.gz",
+            "//files.test/foo-1.4.tar.gz": "https://files.test/foo-1.4.tar.gz",
+            "ftp://files.test/foo-1.5.tar.gz": None,
+            "https:foo-1.6.tar.gz": "https://upstream.test/simple/foo/foo-1.6.tar.gz",
+        }
+        files = [
+            {"filename": f"foo-1.{i}.tar.gz", "url": url, "hashes": {}} for i, url in enumerate(cases)
+        ]
+        page = {"meta": {"api-version": "1.0"}, "name": "foo", "files": files}
+        parsed = parseJSON(json.dumps(page).encode(), PAGE_URL, "foo")
+        kept = {f["filename"]: f["url"] for f in parsed.page["files"]}
+        for i, expected in enumerate(cases.values()):
+            self.assertEqual(kept.get(f"foo-1.{i}.tar.gz"), expected, i)
+        self.assertEqual(len(parsed.dropped), 1)
+
+    def test_metadataURL(self) -> None:
+        """
+        A file's core metadata is at its URL with C{.metadata} after the
+        path, the fragment left off: however the URL is written.
+        """
+        from tailmirror._links import metadataURL
+
+        for url, expected in [
+            ("https://h.test/a/b.whl", "https://h.test/a/b.whl.metadata"),
+            ("https://h.test/a/b.whl#sha256=00", "https://h.test/a/b.whl.metadata"),
+            ("https://h.test/a/b.whl?x=1#f", "https://h.test/a/b.whl.metadata?x=1"),
+            ("https://h.test", "https://h.test/.metadata"),
+            ("http://h.test:81/a%20b.whl#", "http://h.test:81/a%20b.whl.metadata"),
+        ]:
+            self.assertEqual(metadataURL(url), expected)
+
     def test_malformed(self) -> None:
         """
         Not JSON, or JSON not shaped like a page: L{MalformedPage}.
