@@ -92,6 +92,9 @@ def candidatesOf(page: dict[str, Any]) -> tuple[Candidate, ...]:
                 bool(entry.get("yanked")),
             )
         )
+    # Newest first, so that a choice can stop at the first older version
+    # than one that fits (see choose's newestFirst).
+    found.sort(key=lambda c: c.version, reverse=True)
     return tuple(found)
 
 
@@ -102,23 +105,39 @@ def choose(
     name: str = "",
     policy: Policy | None = None,
     now: float = 0.0,
+    newestFirst: bool = False,
 ) -> Candidate | None:
     """
     The file C{client} installs of a project for a requirement's
     C{specifier}: the newest version that fits (final releases before
     pre-releases; yanked files only for an exact pin), and of it the wheel
-    whose tags the client likes best, or else its sdist.
+    whose tags the client likes best, or else its sdist.  Candidates given
+    C{newestFirst} (as L{candidatesOf} gives them) are looked at only down
+    to the first final release that fits: a big page has thousands.
     """
     pinned = any(s.operator in ("==", "===") and "*" not in s.version for s in specifier)
     best: tuple[Any, ...] | None = None
     chosen = None
     worst = len(client.tags)
+    # A page's files share a few Requires-Python specifiers and each version
+    # is shared by several files: each is checked once.
+    pythonFits: dict[int, bool] = {}
+    versionFits: dict[Any, bool] = {}
     for c in candidates:
+        if newestFirst and best is not None and best[0] and best[1] and c.version < best[2]:
+            break  # nothing older can be chosen over a final, unyanked fit
         if c.yanked and not pinned:
             continue
-        if c.requiresPython is not None and not c.requiresPython.contains(client.python, prereleases=True):
-            continue
-        if not specifier.contains(c.version, prereleases=True):
+        if c.requiresPython is not None:
+            fits = pythonFits.get(id(c.requiresPython))
+            if fits is None:
+                fits = pythonFits[id(c.requiresPython)] = c.requiresPython.contains(client.python, prereleases=True)
+            if not fits:
+                continue
+        fits = versionFits.get(c.version)
+        if fits is None:
+            fits = versionFits[c.version] = specifier.contains(c.version, prereleases=True)
+        if not fits:
             continue
         rank: float
         if c.tags is None:

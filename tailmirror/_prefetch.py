@@ -332,7 +332,7 @@ class Prefetcher(NoEvents):
                     if asks:
                         self._failed(what)
                     raise
-        chosen = choose(candidates, client, specifier, name, pages.policy, self._clock.seconds())
+        chosen = choose(candidates, client, specifier, name, pages.policy, self._clock.seconds(), newestFirst=True)
         if chosen is None or not chosen.metadata:
             return ()
         metadata = FileKey(chosen.shard, chosen.filename, True, index)

@@ -167,6 +167,29 @@ class ChoiceTests(SynchronousTestCase):
         self.assertEqual(self.pick(*files), "p-2.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
         self.assertEqual(self.pick(files[0], files[3]), "p-2.0.tar.gz")
 
+    def test_newestFirst(self) -> None:
+        """
+        A page's candidates come newest first, and a choice that stops at
+        the first older version than a final, unyanked fit picks what a
+        look at every file would.
+        """
+        entries = []
+        for version in ["1.0", "3.0rc1", "2.0", "2.5", "0.9", "2.1", "3.0.dev1", "1.5"]:
+            for tag in ("py3-none-any", "cp311-cp311-manylinux_2_17_x86_64", "cp311-cp311-win_amd64"):
+                entries.append({"filename": f"p-{version}-{tag}.whl", "url": f"https://files.test/p-{version}-{tag}.whl",
+                                "hashes": {"sha256": "ab" * 32}})
+            entries.append({"filename": f"p-{version}.tar.gz", "url": f"https://files.test/p-{version}.tar.gz",
+                            "hashes": {"sha256": "cd" * 32}})
+        entries[8]["yanked"] = True  # 2.0's any wheel
+        entries[12]["requires-python"] = ">=3.12"  # 2.5's
+        candidates = candidatesOf({"files": entries})
+        versions = [c.version for c in candidates]
+        self.assertEqual(versions, sorted(versions, reverse=True))
+        for spec in ("", "<2.5", "==2.0", ">=3.0rc1", "<1", ">=4", "!=2.5,!=2.1"):
+            every = choose(candidates, self.client, SpecifierSet(spec))
+            first = choose(candidates, self.client, SpecifierSet(spec), newestFirst=True)
+            self.assertEqual(first, every, spec)
+
     def test_cooldown(self) -> None:
         """
         A file the policy holds back is no client's pick.
