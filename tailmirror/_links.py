@@ -89,15 +89,17 @@ def metadataURL(url: str) -> str:
     return urlunsplit(parts._replace(path=parts.path + METADATA))
 
 
-def indexLinks(page: dict[str, Any]) -> Links:
+def indexLinks(page: dict[str, Any], only: str | None = None) -> Links:
     """
-    Every link of a project page by the path that names it.  CPU work for a
-    big page: run it off the reactor thread.
+    Every link of a project page by the path that names it (or those of
+    file C{only}).  CPU work for a big page: run it off the reactor thread.
     """
     links: Links = {}
     project = page.get("name") if isinstance(page.get("name"), str) else None
     for entry in page.get("files", ()):
         filename, url = entry["filename"], entry["url"]
+        if only is not None and filename != only:
+            continue
         where = (shardOf(url, entry.get("hashes")), filename)
         if where in links:
             continue

@@ -49,6 +49,10 @@ SYNC_AFTER = 1.0
 #: (a few hundred bytes each).
 LINKS_KEPT = 20_000
 
+#: Pages whose links were let go remembered as having had a cold file
+#: looked up since, at most.
+MISSES_KEPT = 10_000
+
 #: Files of pages kept in memory at most, for the prefetch's choice among
 #: them: it asks right after a page is fetched, and once per TTL.
 CANDIDATES_KEPT = 10_000
@@ -241,6 +245,9 @@ class ProjectPages:
         self._syncing: IDelayedCall | None = None
         self._renders: BoundedCache[Rendering] = BoundedCache(renderCacheBytes, lambda r: r.size)
         self._links: BoundedCache[Links] = BoundedCache(linksKept, len)
+        #: Versions of pages (name, serial) whose links were let go and one
+        #: of whose files was looked up since (see _linkOf).
+        self._missed: dict[tuple[str, int], None] = {}
         self._candidates: BoundedCache[tuple[Candidate, ...]] = BoundedCache(CANDIDATES_KEPT, len)
         self._preparing = DeferredSemaphore(PREPARING)
         self._choosing: Coalescer[tuple[Candidate, ...]] = Coalescer()
@@ -463,11 +470,30 @@ class ProjectPages:
         @raise Unavailable: if upstream fails and there is no copy to look in.
         """
         entry, stale, asked = await self._current(name, revalidate=False)
-        found = lookUp(await self._linksOf(entry), key)
+        found = await self._linkOf(entry, key)
         if found is None and not asked and stale is None and self._age(entry) >= RECHECK_AFTER:
             entry, stale, asked = await self._current(name, revalidate=True, floor=RECHECK_AFTER)
-            found = lookUp(await self._linksOf(entry), key)
+            found = await self._linkOf(entry, key)
         return found
+
+    async def _linkOf(self, entry: Entry, key: FileKey) -> FileLink | None:
+        """
+        The link C{key} names on a page: from the page's links where they
+        are kept, else from the journal's copy of the page, for that one
+        file, the first time; indexed whole again the next.  When the pages
+        asked for have more links than are kept, indexing every link of a
+        big page again (thousands, tens of milliseconds) for each cold file
+        asked for cost far more than reading the one link back.
+        """
+        version = (entry.name, entry.serial)
+        if self._links.get(version) is None and version not in self._missed:
+            # The first cold file of it since: that file alone.  A second
+            # has the page indexed again, for the next ones.
+            self._missed[version] = None
+            if len(self._missed) > MISSES_KEPT:
+                del self._missed[next(iter(self._missed))]
+            return lookUp(await self._fromJournal(entry, lambda page: indexLinks(page, key.filename)), key)
+        return lookUp(await self._linksOf(entry), key)
 
     async def _linksOf(self, entry: Entry) -> Links:
         """

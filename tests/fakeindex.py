@@ -161,6 +161,24 @@ def sdist(name: str, version: str, size: int = 64, **markers: Any) -> FakeFile:
     return FakeFile(f"{name}-{version}.tar.gz", content, **markers)
 
 
+def history(name: str, releases: int) -> list[FakeFile]:
+    """
+    Older releases of a project, as a real project's page lists them: an
+    sdist and three wheels each, with core metadata, that no client picks
+    (their versions are 0.x) and so never downloads.
+    """
+    files = []
+    tags = ("py3-none-any", "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64", "cp311-cp311-win_amd64")
+    for i in range(releases):
+        version = f"0.{i}"
+        files.append(sdist(name, version, requiresPython=">=3.8"))
+        for tag in tags:
+            made = sdist(name, f"{version}-{tag}", requiresPython=">=3.8", metadata=b"Metadata-Version: 2.1\n")
+            made.filename = f"{name}-{version}-{tag}.whl"
+            files.append(made)
+    return files
+
+
 def generated(name: str, versions: int = 3, **markers: Any) -> FakeProject:
     """
     A fake project with a few sdist releases.
@@ -434,6 +452,11 @@ def main(argv: list[str]) -> None:
                         help="leave this file off its project's page")
     parser.add_argument("--layered", type=int, default=0, metavar="N",
                         help="serve a tree of about N projects of real wheels in 4 layers, under project app")
+    parser.add_argument("--history", type=int, default=0, metavar="N",
+                        help="give each --layered project N older releases (an sdist and three wheels each, "
+                        "never installed), as real projects' pages have")
+    parser.add_argument("--absolute", action="store_true",
+                        help="link files by absolute URLs, as the real index's pages do")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="answer every request this many seconds late")
     parser.add_argument("--tree", action="store_true", help="serve the installable tree too")
@@ -472,6 +495,7 @@ def main(argv: list[str]) -> None:
         from .wheels import layered
 
         for project in layered(args.layered):
+            project.files[:0] = history(project.name, args.history)
             index.add(project)
     for project in index.projects.values():
         project.files = [f for f in project.files if f.filename not in args.delist]
@@ -492,6 +516,10 @@ def main(argv: list[str]) -> None:
     endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1")
 
     def listening(port: Any) -> None:
+        if args.absolute:
+            for project in index.projects.values():
+                for f in project.files:
+                    f.href = f.href or f"http://127.0.0.1:{port.getHost().port}/files/{quote(f.filename)}"
         print(port.getHost().port, flush=True)
 
     endpoint.listen(site).addCallback(listening)

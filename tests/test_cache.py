@@ -563,7 +563,8 @@ class LinkLookupTests(SynchronousTestCase):
     def test_pageReadOncePerChange(self) -> None:
         """
         After a restart, the first cold file of a project reads its page
-        back once; the next ones read nothing.
+        back for its own link, the second for all of them; the next ones
+        read nothing.
         """
         files = [sdist("foo", f"1.{i}") for i in range(4)]
         h = Harness([FakeProject("foo", files)])
@@ -580,7 +581,7 @@ class LinkLookupTests(SynchronousTestCase):
         journal.readPage = counted  # type: ignore[method-assign]
         for f in files:
             self.assertEqual(h.get(filePath(f)).body, f.content)
-        self.assertEqual(reads, ["foo"])
+        self.assertEqual(reads, ["foo", "foo"])
         self.assertEqual(h.index.requests["/simple/foo/"], 1)
 
     def test_metadataLink(self) -> None:

@@ -20,7 +20,7 @@ from tailmirror._links import projectsOf
 from tailmirror._layout import mirrorPath
 from tailmirror._send import parseRange
 
-from .fakeindex import FakeFile, FakeProject, sdist
+from .fakeindex import FakeFile, FakeProject, generated, sdist
 from .harness import Answer, CapturedLog, Harness, Threads
 
 
@@ -327,6 +327,47 @@ class ColdFileTests(SynchronousTestCase):
         self.h.restart()
         self.assertEqual(treeFiles(self.h, "+tmp"), [])
         self.assertIn("cleared 1 unfinished downloads", log.text())
+
+
+class LinksLetGoTests(SynchronousTestCase):
+    """
+    A cold file of a page whose links the mirror let go (it keeps so many):
+    found from the journal's copy of the page, for that file alone.
+    """
+
+    def setUp(self) -> None:
+        self.file = sdist("foo", "1.0")
+        self.h = Harness([project(self.file, sdist("foo", "1.1"), sdist("foo", "1.2")), generated("bar")])
+        self.h.pages._links.maxSize = 3
+        self.h.get("/simple/foo/")
+        self.h.get("/simple/bar/")
+        self.entry = self.h.pages._index["foo"]
+        self.assertIsNone(self.h.pages._links.get(("foo", self.entry.serial)))
+
+    def test_found(self) -> None:
+        """
+        The file is served, its page not indexed whole again, nor asked
+        for upstream again.
+        """
+        self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
+        self.assertIsNone(self.h.pages._links.get(("foo", self.entry.serial)))
+        self.assertEqual(self.h.index.requests["/simple/foo/"], 1)
+
+    def test_secondIndexesAgain(self) -> None:
+        """
+        A second cold file of that page has the page's links indexed whole
+        and kept again.
+        """
+        other = sdist("foo", "1.1")
+        self.h.get(filePath(self.file))
+        self.assertEqual(self.h.get(filePath(other)).body, other.content)
+        self.assertIsNotNone(self.h.pages._links.get(("foo", self.entry.serial)))
+
+    def test_notOnThePage(self) -> None:
+        """
+        A file the page does not list is still not found.
+        """
+        self.assertEqual(self.h.get(filePath(sdist("foo", "9.9"))).code, 404)
 
 
 class SmallColdFileTests(SynchronousTestCase):
