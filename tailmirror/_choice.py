@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable
 
 from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.tags import Tag
-from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
-from packaging.version import Version
+from packaging.tags import Tag, parse_tag
+from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename
+from packaging.version import InvalidVersion, Version
 
 from ._clients import Client
 from ._layout import shardOf
@@ -48,6 +49,35 @@ class Candidate:
     yanked: bool
 
 
+@lru_cache(maxsize=4096)
+def _tagsOf(text: str) -> frozenset[Tag]:
+    """
+    The tags a wheel's name gives (C{py3-none-any}): the same few thousand
+    on every page, each read once.
+    """
+    return parse_tag(text)
+
+
+def _wheelParts(filename: str, versions: dict[str, Version]) -> tuple[Version, frozenset[Tag]]:
+    """
+    A wheel's version and tags by its name, as L{parse_wheel_filename} reads
+    them, its name left unchecked (it is the page's project): the version
+    read once per page (in C{versions}), the tags once per process.
+
+    @raise InvalidWheelFilename: if it is not a wheel's name.
+    @raise InvalidVersion: if its version is not one.
+    """
+    parts = filename[:-4].split("-")
+    if len(parts) not in (5, 6) or not parts[0] or (len(parts) == 6 and not parts[2][:1].isdigit()):
+        raise InvalidWheelFilename(filename)
+    if not all(parts[-3:]):
+        raise InvalidWheelFilename(filename)
+    version = versions.get(parts[1])
+    if version is None:
+        version = versions[parts[1]] = Version(parts[1])
+    return version, _tagsOf("-".join(parts[-3:]))
+
+
 def candidatesOf(page: dict[str, Any]) -> tuple[Candidate, ...]:
     """
     The files of a page a client may choose: wheels and sdists whose names
@@ -59,16 +89,18 @@ def candidatesOf(page: dict[str, Any]) -> tuple[Candidate, ...]:
     found = []
     # A page's files share a few Requires-Python strings: each read once.
     specifiers: dict[str, SpecifierSet | None] = {}
+    # And a few versions, each shared by several files.
+    versions: dict[str, Version] = {}
     for entry in page.get("files", ()):
         filename = entry["filename"]
         wheelTags: frozenset[Tag] | None
         try:
             if filename.endswith(".whl"):
-                _, version, _, wheelTags = parse_wheel_filename(filename)
+                version, wheelTags = _wheelParts(filename, versions)
             else:
                 _, version = parse_sdist_filename(filename)
                 wheelTags = None
-        except (InvalidWheelFilename, InvalidSdistFilename):
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
             continue
         requires = entry.get("requires-python")
         spec = None

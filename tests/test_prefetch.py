@@ -190,6 +190,28 @@ class ChoiceTests(SynchronousTestCase):
             first = choose(candidates, self.client, SpecifierSet(spec), newestFirst=True)
             self.assertEqual(first, every, spec)
 
+    def test_wheelNames(self) -> None:
+        """
+        A wheel's version and tags are read from its name as packaging
+        reads them; a name that is no wheel's is no candidate.
+        """
+        from packaging.utils import parse_wheel_filename
+
+        good = [
+            "p-1.0-py3-none-any.whl",
+            "p-1.0-1-py3-none-any.whl",
+            "p-1.0+local-py2.py3-none-any.whl",
+            "p-2.0rc1-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        ]
+        for name in good:
+            [found] = [candidate(name)]
+            _, version, _, tags = parse_wheel_filename(name)
+            self.assertEqual((found.version, found.tags), (version, tags), name)
+        for bad in ["p-1.0-py3-none.whl", "p-1.0-x1-py3-none-any.whl", "p-q-1.0-py3-none-any.whl",
+                    "p-notaversion-py3-none-any.whl", "p-1.0--none-any.whl"]:
+            page = {"files": [{"filename": bad, "url": "https://files.test/x", "hashes": {}}]}
+            self.assertEqual(candidatesOf(page), (), bad)
+
     def test_cooldown(self) -> None:
         """
         A file the policy holds back is no client's pick.
