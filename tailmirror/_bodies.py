@@ -40,7 +40,9 @@ class Body:
         Prepare bytes for serving.  CPU work for a big page: run it off the
         reactor thread.
         """
-        gzipped = gzip.compress(data, compresslevel=6, mtime=0)
+        # Level 1: on a 2 MB page, 13 ms against level 6's 30, for 17% more
+        # bytes of gzip, across a build host's own network.
+        gzipped = gzip.compress(data, compresslevel=1, mtime=0)
         return cls(data, gzipped, _etag(data), _etag(gzipped))
 
     @property
