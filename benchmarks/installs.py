@@ -2,9 +2,10 @@
 Installs through the mirror against installs straight from the index, from
 one run on this machine: a fake upstream on 127.0.0.1 answering every
 request 50 ms late (BENCH_LATENCY), serving a generated tree of 60
-projects of real wheels with core metadata in four layers (BENCH_PROJECTS);
-pip and uv (BENCH_CLIENTS) each install it into fresh environments with
-their caches off:
+projects of real wheels with core metadata in four layers (BENCH_PROJECTS), each page with BENCH_HISTORY older releases too (0: two
+files a page; 100: 402 files, as big as real projects' pages), linked by
+absolute URLs; pip and uv (BENCH_CLIENTS) each install it into fresh
+environments with their caches off:
 
 1. straight from the fake upstream, once per mode (the ratios are to the
    fastest of these);
@@ -41,6 +42,10 @@ from tests.processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipIn
 
 LATENCY = os.environ.get("BENCH_LATENCY", "0.05")
 PROJECTS = os.environ.get("BENCH_PROJECTS", "60")
+#: Older releases on each page (four files each, never installed), for
+#: pages as big as real projects' (BENCH_HISTORY=100: 400 files, 180 KB),
+#: linked by absolute URLs as the real index links them.
+HISTORY = os.environ.get("BENCH_HISTORY", "0")
 
 
 def upstreamRequests(upstream: FakeUpstreamProcess) -> int:
@@ -126,7 +131,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tailmirror-bench-installs-"))
     modes = os.environ.get("BENCH_PREFETCH", "metadata files").split()
     try:
-        print(f"installing app and its {int(PROJECTS) - 1} dependencies; upstream answers {float(LATENCY) * 1000:.0f} ms late")
+        print(
+            f"installing app and its {int(PROJECTS) - 1} dependencies; upstream answers {float(LATENCY) * 1000:.0f} ms late; "
+            f"{4 * int(HISTORY) + 2} files on each page"
+        )
         clients = os.environ.get("BENCH_CLIENTS", "pip uv").split()
         for client, install in (("pip", pipInstall), ("uv", uvInstall)):
             if client not in clients:
@@ -137,7 +145,9 @@ def main() -> None:
             directs: list[float] = []
             results = []
             for mode in modes:
-                upstream = FakeUpstreamProcess("--projects", "0", "--layered", PROJECTS, "--latency", LATENCY)
+                upstream = FakeUpstreamProcess(
+                    "--projects", "0", "--layered", PROJECTS, "--latency", LATENCY, "--history", HISTORY, "--absolute"
+                )
                 mirror = MirrorProcess(upstream.url, work / f"cache-{client}-{mode}", "--prefetch", mode)
                 try:
                     direct, directAsked = timed(work, f"{client}-{mode}-direct", install, upstream.url, upstream)

@@ -126,7 +126,9 @@ def candidatesOf(page: dict[str, Any]) -> tuple[Candidate, ...]:
         )
     # Newest first, so that a choice can stop at the first older version
     # than one that fits (see choose's newestFirst).
-    found.sort(key=lambda c: c.version, reverse=True)
+    # (The few versions sorted, not the many files by them.)
+    order = {v: i for i, v in enumerate(sorted({c.version for c in found}, reverse=True))}
+    found.sort(key=lambda c: order[c.version])
     return tuple(found)
 
 
