@@ -2,7 +2,8 @@
 Installs through the mirror against installs straight from the index, from
 one run on this machine: a fake upstream on 127.0.0.1 answering every
 request 50 ms late (BENCH_LATENCY), serving a generated tree of 60
-projects of real wheels with core metadata in four layers (BENCH_PROJECTS), each page with BENCH_HISTORY older releases too (0: two
+projects of real wheels with core metadata in four layers
+(BENCH_PROJECTS), each page with BENCH_HISTORY older releases too (0: two
 files a page; 100: 402 files, as big as real projects' pages), linked by
 absolute URLs; pip and uv (BENCH_CLIENTS) each install it into fresh
 environments with their caches off:
@@ -11,7 +12,10 @@ environments with their caches off:
    fastest of these);
 2. through a cold mirror, for each --prefetch mode (BENCH_PREFETCH,
    default "metadata files");
-3. through the warm mirror.
+3. through the warm mirror;
+
+and the client alone, from an upstream that answers at once: what no
+mirror can go below.
 
 It prints each time, the ratios to direct, the upstream requests made,
 useful and wasted (prefetched and never asked for), and the mirror's peak
@@ -161,9 +165,19 @@ def main() -> None:
                     upstream.stop()
                 results.append((mode, cold, coldAsked, warm, warmAsked, figures, rss))
             direct = min(directs)
+            # What the client costs on its own: the same tree from an
+            # upstream that answers at once.  No mirror can be faster warm.
+            upstream = FakeUpstreamProcess(
+                "--projects", "0", "--layered", PROJECTS, "--latency", "0", "--history", HISTORY, "--absolute"
+            )
+            try:
+                floor, _ = timed(work, f"{client}-floor", install, upstream.url, upstream)
+            finally:
+                upstream.stop()
             print(
                 f"  {client}: direct {direct:.2f} s ({directAsked} upstream requests); "
-                f"each run: {', '.join(f'{d:.2f}' for d in directs)} s"
+                f"each run: {', '.join(f'{d:.2f}' for d in directs)} s; "
+                f"the client alone (upstream answering at once) {floor:.2f} s, ratio {floor / direct:.2f}"
             )
             for mode, cold, coldAsked, warm, warmAsked, figures, rss in results:
                 prefetched = sum(figures["prefetched"].values())
