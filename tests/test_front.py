@@ -153,7 +153,12 @@ class ColdThroughTheFrontTests(SynchronousTestCase):
         d = h.start("GET", path, FRONT)
         h.flush()
         answered: list[Any] = []
-        d.addBoth(lambda result: answered.append(result) or result)
+
+        def seen(result: Any) -> Any:
+            answered.append(result)
+            return result
+
+        d.addBoth(seen)
         self.assertEqual(answered, [])
         self.assertEqual(len(threads.waiting), 1)
         threads.release()

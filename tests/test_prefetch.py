@@ -173,7 +173,7 @@ class ChoiceTests(SynchronousTestCase):
         the first older version than a final, unyanked fit picks what a
         look at every file would.
         """
-        entries = []
+        entries: list[dict[str, Any]] = []
         for version in ["1.0", "3.0rc1", "2.0", "2.5", "0.9", "2.1", "3.0.dev1", "1.5"]:
             for tag in ("py3-none-any", "cp311-cp311-manylinux_2_17_x86_64", "cp311-cp311-win_amd64"):
                 entries.append({"filename": f"p-{version}-{tag}.whl", "url": f"https://files.test/p-{version}-{tag}.whl",
