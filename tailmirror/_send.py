@@ -24,6 +24,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from ._coalesce import Signal
 from ._download import Download, Follower
 from ._errors import NotFound, Unavailable
 from ._files import FileStore
@@ -267,6 +268,28 @@ def _refuse(request: Request, status: int, text: str) -> None:
     _respond(request, status, text)
 
 
+async def _waitFor(request: Request, signal: Signal[Any]) -> bool:
+    """
+    Wait on a client's behalf for a download to get as far as C{signal}
+    says: whether to go on.  Not if the client hung up, nor if the
+    download failed, which the client is told (with none of the file's
+    headers).
+    """
+    waiting = signal.wait()
+    request.notifyFinish().addErrback(lambda _: waiting.cancel())
+    try:
+        await waiting
+    except CancelledError:
+        return False
+    except NotFound:
+        _refuse(request, 404, "not found")
+        return False
+    except Unavailable as e:
+        _refuse(request, e.status, e.reason)
+        return False
+    return True
+
+
 def askTheMirror(request: IRequest) -> bytes:
     """
     The answer to a front's question when the front may not send the file
@@ -499,17 +522,7 @@ class FileResource(Resource):
         """
         request.setHeader(CACHE_HEADER, "miss")
         download = self._store.download(key)
-        started = download.started.wait()
-        request.notifyFinish().addErrback(lambda _: started.cancel())
-        try:
-            await started
-        except CancelledError:
-            return  # the client hung up
-        except NotFound:
-            _respond(request, 404, "not found")
-            return
-        except Unavailable as e:
-            _respond(request, e.status, e.reason)
+        if not await _waitFor(request, download.started):
             return
         if _describe(request, key):
             return
@@ -537,33 +550,20 @@ class FileResource(Resource):
         (a client waits for no sync), or from the tree once it is there
         (what a front in C{X-Accel} mode is sent to).
         """
-        if fromFront(request) != "accel":
-            whole = download.whole.wait()
-            request.notifyFinish().addErrback(lambda _: whole.cancel())
-            try:
-                await whole
-            except CancelledError:
-                return
-            except Unavailable as e:
-                _refuse(request, e.status, e.reason)
+        accel = fromFront(request) == "accel"
+        if not accel:
+            if not await _waitFor(request, download.whole):
                 return
             if download.fd >= 0:
                 # Still open: its bytes are the verified file, whatever
                 # becomes of keeping it.
                 self._fromDisk(request, key, OpenFile(os.dup(download.fd), download.written))
                 return
-        finished = download.finished.wait()
-        request.notifyFinish().addErrback(lambda _: finished.cancel())
-        try:
-            await finished
-        except CancelledError:
-            return
-        except Unavailable as e:
-            _refuse(request, e.status, e.reason)
+        if not await _waitFor(request, download.finished):
             return
         file = self._tree.openFile(key)
         if file is not None:
-            self._fromDisk(request, key, file, fromFront(request) == "accel")
+            self._fromDisk(request, key, file, accel)
         elif again:
             await self._cold(request, key, again=False)  # evicted meanwhile
         else:
