@@ -125,8 +125,8 @@ def candidatesOf(page: dict[str, Any]) -> tuple[Candidate, ...]:
             )
         )
     # Newest first, so that a choice can stop at the first older version
-    # than one that fits (see choose's newestFirst).
-    # (The few versions sorted, not the many files by them.)
+    # than one that fits (see choose's newestFirst); the few versions are
+    # sorted, not the many files by them.
     order = {v: i for i, v in enumerate(sorted({c.version for c in found}, reverse=True))}
     found.sort(key=lambda c: order[c.version])
     return tuple(found)
@@ -153,25 +153,14 @@ def choose(
     best: tuple[Any, ...] | None = None
     chosen = None
     worst = len(client.tags)
-    # A page's files share a few Requires-Python specifiers and each version
-    # is shared by several files: each is checked once.
-    pythonFits: dict[int, bool] = {}
-    versionFits: dict[Any, bool] = {}
     for c in candidates:
         if newestFirst and best is not None and best[0] and best[1] and c.version < best[2]:
             break  # nothing older can be chosen over a final, unyanked fit
         if c.yanked and not pinned:
             continue
-        if c.requiresPython is not None:
-            fits = pythonFits.get(id(c.requiresPython))
-            if fits is None:
-                fits = pythonFits[id(c.requiresPython)] = c.requiresPython.contains(client.python, prereleases=True)
-            if not fits:
-                continue
-        fits = versionFits.get(c.version)
-        if fits is None:
-            fits = versionFits[c.version] = specifier.contains(c.version, prereleases=True)
-        if not fits:
+        if c.requiresPython is not None and not c.requiresPython.contains(client.python, prereleases=True):
+            continue
+        if not specifier.contains(c.version, prereleases=True):
             continue
         rank: float
         if c.tags is None:
