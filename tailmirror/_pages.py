@@ -493,6 +493,7 @@ class ProjectPages:
             if len(self._missed) > MISSES_KEPT:
                 del self._missed[next(iter(self._missed))]
             return lookUp(await self._fromJournal(entry, lambda page: indexLinks(page, key.filename)), key)
+        self._missed.pop(version, None)  # kept again; if let go again, one link first again
         return lookUp(await self._linksOf(entry), key)
 
     async def _linksOf(self, entry: Entry) -> Links:
@@ -627,7 +628,7 @@ class ProjectPages:
         small = len(fetched.body) <= SMALL_PAGE and fetched.contentType.partition(";")[0].strip() in _JSON_TYPES
         try:
             if small:
-                prepared: _Prepared = await offload(self._run, True, preparePage, *args)
+                prepared: _Prepared = preparePage(*args)
             else:
                 prepared = await self._preparing.run(self._run, preparePage, *args)
         except MalformedPage as e:

@@ -362,6 +362,11 @@ class LinksLetGoTests(SynchronousTestCase):
         self.h.get(filePath(self.file))
         self.assertEqual(self.h.get(filePath(other)).body, other.content)
         self.assertIsNotNone(self.h.pages._links.get(("foo", self.entry.serial)))
+        # Let go again: the next cold file is again looked up alone.
+        self.h.pages._links.discard(("foo", self.entry.serial))
+        third = sdist("foo", "1.2")
+        self.assertEqual(self.h.get(filePath(third)).body, third.content)
+        self.assertIsNone(self.h.pages._links.get(("foo", self.entry.serial)))
 
     def test_notOnThePage(self) -> None:
         """
