@@ -201,10 +201,9 @@ class Download:
         self.length = self._link.size if self._link.size is not None else length
         if self._link.algorithm is not None:
             self._hash = hashlib.new(self._link.algorithm)
-        self._body = body
         if self._writeFailure is not None:
-            self._stopBody()  # no temporary file could be made
-            return
+            self._writeFailure.raiseException()  # no temporary file could be made
+        self._body = body
         self.startedAt = self._clock.seconds()
         self._events.downloadStarted(self.key, self.length)
         self._maybeStarted()

@@ -24,8 +24,8 @@ T = TypeVar("T")
 #: always leaves it (html5lib is ten times slower).
 SMALL_PAGE = 8 * 1024
 
-#: A file of the mirror's of at most this many bytes is read, and core
-#: metadata of at most this many bytes parsed, on the reactor thread.
+#: A core metadata file of at most this many bytes is read back from its
+#: download, and parsed, on the reactor thread.
 SMALL_FILE = 16 * 1024
 
 

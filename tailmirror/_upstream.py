@@ -656,7 +656,7 @@ class Upstream:
                 sink.begin(length, body)
             except BaseException:
                 outcome = "ok"  # upstream answered; the mirror refused the file
-                response.deliverBody(Protocol())
+                response.deliverBody(_Dropped())  # not read through, however big
                 raise
             response.deliverBody(body)
             try:
