@@ -5,8 +5,9 @@ request 50 ms late (BENCH_LATENCY), serving a generated tree of 60
 projects of real wheels with core metadata in four layers
 (BENCH_PROJECTS), each page with BENCH_HISTORY older releases too (0: two
 files a page; 100: 402 files, as big as real projects' pages), linked by
-absolute URLs; pip and uv (BENCH_CLIENTS) each install it into fresh
-environments with their caches off:
+absolute URLs, with BENCH_HEAVY some wheels big and paced; pip and uv
+(BENCH_CLIENTS) each install it into fresh environments with their caches
+off:
 
 1. straight from the fake upstream, once per mode (the ratios are to the
    fastest of these);
@@ -50,6 +51,19 @@ PROJECTS = os.environ.get("BENCH_PROJECTS", "60")
 #: pages as big as real projects' (BENCH_HISTORY=100: 400 files, 180 KB),
 #: linked by absolute URLs as the real index links them.
 HISTORY = os.environ.get("BENCH_HISTORY", "0")
+#: EVERY:BYTES makes the newer wheel of every EVERYth project about BYTES
+#: big, sent at BENCH_RATE MB/s a connection (default 8), as a CDN paces
+#: each connection: a tree with native wheels, such as a real-world set.
+HEAVY = os.environ.get("BENCH_HEAVY", "")
+RATE = os.environ.get("BENCH_RATE", "8")
+
+
+def treeArgs(latency: str) -> tuple[str, ...]:
+    """
+    The fake upstream's arguments for the tree installed.
+    """
+    heavy = ("--heavy", HEAVY, "--rate", RATE) if HEAVY else ()
+    return ("--projects", "0", "--layered", PROJECTS, "--latency", latency, "--history", HISTORY, "--absolute", *heavy)
 
 
 def upstreamRequests(upstream: FakeUpstreamProcess) -> int:
@@ -138,6 +152,7 @@ def main() -> None:
         print(
             f"installing app and its {int(PROJECTS) - 1} dependencies; upstream answers {float(LATENCY) * 1000:.0f} ms late; "
             f"{4 * int(HISTORY) + 2} files on each page"
+            + (f"; every {HEAVY.split(':')[0]}th wheel {int(HEAVY.split(':')[1]) / 1e6:g} MB at {RATE} MB/s" if HEAVY else "")
         )
         clients = os.environ.get("BENCH_CLIENTS", "pip uv").split()
         for client, install in (("pip", pipInstall), ("uv", uvInstall)):
@@ -149,9 +164,7 @@ def main() -> None:
             directs: list[float] = []
             results = []
             for mode in modes:
-                upstream = FakeUpstreamProcess(
-                    "--projects", "0", "--layered", PROJECTS, "--latency", LATENCY, "--history", HISTORY, "--absolute"
-                )
+                upstream = FakeUpstreamProcess(*treeArgs(LATENCY))
                 mirror = MirrorProcess(upstream.url, work / f"cache-{client}-{mode}", "--prefetch", mode)
                 try:
                     direct, directAsked = timed(work, f"{client}-{mode}-direct", install, upstream.url, upstream)
@@ -169,9 +182,7 @@ def main() -> None:
             # with small pages, what the client costs on its own, which no
             # warm mirror goes below (with big ones, the fake upstream's own
             # rendering of every page counts too).
-            upstream = FakeUpstreamProcess(
-                "--projects", "0", "--layered", PROJECTS, "--latency", "0", "--history", HISTORY, "--absolute"
-            )
+            upstream = FakeUpstreamProcess(*treeArgs("0"))
             try:
                 floor, _ = timed(work, f"{client}-floor", install, upstream.url, upstream)
             finally:

@@ -72,8 +72,11 @@ class Settings:
     idleTimeout: float = 30.0
     clientTimeout: float = 60.0
     maxPageBytes: int = 64 * MiB
-    pageRequests: int = 16
-    fileRequests: int = 16
+    #: Upstream requests at once, at most: as many as one uv client makes
+    #: itself (it downloads 50 files at once), so that a mirror never
+    #: queues what straight from the index would be in flight together.
+    pageRequests: int = 32
+    fileRequests: int = 64
     caCerts: str | None = None
     #: The most the cache directory may hold, in bytes; L{None}: no limit.
     maxSize: int | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import sys
@@ -352,6 +353,10 @@ class FakeIndex(Resource):
             request.setHeader("Content-Length", str(len(content)))
             self.heldFiles.append((request, content))
             return NOT_DONE_YET
+        if self.rate and len(content) > 2**20 and not request.getHeader("range"):
+            request.setHeader("Content-Length", str(len(content)))
+            self._pace(request, io.BytesIO(content))
+            return NOT_DONE_YET
         if self.chunkDelay:
             request.setHeader("Content-Length", str(len(content)))
             self._trickle(request, content)
@@ -455,6 +460,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--history", type=int, default=0, metavar="N",
                         help="give each --layered project N older releases (an sdist and three wheels each, "
                         "never installed), as real projects' pages have")
+    parser.add_argument("--heavy", default="", metavar="EVERY:BYTES",
+                        help="make the newer wheel of every EVERYth --layered project about BYTES big "
+                        "(sent at --rate, if given)")
     parser.add_argument("--absolute", action="store_true",
                         help="link files by absolute URLs, as the real index's pages do")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
@@ -465,7 +473,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sized", type=int, default=0, metavar="BYTES",
                         help="serve project sized with one file of this size")
     parser.add_argument("--rate", type=float, default=0.0, metavar="MB_PER_S",
-                        help="send --big files at this rate")
+                        help="send --big files, and any other file over 1 MiB, at this rate, each")
     parser.add_argument("--corrupt", action="append", default=[], metavar="FILENAME",
                         help="serve this file with its last byte changed")
     parser.add_argument("--chunk-delay", type=float, default=0.0,
@@ -494,7 +502,8 @@ def main(argv: list[str]) -> None:
     if args.layered:
         from .wheels import layered
 
-        for project in layered(args.layered):
+        every, _, size = args.heavy.partition(":")
+        for project in layered(args.layered, int(every or 0), int(size or 0)):
             project.files[:0] = history(project.name, args.history)
             index.add(project)
     for project in index.projects.values():

@@ -43,7 +43,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((options["ttl"], options["timeout"]), (900.0, 15.0))
         self.assertEqual((options["idle-timeout"], options["client-timeout"]), (30.0, 60.0))
         self.assertEqual(options["max-page-size"], 64 * 1024 * 1024)
-        self.assertEqual((options["page-requests"], options["file-requests"]), (16, 16))
+        self.assertEqual((options["page-requests"], options["file-requests"]), (32, 64))
         self.assertIsNone(options["ca-certs"])
 
     def test_capsAndLimits(self) -> None:

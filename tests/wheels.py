@@ -13,8 +13,10 @@ The tree they form::
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
+import random
 import tarfile
 import textwrap
 from typing import Any
@@ -91,11 +93,16 @@ def _module(name: str, version: str) -> dict[str, str]:
     return {f"{name}/__init__.py": f'__version__ = "{version}"\n'}
 
 
-def wheel(name: str, version: str, requires: tuple[str, ...] = (), **markers: Any) -> FakeFile:
+def wheel(name: str, version: str, requires: tuple[str, ...] = (), padding: int = 0, **markers: Any) -> FakeFile:
     """
-    A real wheel, with its core metadata file.
+    A real wheel, with its core metadata file; with C{padding}, a data
+    file of that many random characters in it too, so that the wheel is
+    about that big (incompressible, as real native wheels are).
     """
-    filename, data = _builder["wheelBytes"](name, version, list(requires), _module(name, version))
+    modules = _module(name, version)
+    if padding:
+        modules[f"{name}/data.txt"] = base64.b85encode(random.Random(name).randbytes(padding * 4 // 5)).decode()
+    filename, data = _builder["wheelBytes"](name, version, list(requires), modules)
     metadata = _builder["metadataText"](name, version, list(requires)).encode()
     return FakeFile(filename, data, metadata=metadata, **markers)
 
@@ -139,12 +146,13 @@ def tree() -> list[FakeProject]:
     ]
 
 
-def layered(count: int = 60) -> list[FakeProject]:
+def layered(count: int = 60, heavy: int = 0, heavySize: int = 0) -> list[FakeProject]:
     """
     A tree of about C{count} projects of real wheels with core metadata,
     in four layers under project C{app}: each project of a layer depends
     on a few of the next, two releases each (the newer one with the
-    dependencies).
+    dependencies).  With C{heavy}, the newer wheel of every C{heavy}th
+    project is about C{heavySize} bytes, as a tree's native wheels are.
     """
     sizes = [1, max(1, count // 12), max(1, count // 4)]
     sizes.append(max(1, count - sum(sizes)))
@@ -159,7 +167,8 @@ def layered(count: int = 60) -> list[FakeProject]:
                 requires = tuple(below[(i * per + k) % len(below)] for k in range(per + 1))
             else:
                 requires = ()
-            projects.append(FakeProject(name, [wheel(name, "1.0"), wheel(name, "1.1", requires)]))
+            padding = heavySize if heavy and len(projects) % heavy == heavy - 1 else 0
+            projects.append(FakeProject(name, [wheel(name, "1.0"), wheel(name, "1.1", requires, padding)]))
     return projects
 
 
