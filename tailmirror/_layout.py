@@ -44,6 +44,8 @@ _HEX3 = re.compile(r"[0-9a-f]{3}")
 _HEX13 = re.compile(r"[0-9a-f]{13}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
 _INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+#: A file name that L{quote} leaves as it is: most, a few thousand a page.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.~-]+")
 #: The index of C{--upstream}, whose pages are also at C{/simple/}.
 DEFAULT_INDEX = "pypi"
 #: Names no other index may take: they are the mirror's own paths.
@@ -122,7 +124,8 @@ class FileKey:
 
 
 def _shardPath(index: str, shard: tuple[str, str], filename: str) -> str:
-    return f"root/{index}/+f/{shard[0]}/{shard[1]}/{quote(filename)}"
+    name = filename if _PLAIN_NAME.fullmatch(filename) else quote(filename)
+    return f"root/{index}/+f/{shard[0]}/{shard[1]}/{name}"
 
 
 def _validShard(first: str, second: str) -> bool:

@@ -42,19 +42,29 @@ def fileLink(entry: dict[str, Any], layout: IndexLayout = PYPI) -> str:
 _METADATA_KEYS = ("core-metadata", "dist-info-metadata")
 
 
-def withBothMetadataKeys(entry: dict[str, Any]) -> dict[str, Any]:
+def _metadataKeys(entry: dict[str, Any]) -> dict[str, Any] | None:
     """
-    A file entry that gives its core metadata under both names, the PEP 714
-    one and its legacy twin, wherever upstream gave either: old clients
-    and new both find the metadata file.  A wheel upstream gives none for
-    has the mirror's own (C{true}: its digest is not known yet).
+    What a file entry needs to give its core metadata under both names,
+    the PEP 714 one and its legacy twin, wherever upstream gave either: old
+    clients and new both find the metadata file.  A wheel upstream gives
+    none for has the mirror's own (C{true}: its digest is not known yet).
+    L{None} if it needs nothing.
     """
     if metadataOffered(entry):
-        return {**entry, **{key: True for key in _METADATA_KEYS}}
+        return {key: True for key in _METADATA_KEYS}
     given = [entry[key] for key in _METADATA_KEYS if key in entry]
     if not given or len(given) == len(_METADATA_KEYS):
-        return entry
-    return {**entry, **{key: given[0] for key in _METADATA_KEYS}}
+        return None
+    return {key: given[0] for key in _METADATA_KEYS}
+
+
+def withBothMetadataKeys(entry: dict[str, Any]) -> dict[str, Any]:
+    """
+    A file entry that gives its core metadata under both names: see
+    L{_metadataKeys}.
+    """
+    keys = _metadataKeys(entry)
+    return entry if keys is None else {**entry, **keys}
 
 
 def renderProjectJSON(page: dict[str, Any], layout: IndexLayout = PYPI) -> bytes:
@@ -64,7 +74,10 @@ def renderProjectJSON(page: dict[str, Any], layout: IndexLayout = PYPI) -> bytes
     files = []
     for entry in page["files"]:
         link = fileLink(entry, layout)
-        rewritten = dict(withBothMetadataKeys(entry), url=link)
+        rewritten = {**entry, "url": link}  # the one copy made of it
+        keys = _metadataKeys(entry)
+        if keys is not None:
+            rewritten.update(keys)
         if isinstance(entry.get("provenance"), str):
             rewritten["provenance"] = link + PROVENANCE
         files.append(rewritten)

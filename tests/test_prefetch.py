@@ -212,6 +212,33 @@ class ChoiceTests(SynchronousTestCase):
             page = {"files": [{"filename": bad, "url": "https://files.test/x", "hashes": {}}]}
             self.assertEqual(candidatesOf(page), (), bad)
 
+    def test_sdistNames(self) -> None:
+        """
+        An sdist's version is read from its name as packaging reads it; a
+        name that is no sdist's is no candidate.
+        """
+        from packaging.utils import parse_sdist_filename
+
+        for name in ["p-1.0.tar.gz", "p-q-2.0.post1.zip", "p_q-1!3.0rc2.tar.gz", "p-1.0+local.tar.gz"]:
+            self.assertEqual(candidate(name).version, parse_sdist_filename(name)[1], name)
+        for bad in ["p-1.0.tar.bz2", "p.tar.gz", "-1.0.tar.gz", "p-notaversion.tar.gz", "p-1.0.whl.zip.tgz"]:
+            page = {"files": [{"filename": bad, "url": "https://files.test/x", "hashes": {}}]}
+            self.assertEqual(candidatesOf(page), (), bad)
+
+    def test_newestFirstStable(self) -> None:
+        """
+        Candidates come newest version first, and the files of one version
+        (equal however they are written) in the page's order.
+        """
+        names = ["p-1.0.tar.gz", "p-2.0-py3-none-any.whl", "p-1.0.0-py3-none-any.whl", "p-10.0.zip",
+                 "p-2.0.tar.gz", "p-2.0rc1.tar.gz", "p-1!0.1.tar.gz"]
+        page = {"files": [{"filename": n, "url": f"https://files.test/{n}", "hashes": {}} for n in names]}
+        self.assertEqual(
+            [c.filename for c in candidatesOf(page)],
+            ["p-1!0.1.tar.gz", "p-10.0.zip", "p-2.0-py3-none-any.whl", "p-2.0.tar.gz", "p-2.0rc1.tar.gz",
+             "p-1.0.tar.gz", "p-1.0.0-py3-none-any.whl"],
+        )
+
     def test_cooldown(self) -> None:
         """
         A file the policy holds back is no client's pick.
