@@ -158,7 +158,7 @@ def layered(count: int = 60, heavy: int = 0, heavySize: int = 0) -> list[FakePro
     sizes.append(max(1, count - sum(sizes)))
     layers = [[f"l{depth}p{i}" for i in range(size)] for depth, size in enumerate(sizes)]
     layers[0] = ["app"]
-    projects = []
+    projects: list[FakeProject] = []
     for depth, names in enumerate(layers):
         below = layers[depth + 1] if depth + 1 < len(layers) else []
         for i, name in enumerate(names):
