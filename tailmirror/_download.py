@@ -31,12 +31,18 @@ from ._links import FileLink
 from ._tree import FileTree
 from ._upstream import FileBody, Priority, Upstream, priorityOf, typeName
 
-__all__ = ["Download", "Follower", "PENDING_MAX"]
+__all__ = ["BACKLOG_MAX", "Download", "Follower", "PENDING_MAX"]
 
 log = Logger()
 
 #: Received bytes that may wait for the disk before upstream is paused.
 PENDING_MAX = 8 * 1024 * 1024
+
+#: Received bytes that all downloads together may hold unwritten before
+#: each one's upstream is paused: with dozens of downloads at once
+#: (C{--file-requests}), a disk slower than the network would otherwise
+#: have each of them hold L{PENDING_MAX}.
+BACKLOG_MAX = 32 * 1024 * 1024
 
 #: The first this many bytes of a file are written and hashed on the
 #: reactor thread: a small, bounded write to a file of the mirror's own
@@ -107,6 +113,8 @@ class Download:
         self._reserved = 0
         self._pending: list[bytes] = []
         self._pendingBytes = 0
+        #: Bytes received and not yet written: pending, or being written.
+        self._unwritten = 0
         self._writing: Deferred[Any] | None = None
         #: The temporary file being made.
         self._opening: Deferred[None] | None = None
@@ -175,6 +183,7 @@ class Download:
             self._events.fileKept(self.key, self.written, self._clock.seconds() - started)
             self.finished.fire(path)
         finally:
+            self._forget()
             self._tree.release(self._reserved)
             if self.fd >= 0:
                 os.close(self.fd)
@@ -225,6 +234,7 @@ class Download:
         e = failure.value
         self._writeFailure = Failure(StoreError.cannotWrite(e)) if isinstance(e, OSError) else failure
         self._pending = []
+        self._forget()
         self._stopBody()
 
     def _maybeStarted(self) -> None:
@@ -252,7 +262,9 @@ class Download:
         self.received += len(data)
         self._pending.append(data)
         self._pendingBytes += len(data)
-        if self._pendingBytes > PENDING_MAX and self._body is not None:
+        self._unwritten += len(data)
+        self._tree.backlog += len(data)
+        if self._body is not None and (self._pendingBytes > PENDING_MAX or self._tree.backlog > BACKLOG_MAX):
             self._body.pause()
         self._writeBatch()
 
@@ -285,6 +297,8 @@ class Download:
     def _wrote(self, result: object, size: int) -> None:
         self._writing = None
         self.written += size
+        self._unwritten -= size
+        self._tree.backlog -= size
         if self._body is not None:
             self._body.resume()
         self._writeBatch()
@@ -299,9 +313,18 @@ class Download:
         self._writing = None
         self._writeFailure = failure
         self._pending = []
+        self._forget()
         self._stopBody()  # the cache cannot take the file
         if self._drained is not None:
             self._drained.fire(None)
+
+    def _forget(self) -> None:
+        """
+        What is received and unwritten will never be written: it no longer
+        counts in the tree's backlog.
+        """
+        self._tree.backlog -= self._unwritten
+        self._unwritten = 0
 
     async def _allWritten(self) -> None:
         """

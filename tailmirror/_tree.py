@@ -84,6 +84,9 @@ class FileTree:
         self._events = events if events is not None else NoEvents()
         self._layouts = {layout.name: layout for layout in layouts}
         self.touchEvery = touchEvery
+        #: Bytes downloads have received and not yet written, all of them
+        #: together (see L{tailmirror._download.BACKLOG_MAX}).
+        self.backlog = 0
         self.budget = Budget(
             self.root,
             limits,

@@ -775,6 +775,71 @@ class SharedDownloadTests(SynchronousTestCase):
             self.h.flush()
         self.assertEqual(self.h.finish(d).body, big.content)
 
+    def test_downloadsTogetherWaitForTheDisk(self) -> None:
+        """
+        While more than L{BACKLOG_MAX} of all downloads together waits to
+        be written, each download's upstream is paused, though each holds
+        less than L{PENDING_MAX}; all go on once the disk has caught up,
+        the files are whole, and nothing is counted unwritten any more.
+        """
+        from twisted.internet.defer import Deferred, maybeDeferred
+
+        from tailmirror import _download
+
+        self.patch(_download, "BACKLOG_MAX", 3 * 2**20)
+        queued: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
+
+        def later(f: Any, *args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            queued.append((d, f, args))
+            return d
+
+        def catchUp() -> None:
+            while queued:
+                waiting, f, args = queued.pop(0)
+                maybeDeferred(f, *args).chainDeferred(waiting)
+                self.h.flush()
+
+        self.h.files.runInThread = later  # type: ignore[method-assign]
+        self.h.tree._run = later  # type: ignore[method-assign]
+        big = [sdist("foo", f"3.{i}", size=4 * 2**20) for i in range(2)]
+        self.h.index.projects["foo"].files.extend(big)
+        gets = []
+        for f in big:
+            gets.append(self.h.start("GET", filePath(f)))
+            self.h.flush()
+            waiting, made, args = queued.pop(0)  # the temporary file
+            maybeDeferred(made, *args).chainDeferred(waiting)
+            self.h.flush()
+        held = list(self.h.index.heldFiles)
+        self.assertEqual(len(held), 2)
+        sent = [0, 0]
+
+        def send(which: int, size: int) -> None:
+            request, content = held[which]
+            request.write(content[sent[which] : sent[which] + size])
+            sent[which] += size
+            self.h.flush()
+
+        send(0, 2**20)
+        send(0, 2**20)
+        send(1, 2**20)  # 3 MiB together: not more than may wait
+        bodies = [d._body for d in self.h.files._downloads.values()]
+        self.assertEqual([b is not None and b.paused for b in bodies], [False, False])
+        send(1, 2**20)  # the second's 2 MiB are less than PENDING_MAX
+        send(0, 1024)  # and so is the first's
+        self.assertEqual(self.h.tree.backlog, 4 * 2**20 + 1024)
+        self.assertEqual([b is not None and b.paused for b in bodies], [True, True])
+        catchUp()
+        self.assertEqual(self.h.tree.backlog, 0)
+        self.assertEqual([b is not None and b.paused for b in bodies], [False, False])
+        for which, (request, content) in enumerate(held):
+            send(which, len(content))
+            finish(request)
+            catchUp()
+        self.assertEqual([self.h.finish(d).body for d in gets], [f.content for f in big])
+        self.assertEqual(self.h.tree.backlog, 0)
+
     def test_upstreamGoesQuiet(self) -> None:
         """
         Upstream stops sending: after the timeout the download fails.
