@@ -284,6 +284,24 @@ class _StateCollector:
         yield _gauge("tailmirror_projects_known", "Projects whose page the mirror keeps.", mirror.projectsKnown())
         yield _gauge("tailmirror_downloads_in_flight", "Downloads from upstream under way.", len(mirror.files.inFlight))
         yield _gauge(
+            "tailmirror_download_backlog_bytes",
+            "Bytes downloads have received and not yet written to disk (upstream pauses past 32 MiB).",
+            mirror.tree.backlog,
+        )
+        upstreams = list({id(index.upstream): index.upstream for index in mirror.indexes.values()}.values())
+        for name, documentation, count in (
+            ("tailmirror_upstream_slots", "Requests to upstream that may run at once, by kind "
+             "(--page-requests, --file-requests).", lambda slots: slots.limit),
+            ("tailmirror_upstream_slots_busy", "Requests to upstream running, by kind.",
+             lambda slots: slots.limit - slots.free),
+            ("tailmirror_upstream_slots_waiting", "Requests to upstream waiting for a slot, by kind "
+             "(clients' and the prefetch's).", lambda slots: slots.waiting),
+        ):
+            gauge = GaugeMetricFamily(name, documentation, labels=["kind"])
+            gauge.add_metric(["page"], sum(count(u.pageSlots) for u in upstreams))
+            gauge.add_metric(["file"], sum(count(u.fileSlots) for u in upstreams))
+            yield gauge
+        yield _gauge(
             "tailmirror_cache_counted",
             "1 once the cache's files are counted at start (until then the cache gauges are partial).",
             1 if budget.ready else 0,

@@ -554,7 +554,8 @@ class Upstream:
         #: Seconds a file download may go without a byte from upstream.
         self.idleTimeout = idleTimeout
         self.maxPageBytes = maxPageBytes
-        self._semaphore = Slots(concurrency)
+        #: Page requests hold one of these.
+        self.pageSlots = Slots(concurrency)
         #: Downloads hold a slot of their own from request to last byte, so
         #: long downloads never keep project pages waiting.
         self.fileSlots = Slots(fileConcurrency)
@@ -609,7 +610,7 @@ class Upstream:
         # The timeout bounds the wait for upstream's answer; its body may
         # take as long as it keeps coming (the idle timeout), up to the cap.
         d = Deferred.fromCoroutine(
-            self._semaphore.run(lambda: self._within(self._fetch(name, etag), deadline=False), background)
+            self.pageSlots.run(lambda: self._within(self._fetch(name, etag), deadline=False), background)
         )
         return d.addBoth(report)
 
@@ -717,7 +718,7 @@ class Upstream:
             self._events.upstreamRequest("range", outcome, self._clock.seconds() - began, size, reason)
             return result
 
-        d = Deferred.fromCoroutine(self._semaphore.run(lambda: self._within(ask()), background))
+        d = Deferred.fromCoroutine(self.pageSlots.run(lambda: self._within(ask()), background))
         return d.addBoth(report)
 
     async def _openFile(self, url: str) -> IResponse:

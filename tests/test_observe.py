@@ -103,6 +103,48 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn("tailmirror_reactor_stall_seconds", {name for name, _ in found})
         self.assertIn("process_resident_memory_bytes", {name for name, _ in found})
 
+    def test_upstreamSlots(self) -> None:
+        """
+        The upstream slots of each kind: how many, how many are busy, how
+        many requests wait for one; and the bytes received that wait for
+        the disk.
+        """
+        from .harness import Threads
+
+        threads = Threads(held=("_writeAll",))
+        other = sdist("foo", "2.0", size=SIZE)
+        h = Harness([FakeProject("foo", [self.file, other])], fileRequests=1, threads=threads)
+        h.index.holdFiles = True
+        gets = [h.start("GET", filePath(f)) for f in (self.file, other)]
+        h.flush()
+        (request, content), = h.index.heldFiles
+        request.write(content[:500_000])  # past what is written at once
+        h.flush()
+        found = self.scrape(h)
+        self.assertEqual(value(found, "tailmirror_upstream_slots", kind="file"), 1)
+        self.assertEqual(value(found, "tailmirror_upstream_slots", kind="page"), h.mirror.upstream.pageSlots.limit)
+        self.assertEqual(value(found, "tailmirror_upstream_slots_busy", kind="file"), 1)
+        self.assertEqual(value(found, "tailmirror_upstream_slots_waiting", kind="file"), 1)
+        self.assertEqual(value(found, "tailmirror_upstream_slots_busy", kind="page"), 0)
+        self.assertGreater(value(found, "tailmirror_download_backlog_bytes"), 0)
+        threads.release()
+        request.write(content[500_000:])
+        request.finish()
+        h.flush()
+        threads.release()
+        h.flush()
+        (request, content), = h.index.heldFiles[1:]
+        request.write(content)
+        request.finish()
+        h.flush()
+        threads.release()
+        h.flush()
+        self.assertEqual([h.finish(d).body for d in gets], [self.file.content, other.content])
+        found = self.scrape(h)
+        self.assertEqual(value(found, "tailmirror_upstream_slots_busy", kind="file"), 0)
+        self.assertEqual(value(found, "tailmirror_upstream_slots_waiting", kind="file"), 0)
+        self.assertEqual(value(found, "tailmirror_download_backlog_bytes"), 0)
+
     def test_boundedLabels(self) -> None:
         """
         No label carries a project's or a file's name, whatever is asked.
