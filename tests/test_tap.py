@@ -60,7 +60,7 @@ class OptionsTests(SynchronousTestCase):
         mirror = list(makeService(options))[0]
         upstream = mirror.pages._upstream
         self.assertEqual(upstream.maxPageBytes, 2 * 1024 * 1024)
-        self.assertEqual(upstream._semaphore.limit, 3)
+        self.assertEqual(upstream.pageSlots.limit, 3)
         self.assertEqual(upstream.fileSlots.limit, 5)
         self.assertEqual(upstream.idleTimeout, 7.0)
         self.assertEqual((mirror.files.clientTimeout, mirror.site.timeOut), (9.0, 9.0))
