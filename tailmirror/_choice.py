@@ -72,10 +72,19 @@ def _wheelParts(filename: str, versions: dict[str, Version]) -> tuple[Version, f
         raise InvalidWheelFilename(filename)
     if not all(parts[-3:]):
         raise InvalidWheelFilename(filename)
-    version = versions.get(parts[1])
+    return _versionOf(parts[1], versions), _tagsOf("-".join(parts[-3:]))
+
+
+def _versionOf(text: str, versions: dict[str, Version]) -> Version:
+    """
+    The version C{text} names, parsed once per page (in C{versions}).
+
+    @raise InvalidVersion: if it names none.
+    """
+    version = versions.get(text)
     if version is None:
-        version = versions[parts[1]] = Version(parts[1])
-    return version, _tagsOf("-".join(parts[-3:]))
+        version = versions[text] = Version(text)
+    return version
 
 
 def _sdistVersion(filename: str, versions: dict[str, Version]) -> Version:
@@ -95,10 +104,7 @@ def _sdistVersion(filename: str, versions: dict[str, Version]) -> Version:
     name, dash, text = stem.rpartition("-")
     if not dash or not name:
         raise InvalidSdistFilename(filename)
-    version = versions.get(text)
-    if version is None:
-        version = versions[text] = Version(text)
-    return version
+    return _versionOf(text, versions)
 
 
 def _newestFirst(found: list[Candidate]) -> None:

@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
+from ._download import BACKLOG_MAX
 from ._events import IMirrorEvents, PAGE_OUTCOMES, REFRESH_OUTCOMES, UPSTREAM_OUTCOMES, NoEvents
 from ._layout import FileKey
 from ._version import __version__
@@ -285,10 +286,11 @@ class _StateCollector:
         yield _gauge("tailmirror_downloads_in_flight", "Downloads from upstream under way.", len(mirror.files.inFlight))
         yield _gauge(
             "tailmirror_download_backlog_bytes",
-            "Bytes downloads have received and not yet written to disk (upstream pauses past 32 MiB).",
+            f"Bytes downloads have received and not yet written to disk (upstream pauses past "
+            f"{BACKLOG_MAX // 2**20} MiB).",
             mirror.tree.backlog,
         )
-        upstreams = list({id(index.upstream): index.upstream for index in mirror.indexes.values()}.values())
+        upstreams = [index.upstream for index in mirror.indexes.values()]
         for name, documentation, count in (
             ("tailmirror_upstream_slots", "Requests to upstream that may run at once, by kind "
              "(--page-requests, --file-requests).", lambda slots: slots.limit),

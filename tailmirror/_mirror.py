@@ -72,9 +72,10 @@ class Settings:
     idleTimeout: float = 30.0
     clientTimeout: float = 60.0
     maxPageBytes: int = 64 * MiB
-    #: Upstream requests at once, at most: as many as one uv client makes
-    #: itself (it downloads 50 files at once), so that a mirror never
-    #: queues what straight from the index would be in flight together.
+    #: Upstream requests at once, at most: files as many as one uv client
+    #: downloads at once itself (50), so that a cold install never queues
+    #: downloads that straight from the index run side by side; pages, held
+    #: in memory whole, fewer.
     pageRequests: int = 32
     fileRequests: int = 64
     caCerts: str | None = None

@@ -58,15 +58,6 @@ def _metadataKeys(entry: dict[str, Any]) -> dict[str, Any] | None:
     return {key: given[0] for key in _METADATA_KEYS}
 
 
-def withBothMetadataKeys(entry: dict[str, Any]) -> dict[str, Any]:
-    """
-    A file entry that gives its core metadata under both names: see
-    L{_metadataKeys}.
-    """
-    keys = _metadataKeys(entry)
-    return entry if keys is None else {**entry, **keys}
-
-
 def renderProjectJSON(page: dict[str, Any], layout: IndexLayout = PYPI) -> bytes:
     """
     The PEP 691 form of a project page, its files linked in C{layout}.
@@ -124,7 +115,7 @@ def _anchor(entry: dict[str, Any], layout: IndexLayout) -> str:
     yanked = entry.get("yanked")
     if yanked is True or (isinstance(yanked, str)):
         attrs.append(("data-yanked", "" if yanked is True else yanked))
-    twins = withBothMetadataKeys(entry)
+    twins = _metadataKeys(entry) or entry
     for key in _METADATA_KEYS:
         value = _hashAttribute(twins.get(key))
         if value is not None:
