@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from typing import Any
 
 import tempfile
@@ -207,6 +208,10 @@ class _SlowClient(Protocol):
         self.done: Deferred[bytes] = Deferred()
 
     def connectionMade(self) -> None:
+        # A fixed receive buffer: left to grow, a loopback socket's takes in
+        # tens of megabytes while the client reads nothing, and the mirror
+        # would be done sending before the file is evicted.
+        self.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         self.transport.write(f"GET {self.path} HTTP/1.1\r\nHost: mirror\r\nConnection: close\r\n\r\n".encode())
 
     def dataReceived(self, data: bytes) -> None:
@@ -239,6 +244,13 @@ class EvictedMidSendTests(TestCase):
         pool = HTTPConnectionPool(reactor, persistent=False)
         warm = await treq.get(base + filePath(big), pool=pool)
         self.assertEqual(hashlib.sha256(await warm.content()).hexdigest(), big.sha256)
+        # Its client has it whole once it is verified, maybe before it is in
+        # the tree: until then, a second client would follow the download.
+        key = parseFilePath(filePath(big).encode())
+        for _ in range(500):
+            if mirror.tree.has(key):  # type: ignore[arg-type]
+                break
+            await deferLater(reactor, 0.01, lambda: None)
         client = _SlowClient(filePath(big))
         await ClientCreator(reactor, lambda: client).connectTCP("127.0.0.1", int(base.rsplit(":", 1)[1]))
         await client.paused
@@ -251,7 +263,7 @@ class EvictedMidSendTests(TestCase):
         if budget.evicting is not None:
             await budget.evicting
         self.assertEqual(budget.evictedFiles, 1)
-        self.assertIsNone(mirror.tree.openFile(parseFilePath(filePath(big).encode())))  # type: ignore[arg-type]
+        self.assertIsNone(mirror.tree.openFile(key))  # type: ignore[arg-type]
         client.transport.resumeProducing()
         raw = await client.done
         head, _, body = raw.partition(b"\r\n\r\n")
