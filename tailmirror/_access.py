@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from ._http import writeThrough
 from ._metrics import MirrorMetrics
 
 __all__ = ["AccessLog", "MirrorSite", "routeOf", "PATH_MAX", "AGENT_MAX"]
@@ -153,6 +154,23 @@ class MirrorSite(Site):
         self.displayTracebacks = False
         self.metrics = metrics
         self.accessLog = accessLog
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """
+        A channel whose connection writes through (see L{writeThrough}): an
+        answer leaves as soon as it is made, not once every other request
+        of a burst has been handled.
+        """
+        channel = super().buildProtocol(addr)
+        if channel is not None:
+            made = channel.makeConnection
+
+            def makeConnection(transport: Any) -> None:
+                writeThrough(transport)
+                made(transport)
+
+            channel.makeConnection = makeConnection
+        return channel
 
     def log(self, request: Any) -> None:
         self.metrics.requestFinished(routeOf(request.path), request.code, request.sentLength)

@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from ._errors import NotFound, UpstreamError
 from ._events import IMirrorEvents, NoEvents
-from ._http import readInBulk
+from ._http import readInBulk, writeThrough
 from ._idle import IdleTimer
 from ._version import __version__
 
@@ -190,8 +190,8 @@ class UpstreamEndpoints:
 @implementer(IStreamClientEndpoint)
 class _Bulk:
     """
-    An endpoint whose connections read up to L{_http.BULK} bytes at a time,
-    made only when a connection is: the L{Agent} asks for one for every
+    An endpoint whose connections read up to L{_http.BULK} bytes at a time
+    and write through (L{_http.writeThrough}), made only when a connection is: the L{Agent} asks for one for every
     request, most of which reuse a pooled connection, and TLS options cost a
     new context each.
     """
@@ -202,6 +202,7 @@ class _Bulk:
     def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
         def tune(protocol: Any) -> Any:
             readInBulk(protocol.transport)
+            writeThrough(protocol.transport)
             return protocol
 
         return self._make().connect(factory).addCallback(tune)

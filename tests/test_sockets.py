@@ -9,21 +9,29 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import tempfile
 from typing import Any
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import PrivateCertificate
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from twisted.web.client import URI, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.error import SchemeNotSupported
-from twisted.web.server import Site
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import implementer
 
+from tailmirror._access import AccessLog, MirrorSite
 from tailmirror._download import Download
 from tailmirror._http import BULK, socketOf
 from tailmirror._layout import mirrorPath
+from tailmirror._metrics import MirrorMetrics
 from tailmirror._send import Stream
 from tailmirror._service import MirrorService, Settings, loadTrustRoot
 from tailmirror._upstream import UpstreamEndpoints
@@ -336,3 +344,176 @@ class BulkTests(TestCase):
         self.assertEqual(sum(pieces), big.size)
         self.assertGreater(max(pieces), 64 * 1024)
         self.assertEqual(sendLimits, [BULK])
+
+
+class WriteThroughTests(TestCase):
+    """
+    The mirror's connections, to its clients and to upstream, hand what they
+    are given to the socket at once when nothing waits before it, not at
+    the reactor's next turn: in a burst of requests, a request to upstream
+    or an answer leaves without waiting for the rest of the burst.  Each
+    test looks at the peer's socket before the reactor has had a turn.
+    """
+
+    def peer(self) -> tuple[socket.socket, int]:
+        listening = socket.socket()
+        self.addCleanup(listening.close)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        return listening, listening.getsockname()[1]
+
+    async def upstream(self) -> tuple[Protocol, socket.socket]:
+        """
+        A connection of the mirror's to an upstream, and upstream's end of it.
+        """
+        listening, port = self.peer()
+        endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(), 5.0)
+        uri = URI.fromBytes(f"http://127.0.0.1:{port}/".encode())
+        protocol = await endpoints.endpointForURI(uri).connect(Factory.forProtocol(Protocol))
+        self.addCleanup(protocol.transport.abortConnection)
+        far, _ = listening.accept()
+        self.addCleanup(far.close)
+        far.settimeout(5)
+        return protocol, far
+
+    async def test_upstreamRequestLeavesAtOnce(self) -> None:
+        protocol, far = await self.upstream()
+        protocol.transport.writeSequence([b"GET / HTTP/1.1\r\n", b"\r\n"])
+        protocol.transport.write(b"more")
+        self.assertEqual(receive(far, 22), b"GET / HTTP/1.1\r\n\r\nmore")
+
+    async def test_answerLeavesAtOnce(self) -> None:
+        """
+        A client's answer is on its socket while the resource that made it
+        still runs, before the reactor's turn ends.
+        """
+        seen: list[bytes] = []
+        client = socket.socket()
+        self.addCleanup(client.close)
+
+        class Early(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                request.setHeader("Content-Length", "5")
+                request.write(b"early")
+                client.settimeout(5)
+                seen.append(receive(client, 5, until=b"early"))
+                request.finish()
+                return NOT_DONE_YET
+
+        site = MirrorSite(Early(), MirrorMetrics(reactor, process=False), AccessLog("off"), timeout=5, reactor=reactor)
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port.getHost().port))
+        done = Deferred[None]()
+
+        def ask() -> None:
+            try:
+                client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            except BlockingIOError:
+                reactor.callLater(0.01, ask)
+                return
+            reactor.callLater(0.01, wait)
+
+        def wait() -> None:
+            if seen:
+                done.callback(None)
+            else:
+                reactor.callLater(0.01, wait)
+
+        reactor.callLater(0, ask)
+        await done
+        self.assertTrue(seen[0].startswith(b"HTTP/1.1 200 OK\r\n"), seen[0])
+        self.assertTrue(seen[0].endswith(b"\r\n\r\nearly"), seen[0])
+
+    async def test_restKeptInOrder(self) -> None:
+        """
+        What the socket does not take at once is buffered, and whatever is
+        written after it goes after it: the peer gets every byte in order.
+        """
+        protocol, far = await self.upstream()
+        big = os.urandom(16 * 2**20)  # more than a loopback socket takes at once
+        protocol.transport.write(big)
+        protocol.transport.writeSequence([b"and", b" "])
+        protocol.transport.write(b"then")
+        protocol.transport.loseConnection()
+        got = await deferToThread(receiveAll, far)
+        self.assertEqual(len(got), len(big) + 8)
+        self.assertTrue(got == big + b"and then")
+
+    async def test_pullProducerAskedForMore(self) -> None:
+        """
+        A pull producer is asked for more as the buffer drains; written
+        through, its writes would leave nothing to drain and it would never
+        be asked again.
+        """
+        protocol, far = await self.upstream()
+        transport = protocol.transport
+
+        @implementer(IPullProducer)
+        class Pieces:
+            left = 5
+
+            def resumeProducing(self) -> None:
+                self.left -= 1
+                transport.write(b"piece")
+                if self.left == 0:
+                    transport.unregisterProducer()
+                    transport.loseConnection()
+
+            def stopProducing(self) -> None:
+                pass
+
+        transport.registerProducer(Pieces(), False)
+        self.assertEqual(await deferToThread(receiveAll, far), b"piece" * 5)
+
+    async def test_lostConnection(self) -> None:
+        """
+        A write to a connection the peer has reset raises nothing; the
+        reactor finds the connection lost, as it would have.
+        """
+        lost = Deferred[None]()
+
+        class Noting(Protocol):
+            def connectionLost(self, reason: Any) -> None:
+                lost.callback(None)
+
+        listening, port = self.peer()
+        endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(), 5.0)
+        uri = URI.fromBytes(f"http://127.0.0.1:{port}/".encode())
+        protocol = await endpoints.endpointForURI(uri).connect(Factory.forProtocol(Noting))
+        far, _ = listening.accept()
+        far.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        far.close()  # a reset
+        for _ in range(3):
+            protocol.transport.write(b"x" * 65536)
+        await lost
+
+
+def receive(s: socket.socket, size: int, until: bytes | None = None) -> bytes:
+    """
+    At least C{size} bytes from a socket (up to C{until}, if given), or
+    what came before it timed out.
+    """
+    got = b""
+    try:
+        while len(got) < size or (until is not None and not got.endswith(until)):
+            data = s.recv(65536)
+            if not data:
+                break
+            got += data
+    except (TimeoutError, BlockingIOError):
+        pass
+    return got
+
+
+def receiveAll(s: socket.socket) -> bytes:
+    """
+    Everything from a socket until its peer closes it.
+    """
+    pieces = []
+    while data := s.recv(1 << 20):
+        pieces.append(data)
+    return b"".join(pieces)
