@@ -109,8 +109,10 @@ class Settings:
     prefetchDepth: int = 4
     #: Upstream requests of the prefetch at once, at most.
     prefetchRequests: int = 8
-    #: Bytes of rendered pages kept in memory, at most.
-    renderCacheBytes: int = 24 * MiB
+    #: Bytes of rendered pages kept in memory, at most: a big page keeps
+    #: only its gzip bytes (L{tailmirror._bodies.KEEP_IDENTITY}), so this
+    #: holds some sixty pages of four thousand files each.
+    renderCacheBytes: int = 16 * MiB
 
     @property
     def allIndexes(self) -> tuple[IndexSettings, ...]:

@@ -210,7 +210,7 @@ class ProjectPages:
         revalidateFloor: float = 0.0,
         staleAfter: float | None = None,
         retryAfter: float = 0.0,
-        renderCacheBytes: int = 24 * 1024 * 1024,
+        renderCacheBytes: int = 16 * 1024 * 1024,
         policy: Policy | None = None,
         events: IMirrorEvents | None = None,
         linksKept: int = LINKS_KEPT,

@@ -6,16 +6,18 @@ the files) it keeps.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 from urllib.parse import quote
 
 from klein import Klein
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_accept_header
+from zope.interface import implementer
 
 from ._bodies import Body
 from ._errors import NotFound, Unavailable
@@ -76,10 +78,12 @@ def acceptsGzip(request: IRequest) -> bool:
     return bool(accept) and _takesGzip(accept)
 
 
-def sendPage(request: IRequest, body: Body, mediaType: str, cacheControl: str) -> bytes:
+def sendPage(request: IRequest, body: Body, mediaType: str, cacheControl: str) -> bytes | Deferred[bytes]:
     """
     Serve one form of a page with its validators, gzipped if the client
-    takes that, or 304 if the client has it already.
+    takes that, or 304 if the client has it already.  A big body to a
+    client that does not take gzip is inflated as it is sent: what is
+    returned then fires once it is.
     """
     gzipped = acceptsGzip(request)
     request.setHeader("Vary", "Accept, Accept-Encoding")
@@ -89,15 +93,75 @@ def sendPage(request: IRequest, body: Body, mediaType: str, cacheControl: str) -
         request.setResponseCode(304)
         return b""
     request.setHeader("Content-Type", contentType(mediaType))
-    data = body.data
     if gzipped:
         request.setHeader("Content-Encoding", "gzip")
-        data = body.gzipped
-    request.setHeader("Content-Length", str(len(data)))
-    return data
+        request.setHeader("Content-Length", str(len(body.gzipped)))
+        return body.gzipped
+    request.setHeader("Content-Length", str(body.length))
+    if body.identity is not None:
+        return body.identity
+    if request.method == b"HEAD":
+        return b""
+    return _Inflated(request, body).begin()
 
 
-def sendServed(request: IRequest, served: Served, chosen: tuple[Form, str]) -> bytes:
+def streamed(body: Body, request: IRequest) -> bool:
+    """
+    Whether L{sendPage} sends this body to this client as it is inflated.
+    """
+    return body.identity is None and not acceptsGzip(request)
+
+
+async def _sent(answer: bytes | Deferred[bytes]) -> bytes:
+    """
+    What a route returns of L{sendPage}'s answer, once it is sent.
+    """
+    return (await answer) if isinstance(answer, Deferred) else answer
+
+
+@implementer(IPushProducer)
+class _Inflated:
+    """
+    Send a big body's identity bytes, inflated from its gzip bytes a chunk
+    at a time while the client keeps up: a page many clients ask for as
+    gzip is kept only so.
+    """
+
+    def __init__(self, request: IRequest, body: Body) -> None:
+        self._request = cast(IConsumer, request)
+        self._chunks = body.chunks()
+        self._paused = False
+        #: Fires once every byte is written (the route then finishes the
+        #: request); cancelled if the client goes.
+        self.done: Deferred[bytes] = Deferred(lambda d: self._chunks.close())
+
+    def begin(self) -> Deferred[bytes]:
+        """
+        Start sending.
+        """
+        self._request.registerProducer(self, True)
+        self.resumeProducing()
+        return self.done
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        while not self._paused and not self.done.called:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._request.unregisterProducer()
+                self.done.callback(b"")
+                return
+            self._request.write(chunk)
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def stopProducing(self) -> None:
+        if not self.done.called:
+            self.done.cancel()
+
+
+def sendServed(request: IRequest, served: Served, chosen: tuple[Form, str]) -> bytes | Deferred[bytes]:
     """
     Serve a project page, saying so if it is stale.
     """
@@ -213,7 +277,7 @@ class MirrorWeb:
             return plain(request, 406, "acceptable forms: HTML (PEP 503) and JSON (PEP 691)")
         rendered = await self._pages.root()
         form, mediaType = chosen
-        return sendPage(request, rendered.json if form == "json" else rendered.html, mediaType, "no-cache")
+        return await _sent(sendPage(request, rendered.json if form == "json" else rendered.html, mediaType, "no-cache"))
 
     @app.route("/simple/<name>", methods=_READ)
     def projectWithoutSlash(self, request: IRequest, name: str) -> bytes:
@@ -248,7 +312,7 @@ class MirrorWeb:
             return plain(request, 404, f"upstream has no project {canonical}")
         except Unavailable as e:
             return plain(request, e.status, e.reason)
-        return sendServed(request, served, chosen)
+        return await _sent(sendServed(request, served, chosen))
 
     @app.route("/+status", methods=_READ)
     def status(self, request: IRequest) -> bytes:
@@ -395,7 +459,9 @@ class Front(Resource):
         if chosen is None:
             return None
         served = index.pages.cached(name, chosen[0], wantsRevalidation(request))
-        if served is None:
+        if served is None or streamed(served.body, request):
             return None
         index.pages.wanted(name, request.getHeader(b"user-agent"))
-        return sendServed(request, served, chosen)
+        answer = sendServed(request, served, chosen)
+        assert isinstance(answer, bytes)
+        return answer

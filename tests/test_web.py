@@ -5,10 +5,16 @@ Klein resource over an in-memory fake upstream.
 
 import gzip
 import json
+from typing import Any
 
+from twisted.internet.defer import CancelledError
+from twisted.internet.interfaces import IConsumer
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
+from tailmirror._bodies import CHUNK, KEEP_IDENTITY, Body
 from tailmirror._negotiate import HTML_V1, JSON_V1
+from tailmirror._web import _Inflated
 
 from .fakeindex import FakeFile, FakeProject, generated, sdist
 from .harness import PIP_ACCEPT, UV_ACCEPT, CapturedLog, Harness, Threads
@@ -266,6 +272,110 @@ class ValidatorTests(SynchronousTestCase):
             self.assertEqual(head.body, b"")
             for name in ("etag", "content-type", "vary", "cache-control"):
                 self.assertEqual(head.header(name), get.header(name), name)
+
+
+class BigBodyTests(SynchronousTestCase):
+    """
+    A big page keeps only its gzip bytes in memory; a client that does not
+    take gzip gets the identity bytes inflated as they are sent.
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness([generated("big", 2000)])
+
+    def test_kept(self) -> None:
+        """
+        A rendered big page holds its gzip bytes, not its identity bytes.
+        """
+        self.h.get("/simple/big/", JSON)
+        served = self.h.pages.cached("big", "json")
+        assert served is not None
+        self.assertIsNone(served.body.identity)
+        self.assertGreater(served.body.length, KEEP_IDENTITY)
+        self.assertEqual(served.body.size, len(served.body.gzipped))
+
+    def test_identity(self) -> None:
+        """
+        Identity bytes, whole, with their length and ETag, in both forms,
+        cold and warm; HEAD says the same, without the body.
+        """
+        for headers in ({}, JSON):
+            plain = self.h.get("/simple/big/", headers)
+            again = self.h.get("/simple/big/", headers)
+            zipped = self.h.get("/simple/big/", dict(headers, **{"Accept-Encoding": "gzip"}))
+            head = self.h.get("/simple/big/", headers, method="HEAD")
+            self.assertEqual(plain.code, 200)
+            self.assertGreater(len(plain.body), KEEP_IDENTITY)
+            self.assertEqual(plain.body, gzip.decompress(zipped.body))
+            self.assertEqual(again.body, plain.body)
+            self.assertEqual(plain.length, len(plain.body))
+            self.assertIsNone(plain.header("content-encoding"))
+            self.assertEqual((head.body, head.header("content-length")), (b"", str(len(plain.body))))
+            self.assertEqual(head.header("etag"), plain.header("etag"))
+        json.loads(self.h.get("/simple/big/", JSON).body)
+
+    def test_notModified(self) -> None:
+        """
+        A client with the identity bytes already gets a 304.
+        """
+        etag = self.h.get("/simple/big/").header("etag")
+        answer = self.h.get("/simple/big/", {"If-None-Match": etag})
+        self.assertEqual((answer.code, answer.body), (304, b""))
+
+
+@implementer(IConsumer)
+class _Consumer:
+    """
+    A consumer that takes one write, then pauses its producer.
+    """
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self.producer.pauseProducing()
+
+
+class InflatedTests(SynchronousTestCase):
+    """
+    L{_Inflated} sends a body a chunk at a time, only while the client
+    keeps up, and stops when it goes.
+    """
+
+    body = Body.of(bytes(range(256)) * 4096)
+
+    def test_keepsUp(self) -> None:
+        """
+        One chunk per turn the client takes; every byte, then done.
+        """
+        consumer = _Consumer()
+        done = _Inflated(consumer, self.body).begin()  # type: ignore[arg-type]
+        self.assertEqual(len(consumer.written), 1)
+        while consumer.producer is not None:
+            consumer.producer.resumeProducing()
+        self.assertEqual(b"".join(consumer.written), self.body.data)
+        self.assertLessEqual(max(map(len, consumer.written)), CHUNK)
+        self.assertEqual(self.successResultOf(done), b"")
+
+    def test_gone(self) -> None:
+        """
+        A client that goes stops the sending: nothing more is written.
+        """
+        consumer = _Consumer()
+        inflated = _Inflated(consumer, self.body)  # type: ignore[arg-type]
+        done = inflated.begin()
+        inflated.stopProducing()
+        inflated.resumeProducing()
+        self.assertEqual(len(consumer.written), 1)
+        self.failureResultOf(done, CancelledError)
 
 
 class RootTests(SynchronousTestCase):
