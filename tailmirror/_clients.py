@@ -19,7 +19,12 @@ from packaging import tags
 from packaging.markers import default_environment
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["Client", "clientOf", "OWN"]
+__all__ = ["Client", "clientOf", "OWN", "PARALLEL"]
+
+#: Installers that resolve a whole level of a tree at once: each asks for
+#: the pages, then the metadata, of every requirement it has found, side by
+#: side, as soon as it has found them, which is as soon as a prefetch could.
+PARALLEL = ("uv",)
 
 _AGENT = re.compile(r"^(?P<installer>[A-Za-z][\w.-]*)/\S+\s+(?P<json>\{.*\})\s*$", re.DOTALL)
 #: The longest user agent read: pip's and uv's are well under this.
@@ -49,6 +54,8 @@ class Client:
     told: bool = field(default=True, compare=False)
     #: What it is, for people: installer, Python and platform.
     label: str = field(default="", compare=False)
+    #: Whether it resolves a level of its tree at once (L{PARALLEL}).
+    parallel: bool = field(default=False, compare=False)
 
     def marker(self, extra: str = "") -> dict[str, str]:
         """
@@ -205,14 +212,15 @@ def _parsed(agent: str) -> Client:
     darwin = release if systemName.lower() == "darwin" else ""
     key = (implName.lower(), str(python), systemName.lower(), darwin, cpu, lib)
     installer = _dict(data.get("installer"))
+    name = _str(installer.get("name"), 32) or match.group("installer")[:32]
     label = " ".join(
         part for part in (
-            _str(installer.get("name"), 32) or match.group("installer")[:32],
+            name,
             _str(installer.get("version"), 32),
             f"on {implName} {python},",
             systemName or "an unknown system",
             cpu,
         ) if part
     )
-    return Client(key, markers, found, python, label=label)
+    return Client(key, markers, found, python, label=label, parallel=name.lower() in PARALLEL)
 

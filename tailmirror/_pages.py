@@ -591,7 +591,7 @@ class ProjectPages:
             # An upstream without ETags answers every revalidation in full:
             # the same bytes cost no parse, no render and no record.
             return self._unchanged(old, now)
-        prepared = await self._prepare(name, fetched, form)
+        prepared = await self._prepare(name, fetched, form, background.background)
         if old is not None and self.onDelisted is not None:
             try:
                 before = await self._linksOf(old)
@@ -619,12 +619,17 @@ class ProjectPages:
             self._write(self._journal.appendFresh, old, now)
         return old
 
-    async def _prepare(self, name: str, fetched: Fetched, form: str | None) -> _Prepared:
+    async def _prepare(self, name: str, fetched: Fetched, form: str | None, background: bool) -> _Prepared:
         """
         Parse and render an upstream page: off the reactor thread, two at a
         time at most, unless it is a small JSON page (see L{SMALL_PAGE}).
+        A page the prefetch fetched for itself (in the C{background}) is
+        also listed for its choice, which it makes next; one a client waits
+        for is answered first, and listed only if a prefetch asks, from the
+        journal.
         """
-        args = (name, fetched, form, self.policy, self._clock.seconds(), self.layout, self.keepCandidates)
+        listed = self.keepCandidates and background
+        args = (name, fetched, form, self.policy, self._clock.seconds(), self.layout, listed)
         small = len(fetched.body) <= SMALL_PAGE and fetched.contentType.partition(";")[0].strip() in _JSON_TYPES
         try:
             if small:

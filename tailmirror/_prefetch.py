@@ -164,6 +164,13 @@ class Prefetcher(NoEvents):
         client = clientOf(agent)
         if client.label in self.clients or len(self.clients) < CLIENTS_MAX:
             self.clients[client.label] += 1
+        if client.parallel and self.mode == "metadata":
+            # It asks for each level's pages and metadata itself as soon as
+            # the prefetch would: walking its tree too only took the CPU
+            # its own requests need (with 400-file pages, a cold install
+            # cost the mirror 1.78 s of CPU against 1.39 without, and took
+            # 2.52 s against 2.18).  The files it will want, it asks for last.
+            return
         if not self._due(index, client, project, ANY, NONE):
             return  # the warm path: this client's tree was prefetched within the TTL
         d = Deferred.fromCoroutine(self._visit(index, client, project, ANY, NONE, 0))
