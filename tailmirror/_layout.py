@@ -35,6 +35,7 @@ __all__ = [
     "mirrorPath",
     "parseFilePath",
     "shardOf",
+    "shardOfDigest",
 ]
 
 METADATA = ".metadata"
@@ -140,7 +141,13 @@ def shardOf(url: str, hashes: object) -> tuple[str, str]:
     The shard of a file's path: by its sha256, or by its upstream URL where
     it has no usable sha256.
     """
-    sha = usableSha256(hashes)
+    return shardOfDigest(url, usableSha256(hashes))
+
+
+def shardOfDigest(url: str, sha: str | None) -> tuple[str, str]:
+    """
+    L{shardOf} a file whose usable sha256 is known already (L{None}: none).
+    """
     if sha is None:
         return ("_url", hashlib.sha256(url.encode("utf-8")).hexdigest()[:16])
     return (sha[:3], sha[3:16])

@@ -21,12 +21,12 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from ._layout import METADATA, FileKey, shardOf
-from ._names import canonicalName
-from ._policy import uploadTime
+from ._layout import METADATA, FileKey, shardOfDigest
+from ._names import canonicalName, usableSha256
+from ._policy import timeOf
 from ._wheel import metadataOffered
 
-__all__ = ["FileLink", "Links", "indexLinks", "metadataURL", "projectsOf"]
+__all__ = ["FileLink", "Given", "Links", "indexLinks", "lookUp", "metadataURL", "projectsOf"]
 
 _HEXDIGEST = re.compile(r"[0-9a-f]+")
 
@@ -59,10 +59,32 @@ class FileLink(NamedTuple):
     inWheel: bool = False
 
 
+class Given(NamedTuple):
+    """
+    What a page gives of one file, as it gives it: made into a L{FileLink}
+    only when looked up (L{lookUp}), for a big page has thousands of files
+    and a client asks for a few.
+    """
+
+    url: str
+    #: Its sha256, where the page gives a well-formed one.
+    sha256: str | None
+    #: The page's C{hashes} for the file where it gives no sha256.
+    hashes: object
+    size: int | None
+    #: The core metadata the page advertises (its C{core-metadata}), if any.
+    advertised: object
+    #: Whether the mirror reads the core metadata out of the wheel.
+    offered: bool
+    #: Its C{upload-time}, as the page gives it.
+    uploaded: object
+    provenance: str | None
+    project: str | None
+
+
 #: A page's links by the path below C{+f/} that names each, as the shard
-#: and file name: the distribution's link, and its core metadata's where
-#: the page advertises one.
-Links = dict[tuple[tuple[str, str], str], tuple[FileLink, FileLink | None, FileLink | None]]
+#: and file name.
+Links = dict[tuple[tuple[str, str], str], Given]
 
 
 def _check(hashes: object) -> tuple[str | None, str | None]:
@@ -100,38 +122,54 @@ def indexLinks(page: dict[str, Any], only: str | None = None) -> Links:
         filename, url = entry["filename"], entry["url"]
         if only is not None and filename != only:
             continue
-        where = (shardOf(url, entry.get("hashes")), filename)
+        hashes = entry.get("hashes")
+        sha = usableSha256(hashes)
+        where = (shardOfDigest(url, sha), filename)
         if where in links:
             continue
         size = entry.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             size = None
         advertised = entry.get("core-metadata", entry.get("dist-info-metadata"))
-        uploaded = uploadTime(entry)
-        metadata = None
-        if advertised:
-            metadata = FileLink(metadataURL(url), *_check(advertised), None, uploaded, project=project)
-        elif metadataOffered(entry):
-            metadata = FileLink(url, None, None, None, uploaded, project=project, inWheel=True)
-        algorithm, digest = _check(entry.get("hashes"))
-        provenance = None
-        if isinstance(entry.get("provenance"), str):
-            subject = digest if algorithm == "sha256" else None
-            provenance = FileLink(entry["provenance"], None, None, None, uploaded, subject, project)
-        links[where] = (FileLink(url, algorithm, digest, size, uploaded, project=project), metadata, provenance)
+        provenance = entry.get("provenance")
+        links[where] = Given(
+            url,
+            sha,
+            None if sha is not None else hashes,
+            size,
+            advertised or None,
+            not advertised and metadataOffered(entry),
+            entry.get("upload-time"),
+            provenance if isinstance(provenance, str) else None,
+            project,
+        )
     return links
 
 
 def lookUp(links: Links, key: FileKey) -> FileLink | None:
     """
     The link C{key} names among a page's links, or L{None}: for a
-    C{.metadata} path, only where the page advertises core metadata; for a
-    C{.provenance} path, only where it gives a provenance URL.
+    C{.metadata} path, only where the page advertises core metadata (or
+    the mirror reads it out of the wheel); for a C{.provenance} path, only
+    where it gives a provenance URL.
     """
-    found = links.get((key.shard, key.filename))
-    if found is None:
+    given = links.get((key.shard, key.filename))
+    if given is None:
         return None
-    return found[1] if key.metadata else found[2] if key.provenance else found[0]
+    uploaded = timeOf(given.uploaded)
+    if key.metadata:
+        if given.advertised is not None:
+            return FileLink(metadataURL(given.url), *_check(given.advertised), None, uploaded, project=given.project)
+        if given.offered:
+            return FileLink(given.url, None, None, None, uploaded, project=given.project, inWheel=True)
+        return None
+    algorithm, digest = ("sha256", given.sha256) if given.sha256 is not None else _check(given.hashes)
+    if key.provenance:
+        if given.provenance is None:
+            return None
+        subject = digest if algorithm == "sha256" else None
+        return FileLink(given.provenance, None, None, None, uploaded, subject, given.project)
+    return FileLink(given.url, algorithm, digest, given.size, uploaded, project=given.project)
 
 
 def projectsOf(filename: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
 
-__all__ = ["Policy", "View", "parseDuration", "uploadTime", "versionOf"]
+__all__ = ["Policy", "View", "parseDuration", "timeOf", "uploadTime", "versionOf"]
 
 #: The project status under which an index lists and serves no files.
 QUARANTINED = "quarantined"
@@ -54,7 +54,14 @@ def uploadTime(entry: dict[str, Any]) -> float | None:
     A file's C{upload-time} (PEP 700), in Unix time; L{None} if it has none
     that can be read.
     """
-    value = entry.get("upload-time")
+    return timeOf(entry.get("upload-time"))
+
+
+def timeOf(value: object) -> float | None:
+    """
+    An C{upload-time} value (PEP 700) in Unix time; L{None} if it is not
+    one that can be read.
+    """
     if not isinstance(value, str):
         return None
     try:

@@ -8,7 +8,8 @@ import re
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._layout import mirrorPath
+from tailmirror._layout import FileKey, mirrorPath
+from tailmirror._links import FileLink, indexLinks, lookUp
 from tailmirror._names import canonicalName, safeFilename
 
 _names = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?", fullmatch=True)
@@ -99,3 +100,83 @@ class MirrorPathTests(SynchronousTestCase):
         A file name is URL-quoted in its path.
         """
         self.assertTrue(mirrorPath("a b%.whl", "http://u/x", {}).endswith("/a%20b%25.whl"))
+
+
+class LinkTests(SynchronousTestCase):
+    """
+    Tests for L{indexLinks} and L{lookUp}: a page's links, made into what a
+    download needs only when one is looked up.
+    """
+
+    sha = "AB" * 32
+    page = {
+        "name": "foo",
+        "files": [
+            {
+                "filename": "foo-1.0-py3-none-any.whl",
+                "url": "https://upstream.test/foo-1.0-py3-none-any.whl#frag",
+                "hashes": {"sha256": sha, "md5": "0" * 32},
+                "size": 10,
+                "upload-time": "2024-01-02T03:04:05.000000Z",
+                "core-metadata": {"sha256": "cd" * 32},
+                "provenance": "https://upstream.test/foo.provenance",
+            },
+            {"filename": "foo-2.0-py3-none-any.whl", "url": "https://upstream.test/foo-2.0-py3-none-any.whl",
+             "hashes": {"md5": "EF" * 16}, "size": True},
+            {"filename": "foo-1.0.tar.gz", "url": "https://upstream.test/foo-1.0.tar.gz", "hashes": {}},
+        ],
+    }
+
+    def key(self, filename: str, metadata: bool = False, provenance: bool = False) -> FileKey:
+        [shard] = [s for (s, name) in indexLinks(self.page) if name == filename]
+        return FileKey(shard, filename, metadata, provenance=provenance)
+
+    def test_file(self) -> None:
+        """
+        A file's link: its URL, its sha256 (lowercase, before any weaker
+        hash), its size and upload time, its project.
+        """
+        link = lookUp(indexLinks(self.page), self.key("foo-1.0-py3-none-any.whl"))
+        self.assertEqual(
+            link,
+            FileLink("https://upstream.test/foo-1.0-py3-none-any.whl#frag", "sha256", "ab" * 32, 10, 1704164645.0,
+                     project="foo"),
+        )
+        self.assertEqual(self.key("foo-1.0-py3-none-any.whl").shard, ("aba", "babababababab"))
+
+    def test_metadataAndProvenance(self) -> None:
+        """
+        Core metadata where the page advertises it, checked by its own hash;
+        a wheel's without it is read out of the wheel; the provenance where
+        the page gives it, naming the file's sha256; an sdist has neither.
+        """
+        links = indexLinks(self.page)
+        metadata = lookUp(links, self.key("foo-1.0-py3-none-any.whl", metadata=True))
+        self.assertEqual(
+            metadata,
+            FileLink("https://upstream.test/foo-1.0-py3-none-any.whl.metadata", "sha256", "cd" * 32, None,
+                     1704164645.0, project="foo"),
+        )
+        inWheel = lookUp(links, self.key("foo-2.0-py3-none-any.whl", metadata=True))
+        assert inWheel is not None
+        self.assertTrue(inWheel.inWheel)
+        provenance = lookUp(links, self.key("foo-1.0-py3-none-any.whl", provenance=True))
+        assert provenance is not None
+        self.assertEqual((provenance.url, provenance.subject), ("https://upstream.test/foo.provenance", "ab" * 32))
+        self.assertIsNone(lookUp(links, self.key("foo-1.0.tar.gz", metadata=True)))
+        self.assertIsNone(lookUp(links, self.key("foo-2.0-py3-none-any.whl", provenance=True)))
+
+    def test_withoutSha256(self) -> None:
+        """
+        A file without a sha256 is sharded by its URL and checked by the
+        strongest hash it has, if any; a size that is no size is none.
+        """
+        links = indexLinks(self.page)
+        key = self.key("foo-2.0-py3-none-any.whl")
+        self.assertEqual(key.shard[0], "_url")
+        self.assertEqual(lookUp(links, key), FileLink(
+            "https://upstream.test/foo-2.0-py3-none-any.whl", "md5", "ef" * 16, None, project="foo"))
+        sdist = lookUp(links, self.key("foo-1.0.tar.gz"))
+        assert sdist is not None
+        self.assertEqual((sdist.algorithm, sdist.digest), (None, None))
+        self.assertIsNone(lookUp(links, FileKey(("aba", "babababababab"), "other.whl", False)))
