@@ -58,9 +58,11 @@ MISSES_KEPT = 10_000
 CANDIDATES_KEPT = 10_000
 
 #: Upstream pages parsed at once, at most: the work holds the interpreter
-#: lock, so more at once is no faster, and each page held parsed is many
-#: times its size in memory.
-PREPARING = 2
+#: lock, so more at once is no faster (cold uv over 400-file pages took
+#: 2.44 s with one against 2.46 with two), and each page held parsed is
+#: ten times its size in memory (peak RSS over 2.9 MB pages: 154 MB with
+#: one, 170 with two).
+PREPARING = 1
 
 #: How CPU and disk work leaves the reactor thread:
 #: C{runInThread(f, *args)} returns a L{Deferred} of C{f(*args)}.
@@ -621,8 +623,9 @@ class ProjectPages:
 
     async def _prepare(self, name: str, fetched: Fetched, form: str | None, background: bool) -> _Prepared:
         """
-        Parse and render an upstream page: off the reactor thread, two at a
-        time at most, unless it is a small JSON page (see L{SMALL_PAGE}).
+        Parse and render an upstream page: off the reactor thread, one at a
+        time (L{PREPARING}), unless it is a small JSON page (see
+        L{SMALL_PAGE}).
         A page the prefetch fetched for itself (in the C{background}) is
         also listed for its choice, which it makes next; one a client waits
         for is answered first, and listed only if a prefetch asks, from the
