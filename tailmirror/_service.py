@@ -28,6 +28,7 @@ from ._access import AccessLog, MirrorSite
 from ._budget import walkInChild
 from ._events import IMirrorEvents
 from ._lock import CacheLock, LockHeld
+from ._memory import returnBigBlocks
 from ._mirror import Index, Settings, buildMirror
 from ._upstream import NoCookies, UpstreamEndpoints
 from ._version import __version__
@@ -172,6 +173,8 @@ class MirrorService(Service):
 
         @raise StartFailure: if the cache directory cannot be had.
         """
+        # Before the journal's pages are read: see _memory.
+        returnBigBlocks()
         # The reason comes before the path: daemonized, twistd's parent
         # shows only the line's first hundred bytes.
         where = self.cacheDir
