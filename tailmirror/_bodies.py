@@ -85,13 +85,6 @@ class Body:
             yield rest
 
     @property
-    def data(self) -> bytes:
-        """
-        The identity bytes, whole.
-        """
-        return b"".join(self.chunks())
-
-    @property
     def size(self) -> int:
         """
         The bytes this body holds in memory.

@@ -23,7 +23,7 @@ from ._journal import Journal
 from ._layout import DEFAULT_INDEX, PYPI, IndexLayout
 from ._logs import LogEvents
 from ._metrics import MirrorMetrics
-from ._pages import ProjectPages
+from ._pages import RENDER_CACHE_BYTES, ProjectPages
 from ._policy import Policy
 from ._prefetch import Prefetcher
 from ._status import MirrorStatus
@@ -109,10 +109,8 @@ class Settings:
     prefetchDepth: int = 4
     #: Upstream requests of the prefetch at once, at most.
     prefetchRequests: int = 8
-    #: Bytes of rendered pages kept in memory, at most: a big page keeps
-    #: only its gzip bytes (L{tailmirror._bodies.KEEP_IDENTITY}), so this
-    #: holds some sixty pages of four thousand files each.
-    renderCacheBytes: int = 16 * MiB
+    #: Bytes of rendered pages kept in memory, at most.
+    renderCacheBytes: int = RENDER_CACHE_BYTES
 
     @property
     def allIndexes(self) -> tuple[IndexSettings, ...]:

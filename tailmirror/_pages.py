@@ -57,6 +57,11 @@ MISSES_KEPT = 10_000
 #: them: it asks right after a page is fetched, and once per TTL.
 CANDIDATES_KEPT = 10_000
 
+#: Bytes of rendered pages kept in memory, at most, by default: a big page
+#: keeps only its gzip bytes (L{tailmirror._bodies.KEEP_IDENTITY}), so this
+#: holds some sixty pages of four thousand files each.
+RENDER_CACHE_BYTES = 16 * 1024 * 1024
+
 #: Upstream pages parsed at once, at most: the work holds the interpreter
 #: lock, so more at once is no faster (cold uv over 400-file pages took
 #: 2.44 s with one against 2.46 with two), and each page held parsed is
@@ -212,7 +217,7 @@ class ProjectPages:
         revalidateFloor: float = 0.0,
         staleAfter: float | None = None,
         retryAfter: float = 0.0,
-        renderCacheBytes: int = 16 * 1024 * 1024,
+        renderCacheBytes: int = RENDER_CACHE_BYTES,
         policy: Policy | None = None,
         events: IMirrorEvents | None = None,
         linksKept: int = LINKS_KEPT,
