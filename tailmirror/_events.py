@@ -66,6 +66,13 @@ class IMirrorEvents(Interface):
         received, C{reason} why it failed (C{"failed"} or C{"timeout"}).
         """
 
+    def fileWanted(key: FileKey, agent: str | None, peer: str | None) -> None:
+        """
+        A client asked for a file (or its core metadata), with C{agent} its
+        C{User-Agent} and C{peer} the host it asked from: before it is
+        answered, and only once the policy lets it be served.
+        """
+
     def fileServed(key: FileKey, size: int, cached: bool) -> None:
         """
         A file's answer began: from the tree (C{cached}) or from a download
@@ -111,6 +118,9 @@ class NoEvents:
         pass
 
     def upstreamRequest(self, kind: str, outcome: str, seconds: float, size: int, reason: str | None) -> None:
+        pass
+
+    def fileWanted(self, key: FileKey, agent: str | None, peer: str | None) -> None:
         pass
 
     def fileServed(self, key: FileKey, size: int, cached: bool) -> None:
@@ -189,6 +199,7 @@ class Fanout:
     pageServed = _fanned("pageServed")
     pageRefreshed = _fanned("pageRefreshed")
     upstreamRequest = _fanned("upstreamRequest")
+    fileWanted = _fanned("fileWanted")
     fileServed = _fanned("fileServed")
     downloadStarted = _fanned("downloadStarted")
     fileKept = _fanned("fileKept")

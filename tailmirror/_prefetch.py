@@ -9,6 +9,15 @@ projects' pages and metadata in turn, down to C{--prefetch-depth}, with
 C{--prefetch-requests} upstream requests at once at most.  With
 C{--prefetch files} it fetches the predicted files too.
 
+A client that resolves one requirement at a time (pip) then downloads the
+files it picked one at a time too, each a trip upstream for a cold
+mirror.  The mirror remembers, for each client (its index, host and
+C{User-Agent}), the file of each project whose core metadata it asked for
+last; when the client asks for one of those files itself, its resolution
+is over, and the mirror downloads all the others it picked, in the order
+it picked them, ahead of it.  A run that only resolves (a lock file,
+C{--dry-run}) asks for no file, and costs nothing more.
+
 A prefetch never delays a client: its requests wait for a slot after
 every client's (L{tailmirror._upstream.Slots}), and a client asking for a
 page or file being prefetched joins that fetch, as clients join each
@@ -37,6 +46,7 @@ from ._clients import Client, clientOf
 from ._errors import NotFound, StoreError, Unavailable
 from ._events import IMirrorEvents, NoEvents
 from ._layout import FileKey
+from ._links import projectsOf
 from ._offload import SMALL_FILE, offload
 
 if TYPE_CHECKING:
@@ -65,6 +75,17 @@ OWN_TOOLS = ("tailmirror-",)
 CLIENTS_MAX = 50
 #: What the prefetch remembers having done, at most (oldest forgotten).
 REMEMBERED_MAX = 100_000
+#: Files picked by clients still resolving, remembered at most, of all
+#: clients together (the longest idle client forgotten first).
+PICKED_MAX = 20_000
+
+
+def _projectOf(filename: str) -> str:
+    """
+    The project a distribution's file belongs to, likeliest first.
+    """
+    names = projectsOf(filename)
+    return names[0] if names else filename
 
 
 def _readMetadata(path: str) -> bytes | None:
@@ -133,6 +154,12 @@ class Prefetcher(NoEvents):
         self.running = 0
         #: The clients seen asking for pages, by what they are.
         self.clients: Counter[str] = Counter()
+        #: What each client resolving one requirement at a time picked, by
+        #: (index, host, agent): when it last asked for metadata, and the
+        #: file of each project whose metadata it asked for, in order.
+        self._picked: dict[tuple[str, str | None, str], tuple[float, dict[str, FileKey]]] = {}
+        #: Files in L{_picked}, all clients together.
+        self._pickedFiles = 0
         self._sweeping: IDelayedCall | None = None
 
     @property
@@ -176,6 +203,46 @@ class Prefetcher(NoEvents):
         d = Deferred.fromCoroutine(self._visit(index, client, project, ANY, NONE, 0))
         d.addErrback(lambda f: log.failure("prefetch for {project} failed", f, project=project))
 
+    def fileWanted(self, key: FileKey, agent: str | None, peer: str | None) -> None:
+        """
+        A client asked for a file: if it resolves one requirement at a time,
+        remember the file of each project whose metadata it asks for; and
+        once it asks for one of those files itself, download the others.
+        """
+        if self.mode == "off" or key.provenance or key.index not in self._indexes:
+            return
+        if agent is None or agent.startswith(OWN_TOOLS) or clientOf(agent).parallel:
+            return  # a parallel client asks for all its files at once itself
+        who = (key.index, peer, agent)
+        found = self._picked.pop(who, None)
+        if key.metadata:
+            picked = found[1] if found is not None else {}
+            project = _projectOf(key.filename)
+            self._pickedFiles += project not in picked
+            picked[project] = FileKey(key.shard, key.filename, False, key.index)
+            self._picked[who] = (self._clock.seconds(), picked)
+            self._forgetPicked()
+            self._sweepLater()
+            return
+        if found is None:
+            return
+        picked = found[1]
+        if picked.get(_projectOf(key.filename)) != key:
+            self._picked[who] = found  # resolving still (or a file it had no metadata of)
+            return
+        self._pickedFiles -= len(picked)
+        for other in picked.values():
+            if other != key and not self._files.downloading(other) and not self._files.tree.has(other):
+                self._fetchFile(other)
+
+    def _forgetPicked(self) -> None:
+        """
+        Forget the longest idle clients' picks while there are too many.
+        """
+        while self._pickedFiles > PICKED_MAX and self._picked:
+            oldest = next(iter(self._picked))
+            self._pickedFiles -= len(self._picked.pop(oldest)[1])
+
     def fileServed(self, key: FileKey, size: int, cached: bool) -> None:
         """
         A client asked for a file: if the prefetch fetched it, it was of use.
@@ -201,6 +268,9 @@ class Prefetcher(NoEvents):
             oldest = next(iter(self._pending))
             del self._pending[oldest]
             self.wasted[oldest[0]] += 1
+        self._sweepLater()
+
+    def _sweepLater(self) -> None:
         if self._sweeping is None:
             self._sweeping = self._clock.callLater(SWEEP_EVERY, self.sweep)
 
@@ -230,6 +300,11 @@ class Prefetcher(NoEvents):
             pages = self._indexes.get(done[0])
             if pages is None or now - when >= pages.ttl:
                 del self._done[done]
+        for who, (when, picked) in list(self._picked.items()):
+            pages = self._indexes.get(who[0])
+            if pages is None or now - when >= pages.ttl:
+                del self._picked[who]
+                self._pickedFiles -= len(picked)
         if expired:
             log.info(
                 "prefetch: {wasted} fetched and not asked for within the TTL ({detail}); "
@@ -239,7 +314,7 @@ class Prefetcher(NoEvents):
                 used=sum(self.used.values()),
                 prefetched=sum(self.prefetched.values()),
             )
-        if self._pending or self._done:
+        if self._pending or self._done or self._picked:
             self._sweeping = self._clock.callLater(SWEEP_EVERY, self.sweep)
 
     def figures(self) -> dict[str, Any]:
@@ -352,12 +427,19 @@ class Prefetcher(NoEvents):
         if data is None:
             data = await self._download(metadata)
         if self.mode == "files" and not tree.has(wheel):
-            Deferred.fromCoroutine(self._download(wheel)).addErrback(
-                lambda f: log.debug("prefetch of {file} failed: {reason}", file=wheel.filename, reason=f.value)
-            )
+            self._fetchFile(wheel)
         if data is None or depth >= self.depth:
             return ()
         return await offload(self._run, len(data) <= SMALL_FILE, requirementsOf, data, client, extras)
+
+    def _fetchFile(self, key: FileKey) -> None:
+        """
+        Download a distribution in the background; a failure is only logged
+        (a client asking for it then meets it itself).
+        """
+        Deferred.fromCoroutine(self._download(key)).addErrback(
+            lambda f: log.debug("prefetch of {file} failed: {reason}", file=key.filename, reason=f.value)
+        )
 
     async def _download(self, key: FileKey) -> bytes | None:
         """

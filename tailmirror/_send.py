@@ -425,6 +425,9 @@ class FileResource(Resource):
         Serve a file from the tree, or as its download arrives; or, to a
         front's question, say where the tree has it.
         """
+        agent = request.getHeader(b"user-agent")
+        peer = getattr(request.getClientAddress(), "host", None)
+        self._store.events.fileWanted(key, None if agent is None else agent.decode("latin-1"), peer)
         if front == "ask":
             return self._answer(request, key)
         try:

@@ -530,7 +530,10 @@ class EventTests(SynchronousTestCase):
         names = [e[0] for e in h.events.seen if e[0] not in ("pageServed", "pageRefreshed")]
         self.assertEqual(
             names,
-            ["upstreamRequest", "downloadStarted", "fileServed", "upstreamRequest", "fileKept", "fileServed", "fileServed"],
+            [
+                "fileWanted", "upstreamRequest", "downloadStarted", "fileServed", "upstreamRequest", "fileKept",
+                "fileWanted", "fileServed", "fileWanted", "fileServed",
+            ],
         )
         key = parseFilePath(filePath(self.file).encode())
         served = h.events.named("fileServed")

@@ -19,6 +19,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
+from tailmirror import _prefetch
 from tailmirror._choice import Candidate, candidatesOf, choose, requirementsOf
 from tailmirror._clients import OWN, clientOf
 from tailmirror._policy import Policy
@@ -680,6 +681,134 @@ class PrefetchTests(SynchronousTestCase):
         self.assertFalse([p for p in asked if p.startswith("/files/delta")])
 
 
+def linkOf(h: Harness, project: str, filename: str, agent: str = PIP_AGENT) -> str:
+    """
+    The mirror's path of a file, from its project's page.
+    """
+    page = json.loads(h.get(f"/simple/{project}/", asking(agent)).body)
+    [link] = [f["url"] for f in page["files"] if f["filename"] == filename]
+    return posixpath.normpath(f"/simple/{project}/{link}")
+
+
+def wheelOf(name: str) -> tuple[str, str]:
+    """
+    A project of L{layered} and its pure wheel of C{name} (C{project-version}).
+    """
+    return name.split("-")[0], f"{name}-py3-none-any.whl"
+
+
+class PickedTests(SynchronousTestCase):
+    """
+    A client that resolves one requirement at a time, then downloads what
+    it picked one file at a time (pip): once it asks for the first file
+    whose metadata it had, the mirror downloads the others ahead of it.
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness(layered(), prefetch="metadata")
+        self.addCleanup(self.h.mirror.close)
+
+    def resolve(self, *names: str, agent: str = PIP_AGENT) -> dict[str, str]:
+        """
+        Ask for the core metadata of each pick, as a resolving client does;
+        the path of each pick's file, by its name.
+        """
+        paths = {}
+        for name in names:
+            project, filename = wheelOf(name)
+            paths[name] = linkOf(self.h, project, filename, agent)
+            self.assertEqual(self.h.get(paths[name] + ".metadata", asking(agent)).code, 200)
+        self.h.flush()
+        return paths
+
+    def wheels(self) -> dict[str, int]:
+        """
+        The files (not metadata) asked of upstream, and how often.
+        """
+        return {path: n for path, n in self.h.index.requests.items() if n and path.endswith(".whl")}
+
+    def download(self, path: str, agent: str = PIP_AGENT) -> None:
+        self.assertEqual(self.h.get(path, asking(agent)).code, 200)
+        self.h.flush()
+
+    def test_pickedAfterResolution(self) -> None:
+        """
+        While it resolves, no file is fetched (a run that only resolves
+        costs nothing more); its first download fetches every other file it
+        picked, once each, and its own downloads of them find them there.
+        """
+        names = ("app-1.0", "left-1.0", "right-1.0", "leaf-1.0", "speedup-1.0")
+        paths = self.resolve(*names)
+        self.assertEqual(self.wheels(), {})
+        self.download(paths["app-1.0"])
+        expected = {f"/files/{wheelOf(name)[1]}": 1 for name in names}
+        self.assertEqual(self.wheels(), expected)
+        for name in names[1:]:
+            self.download(paths[name])
+        self.assertEqual(self.wheels(), expected)
+        figures = self.h.mirror.prefetch.figures()  # type: ignore[union-attr]
+        self.assertEqual((figures["prefetched"]["file"], figures["used"]["file"]), (4, 4))
+        # Done: its next downloads fetch nothing more.
+        self.download(paths["leaf-1.0"])
+        self.assertEqual(self.wheels(), expected)
+
+    def test_lastPickOfAProject(self) -> None:
+        """
+        Of a project whose metadata it asked for twice (it backtracked),
+        the file of its last pick is fetched; a file whose metadata it
+        never asked for (it needed the whole file to resolve) is no sign
+        that its resolution is over.
+        """
+        paths = self.resolve("app-1.0", "leaf-1.1", "leaf-1.0")
+        [nine] = [f["url"] for f in json.loads(self.h.get("/simple/right/", asking()).body)["files"]
+                  if f["filename"].startswith("right-9.0")]
+        self.download(posixpath.normpath(f"/simple/right/{nine}"))
+        self.assertEqual(self.wheels(), {"/files/right-9.0-py3-none-any.whl": 1})
+        self.download(paths["app-1.0"])
+        self.assertEqual(set(self.wheels()), {
+            "/files/right-9.0-py3-none-any.whl", "/files/app-1.0-py3-none-any.whl", "/files/leaf-1.0-py3-none-any.whl",
+        })
+
+    def test_eachClientItsOwn(self) -> None:
+        """
+        Another client's download (another agent) fetches nothing of this
+        one's picks; uv, which asks for all its files at once itself, is
+        left alone.
+        """
+        paths = self.resolve("app-1.0", "leaf-1.0")
+        self.resolve("left-1.0", agent=UV_MAC_AGENT)
+        self.download(paths["app-1.0"], WINDOWS_AGENT)
+        self.download(self.resolve("leaf-1.0", agent=UV_MAC_AGENT)["leaf-1.0"], UV_MAC_AGENT)
+        self.assertEqual(set(self.wheels()), {"/files/app-1.0-py3-none-any.whl", "/files/leaf-1.0-py3-none-any.whl"})
+        self.download(paths["leaf-1.0"])
+        self.assertEqual(set(self.wheels()), {"/files/app-1.0-py3-none-any.whl", "/files/leaf-1.0-py3-none-any.whl"})
+        self.download(self.resolve("app-1.0", "left-1.0", agent=WINDOWS_AGENT)["app-1.0"], WINDOWS_AGENT)
+        self.assertIn("/files/left-1.0-py3-none-any.whl", self.wheels())
+
+    def test_forgotten(self) -> None:
+        """
+        A client's picks are forgotten a TTL after its last metadata
+        request, and the longest idle client's first when there are more
+        than L{PICKED_MAX} picks in all.
+        """
+        self.h = Harness(layered(), prefetch="metadata", ttl=300)
+        self.addCleanup(self.h.mirror.close)
+        paths = self.resolve("app-1.0", "leaf-1.0")
+        self.h.clock.advance(301)
+        self.h.clock.advance(60)
+        self.download(paths["app-1.0"])
+        self.assertEqual(set(self.wheels()), {"/files/app-1.0-py3-none-any.whl"})
+        self.patch(_prefetch, "PICKED_MAX", 3)
+        other = PIP_AGENT.replace("pip/24.0", "pip/24.1")
+        first = self.resolve("left-1.0", "right-1.0")
+        second = self.resolve("leaf-1.0", "speedup-1.0", agent=other)
+        self.download(first["left-1.0"])
+        self.assertNotIn("/files/right-1.0-py3-none-any.whl", self.wheels())
+        self.download(second["leaf-1.0"], other)
+        self.assertIn("/files/speedup-1.0-py3-none-any.whl", self.wheels())
+        self.assertEqual(self.h.mirror.prefetch._pickedFiles, 0)  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("client", ["pip", "uv"])
 def test_realClients(client: str, tmp_path: Path) -> None:
     """
@@ -710,6 +839,9 @@ def test_realClients(client: str, tmp_path: Path) -> None:
         # fetched the rest ahead of it.
         assert figures["prefetched"]["page"] > 0, figures
         assert figures["prefetched"]["metadata"] > 0, figures
+        # Its first download told the mirror that its resolution was over:
+        # the files it picked were fetched ahead of its own downloads.
+        assert figures["prefetched"]["file"] > 0, figures
     else:
         # uv asks for a level at once itself: nothing is fetched ahead.
         assert sum(figures["prefetched"].values()) == 0, figures
