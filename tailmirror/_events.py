@@ -40,10 +40,11 @@ class IMirrorEvents(Interface):
     thread and must return quickly.
     """
 
-    def pageWanted(index: str, project: str, agent: str | None) -> None:
+    def pageWanted(index: str, project: str, agent: str | None, revalidate: bool) -> None:
         """
         A client asked for a project page of an index (by its normalized
-        name), with C{agent} its C{User-Agent}: before it is answered.
+        name), with C{agent} its C{User-Agent}, and whether it asked for an
+        answer checked with upstream (C{revalidate}): before it is answered.
         """
 
     def pageServed(project: str, outcome: str) -> None:
@@ -108,7 +109,7 @@ class NoEvents:
     Events nobody listens to.
     """
 
-    def pageWanted(self, index: str, project: str, agent: str | None) -> None:
+    def pageWanted(self, index: str, project: str, agent: str | None, revalidate: bool) -> None:
         pass
 
     def pageServed(self, project: str, outcome: str) -> None:

@@ -300,11 +300,14 @@ class ProjectPages:
     def _fresh(self, entry: Entry) -> bool:
         return 0 <= self._age(entry) < self.ttl
 
-    def wanted(self, name: str, agent: bytes | None) -> None:
+    def wanted(self, name: str, agent: bytes | None, revalidate: bool = False) -> None:
         """
-        A client asks for a page (by its normalized name): tell the events.
+        A client asks for a page (by its normalized name), checked with
+        upstream if C{revalidate}: tell the events.
         """
-        self._events.pageWanted(self.layout.name, name, None if agent is None else agent.decode("latin-1"))
+        self._events.pageWanted(
+            self.layout.name, name, None if agent is None else agent.decode("latin-1"), revalidate
+        )
 
     def cached(self, name: str, form: str, revalidate: bool = False) -> Served | None:
         """
@@ -445,26 +448,29 @@ class ProjectPages:
 
         return self._refreshing.run(name, refresh)
 
-    def wouldAsk(self, name: str) -> bool:
+    def wouldAsk(self, name: str, revalidate: bool = False) -> bool:
         """
-        Whether asking for a page now would ask upstream, rather than
-        serve the page kept or join a refresh under way.
+        Whether asking for a page now (checked with upstream if
+        C{revalidate}) would ask upstream, rather than serve the page kept
+        or join a refresh under way.
         """
         entry = self._index.get(name)
-        return (entry is None or not self._fresh(entry)) and not self._refreshing.inFlight(name)
+        stale = entry is None or not self._fresh(entry) or (revalidate and self._age(entry) >= self.revalidateFloor)
+        return stale and not self._refreshing.inFlight(name)
 
-    async def candidates(self, name: str, background: bool = False) -> tuple[Candidate, ...]:
+    async def candidates(self, name: str, background: bool = False, revalidate: bool = False) -> tuple[Candidate, ...]:
         """
         The files of a project's page a client may choose among (see
         L{tailmirror._prefetch}), from the page as kept, refreshed first if
-        it is not fresh: in the C{background} (a prefetch), after clients'
-        requests to upstream, rendered in JSON (as pip and uv ask) for the
-        client that comes next.
+        it is not fresh (or, if C{revalidate}, not checked with upstream
+        within the revalidation floor): in the C{background} (a prefetch),
+        after clients' requests to upstream, rendered in JSON (as pip and uv
+        ask) for the client that comes next.
 
         @raise NotFound: if upstream has no such project.
         @raise Unavailable: if upstream fails and there is no copy.
         """
-        entry, _, _ = await self._current(name, revalidate=False, form="json", background=background)
+        entry, _, _ = await self._current(name, revalidate, form="json", background=background)
         return await self._perVersion(entry, self._candidates, self._choosing, candidatesOf)
 
     async def findLink(self, name: str, key: FileKey) -> FileLink | None:

@@ -303,9 +303,10 @@ class MirrorWeb:
         chosen = _chosenForm(request)
         if chosen is None:
             return plain(request, 406, "acceptable forms: HTML (PEP 503) and JSON (PEP 691)")
-        d = Deferred.fromCoroutine(self._pages.get(canonical, wantsRevalidation(request), chosen[0]))
+        revalidate = wantsRevalidation(request)
+        d = Deferred.fromCoroutine(self._pages.get(canonical, revalidate, chosen[0]))
         # Told once the page's fetch is under way, which a prefetch then joins.
-        self._pages.wanted(canonical, request.getHeader(b"user-agent"))
+        self._pages.wanted(canonical, request.getHeader(b"user-agent"), revalidate)
         try:
             served = await d
         except NotFound:
@@ -458,10 +459,11 @@ class Front(Resource):
         chosen = _chosenForm(request)
         if chosen is None:
             return None
-        served = index.pages.cached(name, chosen[0], wantsRevalidation(request))
+        revalidate = wantsRevalidation(request)
+        served = index.pages.cached(name, chosen[0], revalidate)
         if served is None or streamed(served.body, request):
             return None
-        index.pages.wanted(name, request.getHeader(b"user-agent"))
+        index.pages.wanted(name, request.getHeader(b"user-agent"), revalidate)
         answer = sendServed(request, served, chosen)
         assert isinstance(answer, bytes)
         return answer

@@ -276,11 +276,13 @@ class FakeIndex(Resource):
             request.setHeader("ETag", etag)
         if self.etags and request.getHeader("if-none-match") == etag:
             request.setResponseCode(304)
-            return b""
-        request.setHeader("Content-Type", self.contentTypeOverride or ctype)
-        if self.lastSerial is not None:
-            request.setHeader("X-PyPI-Last-Serial", self.lastSerial)
+            body = b""
+        else:
+            request.setHeader("Content-Type", self.contentTypeOverride or ctype)
+            if self.lastSerial is not None:
+                request.setHeader("X-PyPI-Last-Serial", self.lastSerial)
         if self.holdPages:
+            # Unchanged or not, an answer held as long.
             self.heldPages.append((request, body))
             return NOT_DONE_YET
         return body

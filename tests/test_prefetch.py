@@ -681,6 +681,96 @@ class PrefetchTests(SynchronousTestCase):
         self.assertFalse([p for p in asked if p.startswith("/files/delta")])
 
 
+class CheckedAheadTests(SynchronousTestCase):
+    """
+    pip asks for every page checked with upstream (C{max-age=0}): once its
+    pages are older than the revalidation floor, the first page it asks for
+    has the pages of its tree checked ahead of it, side by side, and its
+    own requests for them find them checked.
+    """
+
+    TREE = ("/simple/app/", "/simple/left/", "/simple/right/", "/simple/leaf/", "/simple/speedup/")
+
+    def install(self, h: Harness, agent: str = PIP_AGENT, revalidate: bool = True) -> None:
+        """
+        Ask for the pages of the tree one at a time, as pip does.
+        """
+        headers = dict(asking(agent), **({"Cache-Control": "max-age=0"} if revalidate else {}))
+        for path in self.TREE:
+            self.assertEqual(h.get(path, headers).code, 200)
+            h.flush()
+
+    def pages(self, h: Harness) -> dict[str, int]:
+        return {path: n for path, n in h.index.requests.items() if n and path.startswith("/simple/")}
+
+    def mirror(self, **settings: Any) -> Harness:
+        h = Harness(layered(), prefetch="metadata", ttl=3600, revalidateFloor=60, **settings)
+        self.addCleanup(h.mirror.close)
+        self.install(h)
+        self.assertEqual(self.pages(h), dict.fromkeys(self.TREE, 1))
+        return h
+
+    def test_checkedAhead(self) -> None:
+        """
+        Past the floor, the first page asked for has every page of the tree
+        checked with upstream, before the client asks for it; its requests
+        then ask upstream nothing more.  Each check counts as prefetched,
+        and as of use once the client asks for its page.
+        """
+        h = self.mirror()
+        before = h.mirror.prefetch.figures()  # type: ignore[union-attr]
+        h.clock.advance(61)
+        h.index.holdPages = True
+        waiting = h.start("GET", "/simple/app/", dict(asking(), **{"Cache-Control": "max-age=0"}))
+        h.flush()
+        self.assertEqual([r.path for r, _ in h.index.heldPages], [b"/simple/app/"])
+        answerFirst(h, h.index.heldPages)
+        self.assertEqual(h.finish(waiting).code, 200)
+        # app's page named its requirements: theirs are checked side by
+        # side, before the client asks for any.
+        self.assertEqual(sorted(r.path for r, _ in h.index.heldPages), [b"/simple/left/", b"/simple/right/"])
+        h.index.holdPages = False
+        while h.index.heldPages:
+            answerFirst(h, h.index.heldPages)
+        self.assertEqual(self.pages(h), dict.fromkeys(self.TREE, 2))
+        self.install(h)
+        self.assertEqual(self.pages(h), dict.fromkeys(self.TREE, 2))
+        after = h.mirror.prefetch.figures()  # type: ignore[union-attr]
+        self.assertEqual(after["prefetched"]["page"] - before["prefetched"]["page"], 4)
+        self.assertEqual(after["used"]["page"] - before["used"]["page"], 4)
+
+    def test_withinTheFloor(self) -> None:
+        """
+        Within the floor, nothing is checked again, ahead or not.
+        """
+        h = self.mirror()
+        h.clock.advance(59)
+        self.install(h)
+        self.assertEqual(self.pages(h), dict.fromkeys(self.TREE, 1))
+
+    def test_notAsked(self) -> None:
+        """
+        A client that does not ask for pages checked with upstream has
+        nothing checked for it, while they are fresh.
+        """
+        h = self.mirror()
+        h.clock.advance(61)
+        self.install(h, revalidate=False)
+        self.assertEqual(self.pages(h), dict.fromkeys(self.TREE, 1))
+
+    def test_floorZero(self) -> None:
+        """
+        With a floor of 0, where each request is checked anyway, nothing is
+        checked ahead: each page once per request, never twice.
+        """
+        h = Harness(layered(), prefetch="metadata", ttl=3600, revalidateFloor=0)
+        self.addCleanup(h.mirror.close)
+        self.install(h)
+        before = self.pages(h)
+        self.install(h)
+        self.assertEqual(self.pages(h), {path: n + 1 for path, n in before.items()})
+
+
 def linkOf(h: Harness, project: str, filename: str, agent: str = PIP_AGENT) -> str:
     """
     The mirror's path of a file, from its project's page.
