@@ -432,16 +432,18 @@ class Prefetcher(NoEvents):
             candidates = await pages.candidates(name, revalidate=revalidate)
         else:
             what = ("page", index, name)
-            async with self.slots:
-                asks = pages.wouldAsk(name, revalidate)
+            asks = await self._slotIf(lambda: pages.wouldAsk(name, revalidate))
+            try:
                 if asks:
                     self._fetching(what)
-                try:
-                    candidates = await pages.candidates(name, background=True, revalidate=revalidate)
-                except BaseException:
-                    if asks:
-                        self._failed(what)
-                    raise
+                candidates = await pages.candidates(name, background=True, revalidate=revalidate)
+            except BaseException:
+                if asks:
+                    self._failed(what)
+                raise
+            finally:
+                if asks:
+                    self.slots.release()
         chosen = choose(candidates, client, specifier, name, pages.policy, self._clock.seconds(), newestFirst=True)
         if chosen is None or not chosen.metadata:
             return ()
@@ -460,6 +462,23 @@ class Prefetcher(NoEvents):
             return ()
         return await offload(self._run, len(data) <= SMALL_FILE, requirementsOf, data, client, extras)
 
+    async def _slotIf(self, asks: Callable[[], bool]) -> bool:
+        """
+        Take one of the prefetch's slots if C{asks()} says that what it is
+        about to do asks upstream, looked at again once the slot is had (a
+        client may have asked meanwhile): whether it holds one, for the
+        caller to release.  Joining a fetch under way, or reading what is
+        kept, takes none: the slots bound what the prefetch asks upstream,
+        not what it waits for.
+        """
+        if not asks():
+            return False
+        await self.slots.acquire()
+        if asks():
+            return True
+        self.slots.release()
+        return False
+
     def _fetchFile(self, key: FileKey) -> None:
         """
         Download a distribution in the background; a failure is only logged
@@ -476,14 +495,13 @@ class Prefetcher(NoEvents):
         metadata file.
         """
         what = ("metadata" if key.metadata else "file", key.index, key.shard, key.filename)
-        async with self.slots:
-            # Looked at once a slot is had: a client may have fetched it since.
-            joins = self._files.downloading(key)
-            asks = not joins and not self._files.tree.has(key)
+        files = self._files
+        asks = await self._slotIf(lambda: not files.downloading(key) and not files.tree.has(key))
+        try:
             if asks:
                 self._fetching(what)
-            if asks or joins:
-                download = self._files.download(key, background=True)
+            if asks or files.downloading(key):
+                download = files.download(key, background=True)
                 try:
                     # Verified is enough: its sync is no reason to wait.
                     await download.whole.wait()
@@ -499,6 +517,9 @@ class Prefetcher(NoEvents):
                 if download.fd >= 0:
                     fd, size = os.dup(download.fd), download.written
                     return await offload(self._run, size <= SMALL_FILE, _readBack, fd, size)
+        finally:
+            if asks:
+                self.slots.release()
         if not key.metadata:
             return None
         return await self._run(_readMetadata, self._files.tree.path(key))  # type: ignore[no-any-return]

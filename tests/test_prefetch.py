@@ -633,6 +633,33 @@ class PrefetchTests(SynchronousTestCase):
         self.assertEqual(release(), "/files/two-1.0-py3-none-any.whl.metadata")
         self.assertEqual(h.index.requests["/files/three-1.0-py3-none-any.whl.metadata"], 1)
 
+    def test_joiningTakesNoSlot(self) -> None:
+        """
+        The prefetch's slots bound what it asks upstream, not what it waits
+        for: joining a client's fetch under way takes none, so the
+        prefetch asks for the next thing meanwhile.
+        """
+        h = self.mirror(threeDependencies(), prefetchRequests=1)
+        h.index.holdPages = True
+        # uv asks for one's page itself (nothing is prefetched for uv).
+        uv = h.start("GET", "/simple/one/", asking(UV_MAC_AGENT))
+        pip = h.start("GET", "/simple/app/", asking())
+        h.flush()
+        [app] = [held for held in h.index.heldPages if held[0].path == b"/simple/app/"]
+        h.index.heldPages.remove(app)
+        answerFirst(h, [app])
+        self.assertEqual(h.finish(pip).code, 200)
+        # pip's tree: one's page is joined, two's asked for with the one
+        # slot, three's waits for it.
+        self.assertEqual([r.path for r, _ in h.index.heldPages], [b"/simple/one/", b"/simple/two/"])
+        h.index.holdPages = False
+        while h.index.heldPages:
+            answerFirst(h, h.index.heldPages)
+        self.assertEqual(h.finish(uv).code, 200)
+        self.assertEqual(self.asked(h)["/simple/three/"], 1)
+        self.assertEqual(set(n for path, n in self.asked(h).items() if path.startswith("/simple/")), {1})
+        self.assertEqual(h.mirror.prefetch.slots.tokens, 1)  # type: ignore[union-attr]
+
     def test_clientJoinsPage(self) -> None:
         """
         A client asking for a page the prefetch has queued joins that
