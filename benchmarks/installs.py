@@ -14,6 +14,11 @@ off:
 2. through a cold mirror, for each --prefetch mode (BENCH_PREFETCH,
    default "metadata files");
 3. through the warm mirror;
+4. through the warm mirror once its pages are older than the revalidation
+   floor (the mirror's --revalidate-floor is BENCH_FLOOR, 5 s, and the run
+   waits past it): pip asks for every page checked with upstream, so on a
+   build host this is pip's warm install whenever the last was more than
+   a minute (the default floor) ago;
 
 and straight from an upstream that answers at once: with small pages,
 what the client costs on its own, which no warm mirror goes below.
@@ -56,6 +61,8 @@ HISTORY = os.environ.get("BENCH_HISTORY", "0")
 #: each connection: a tree with native wheels, such as a real-world set.
 HEAVY = os.environ.get("BENCH_HEAVY", "")
 RATE = os.environ.get("BENCH_RATE", "8")
+#: The mirror's --revalidate-floor, waited past before the last install.
+FLOOR = float(os.environ.get("BENCH_FLOOR", "5"))
 
 
 def treeArgs(latency: str) -> tuple[str, ...]:
@@ -165,18 +172,22 @@ def main() -> None:
             results = []
             for mode in modes:
                 upstream = FakeUpstreamProcess(*treeArgs(LATENCY))
-                mirror = MirrorProcess(upstream.url, work / f"cache-{client}-{mode}", "--prefetch", mode)
+                mirror = MirrorProcess(
+                    upstream.url, work / f"cache-{client}-{mode}", "--prefetch", mode, "--revalidate-floor", f"{FLOOR:g}"
+                )
                 try:
                     direct, directAsked = timed(work, f"{client}-{mode}-direct", install, upstream.url, upstream)
                     directs.append(direct)
                     cold, coldAsked = timed(work, f"{client}-{mode}-cold", install, mirror.url, upstream)
                     warm, warmAsked = timed(work, f"{client}-{mode}-warm", install, mirror.url, upstream)
+                    time.sleep(FLOOR + 0.5)
+                    aged, agedAsked = timed(work, f"{client}-{mode}-aged", install, mirror.url, upstream)
                     figures = prefetchFigures(mirror)
                     rss = peakRSS(mirror.process.pid)
                 finally:
                     mirror.stop()
                     upstream.stop()
-                results.append((mode, cold, coldAsked, warm, warmAsked, figures, rss))
+                results.append((mode, cold, coldAsked, warm, warmAsked, aged, agedAsked, figures, rss))
             direct = min(directs)
             # The same tree straight from an upstream that answers at once:
             # with small pages, what the client costs on its own, which no
@@ -192,7 +203,7 @@ def main() -> None:
                 f"each run: {', '.join(f'{d:.2f}' for d in directs)} s; "
                 f"with upstream answering at once {floor:.2f} s, ratio {floor / direct:.2f}"
             )
-            for mode, cold, coldAsked, warm, warmAsked, figures, rss in results:
+            for mode, cold, coldAsked, warm, warmAsked, aged, agedAsked, figures, rss in results:
                 prefetched = sum(figures["prefetched"].values())
                 used = sum(figures["used"].values())
                 unasked = prefetched - used
@@ -200,10 +211,12 @@ def main() -> None:
                 print(
                     f"  {client} through the mirror, --prefetch {mode}: "
                     f"cold {cold:.2f} s ({coldAsked} upstream requests), ratio {cold / direct:.2f}; "
-                    f"warm {warm:.2f} s ({warmAsked}), ratio {warm / direct:.2f}"
+                    f"warm {warm:.2f} s ({warmAsked}), ratio {warm / direct:.2f}; "
+                    f"warm past the floor {aged:.2f} s ({agedAsked}), ratio {aged / direct:.2f}"
                 )
+                asked = coldAsked + warmAsked + agedAsked
                 print(
-                    f"    upstream requests {coldAsked + warmAsked}: useful {coldAsked + warmAsked - unasked}, "
+                    f"    upstream requests {asked}: useful {asked - unasked}, "
                     f"wasted {unasked}; prefetched {prefetched} "
                     f"({kinds}), "
                     f"{used} asked for, {unasked} not ({unasked / prefetched if prefetched else 0:.0%}); "
