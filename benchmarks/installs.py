@@ -21,7 +21,12 @@ off:
    a minute (the default floor) ago;
 
 and straight from an upstream that answers at once: with small pages,
-what the client costs on its own, which no warm mirror goes below.
+what the client costs on its own, which no warm mirror goes below; and
+straight from one that answers pages and core metadata as late as
+before but every file at once: an ideal cold mirror, with no cost of its
+own and every file fetched ahead, which no cold mirror goes below (the
+client's chain of pages and metadata, each known only from the last,
+is a trip upstream each however early a mirror asks).
 
 It prints each time, the ratios to direct, the upstream requests made,
 useful and wasted (prefetched and never asked for), and the mirror's peak
@@ -65,12 +70,14 @@ RATE = os.environ.get("BENCH_RATE", "8")
 FLOOR = float(os.environ.get("BENCH_FLOOR", "5"))
 
 
-def treeArgs(latency: str) -> tuple[str, ...]:
+def treeArgs(latency: str, *more: str) -> tuple[str, ...]:
     """
     The fake upstream's arguments for the tree installed.
     """
     heavy = ("--heavy", HEAVY, "--rate", RATE) if HEAVY else ()
-    return ("--projects", "0", "--layered", PROJECTS, "--latency", latency, "--history", HISTORY, "--absolute", *heavy)
+    return (
+        "--projects", "0", "--layered", PROJECTS, "--latency", latency, "--history", HISTORY, "--absolute", *heavy, *more
+    )
 
 
 def upstreamRequests(upstream: FakeUpstreamProcess) -> int:
@@ -198,10 +205,16 @@ def main() -> None:
                 floor, _ = timed(work, f"{client}-floor", install, upstream.url, upstream)
             finally:
                 upstream.stop()
+            upstream = FakeUpstreamProcess(*treeArgs(LATENCY, "--files-at-once"))
+            try:
+                ideal, _ = timed(work, f"{client}-ideal", install, upstream.url, upstream)
+            finally:
+                upstream.stop()
             print(
                 f"  {client}: direct {direct:.2f} s ({directAsked} upstream requests); "
                 f"each run: {', '.join(f'{d:.2f}' for d in directs)} s; "
-                f"with upstream answering at once {floor:.2f} s, ratio {floor / direct:.2f}"
+                f"with upstream answering at once {floor:.2f} s, ratio {floor / direct:.2f}; "
+                f"through an ideal cold mirror {ideal:.2f} s, ratio {ideal / direct:.2f}"
             )
             for mode, cold, coldAsked, warm, warmAsked, aged, agedAsked, figures, rss in results:
                 prefetched = sum(figures["prefetched"].values())

@@ -419,13 +419,19 @@ class Delayed(Resource):
 
     isLeaf = True
 
-    def __init__(self, inner: Resource, delay: float, clock: Any) -> None:
+    def __init__(self, inner: Resource, delay: float, clock: Any, filesAtOnce: bool = False) -> None:
         super().__init__()
         self._inner = inner
         self._delay = delay
         self._clock = clock
+        #: Package files (not their metadata) answered at once: what a
+        #: mirror that had fetched every file ahead would answer.
+        self._filesAtOnce = filesAtOnce
 
     def render(self, request: Any) -> Any:
+        if self._filesAtOnce and request.path.startswith(b"/files/") and not request.path.endswith(b".metadata"):
+            return self._inner.render(request)
+
         def answer() -> None:
             if getattr(request, "_disconnected", False):
                 return
@@ -469,6 +475,8 @@ def main(argv: list[str]) -> None:
                         help="link files by absolute URLs, as the real index's pages do")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="answer every request this many seconds late")
+    parser.add_argument("--files-at-once", action="store_true",
+                        help="answer package files (not their metadata) without the --latency")
     parser.add_argument("--tree", action="store_true", help="serve the installable tree too")
     parser.add_argument("--big", action="append", default=[], metavar="PATH",
                         help="serve this file as project big's big-1.N.tar.gz")
@@ -522,7 +530,7 @@ def main(argv: list[str]) -> None:
         index.add(FakeProject("sized", [sdist("sized", "1.0", size=args.sized)]))
     if args.big:
         index.add(FakeProject("big", [DiskFile(f"big-1.{i}.tar.gz", p) for i, p in enumerate(args.big)]))
-    site = Site(index if not args.latency else Delayed(index, args.latency, reactor))
+    site = Site(index if not args.latency else Delayed(index, args.latency, reactor, args.files_at_once))
     site.log = lambda request: None  # type: ignore[method-assign]
     endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1")
 
