@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -78,6 +78,18 @@ REMEMBERED_MAX = 100_000
 #: Files picked by clients still resolving, remembered at most, of all
 #: clients together (the longest idle client forgotten first).
 PICKED_MAX = 20_000
+
+
+class _Walk(NamedTuple):
+    """
+    One client's tree, walked in an index: its pages checked with
+    upstream on the way if C{revalidate}.
+    """
+
+    indexName: str
+    pages: "ProjectPages"
+    client: Client
+    revalidate: bool
 
 
 def _projectOf(filename: str) -> str:
@@ -205,10 +217,11 @@ class Prefetcher(NoEvents):
             return
         # Where every request is checked (a floor of 0), checks ahead would
         # only be made again.
-        revalidate = revalidate and self._indexes[index].revalidateFloor > 0
-        if not self._due(index, client, project, ANY, NONE, revalidate):
+        pages = self._indexes[index]
+        walk = _Walk(index, pages, client, revalidate and pages.revalidateFloor > 0)
+        if not self._due(walk, project, ANY, NONE):
             return  # the warm path: this client's tree was prefetched within the TTL (or checked within the floor)
-        d = Deferred.fromCoroutine(self._visit(index, client, project, ANY, NONE, 0, revalidate))
+        d = Deferred.fromCoroutine(self._visit(walk, project, ANY, NONE, 0))
         d.addErrback(lambda f: log.failure("prefetch for {project} failed", f, project=project))
 
     def fileWanted(self, key: FileKey, agent: str | None, peer: str | None) -> None:
@@ -343,51 +356,36 @@ class Prefetcher(NoEvents):
 
     # The work
 
-    def _due(
-        self,
-        index: str,
-        client: Client,
-        name: str,
-        specifier: SpecifierSet,
-        extras: frozenset[str],
-        revalidate: bool,
-    ) -> bool:
+    def _due(self, walk: _Walk, name: str, specifier: SpecifierSet, extras: frozenset[str]) -> bool:
         """
         Whether a project is to be prefetched for a client now (not within
         the TTL already, nor, to check its pages with upstream, within the
         revalidation floor), marking it so if it is.
         """
         now = self._clock.seconds()
-        pages = self._indexes[index]
-        done = (index, client.key, name, extras, str(specifier) if specifier is not ANY else "")
+        done = (walk.indexName, walk.client.key, name, extras, str(specifier) if specifier is not ANY else "")
         walked, checked = self._done.get(done, (-math.inf, -math.inf))
-        if now - (checked if revalidate else walked) < (pages.revalidateFloor if revalidate else pages.ttl):
+        if walk.revalidate:
+            if now - checked < walk.pages.revalidateFloor:
+                return False
+        elif now - walked < walk.pages.ttl:
             return False
-        self._done[done] = (now, now if revalidate else checked)
+        self._done[done] = (now, now if walk.revalidate else checked)
         if len(self._done) > REMEMBERED_MAX:
             del self._done[next(iter(self._done))]
         return True
 
     async def _visit(
-        self,
-        index: str,
-        client: Client,
-        name: str,
-        specifier: SpecifierSet,
-        extras: frozenset[str],
-        depth: int,
-        revalidate: bool,
+        self, walk: _Walk, name: str, specifier: SpecifierSet, extras: frozenset[str], depth: int
     ) -> None:
         """
         Prefetch what a client installing C{name} asks for next: its
-        page (unless the client asked for it itself), checked with upstream
-        if C{revalidate}, the chosen file's metadata, and so on for its
-        requirements, down to L{depth}.
+        page (unless the client asked for it itself), the chosen file's
+        metadata, and so on for its requirements, down to L{depth}.
         """
-        pages = self._indexes[index]
         self.running += 1
         try:
-            requirements = await self._one(index, pages, client, name, specifier, extras, depth, revalidate)
+            requirements = await self._one(walk, name, specifier, extras, depth)
         except (NotFound, Unavailable, StoreError) as e:
             log.debug("prefetch stops at {project}: {reason}", project=name, reason=getattr(e, "reason", str(e)))
             return
@@ -399,33 +397,22 @@ class Prefetcher(NoEvents):
         for requirement in requirements:
             child = canonicalize_name(requirement.name)
             asked = frozenset(requirement.extras)
-            if child == name or not self._due(index, client, child, requirement.specifier, asked, revalidate):
+            if child == name or not self._due(walk, child, requirement.specifier, asked):
                 continue
-            below.append(
-                Deferred.fromCoroutine(
-                    self._visit(index, client, child, requirement.specifier, asked, depth + 1, revalidate)
-                )
-            )
+            below.append(Deferred.fromCoroutine(self._visit(walk, child, requirement.specifier, asked, depth + 1)))
         for ok, result in await DeferredList(below, consumeErrors=True):
             if not ok:
                 log.failure("prefetch failed below {project}", result, project=name)
 
     async def _one(
-        self,
-        index: str,
-        pages: "ProjectPages",
-        client: Client,
-        name: str,
-        specifier: SpecifierSet,
-        extras: frozenset[str],
-        depth: int,
-        revalidate: bool,
+        self, walk: _Walk, name: str, specifier: SpecifierSet, extras: frozenset[str], depth: int
     ) -> Sequence[Requirement]:
         """
-        One project of a prefetch: its page (checked with upstream if
-        C{revalidate}), its chosen file's metadata (and the file, with
+        One project of a prefetch: its page (checked with upstream if the
+        walk does), its chosen file's metadata (and the file, with
         C{files}); the requirements to follow, if any.
         """
+        index, pages, client, revalidate = walk
         if depth == 0:
             # The client asked for the page: it is fetched for the client,
             # and this joins that.
