@@ -208,12 +208,14 @@ class Prefetcher(NoEvents):
         client = clientOf(agent)
         if client.label in self.clients or len(self.clients) < CLIENTS_MAX:
             self.clients[client.label] += 1
-        if client.parallel and self.mode == "metadata":
+        if client.parallel:
             # It asks for each level's pages and metadata itself as soon as
             # the prefetch would: walking its tree too only took the CPU
             # its own requests need (with 400-file pages, a cold install
             # cost the mirror 1.78 s of CPU against 1.39 without, and took
-            # 2.52 s against 2.18).  The files it will want, it asks for last.
+            # 2.52 s against 2.18).  The files it will want, it asks for
+            # last: with --prefetch files, each is fetched as soon as it
+            # asks for that file's metadata (fileWanted).
             return
         # Where every request is checked (a floor of 0), checks ahead would
         # only be made again.
@@ -232,8 +234,17 @@ class Prefetcher(NoEvents):
         """
         if self.mode == "off" or key.provenance or key.index not in self._indexes:
             return
-        if agent is None or agent.startswith(OWN_TOOLS) or clientOf(agent).parallel:
-            return  # a parallel client asks for all its files at once itself
+        if agent is None or agent.startswith(OWN_TOOLS):
+            return
+        if clientOf(agent).parallel:
+            # It asks for all its files at once itself, once it has
+            # resolved; with --prefetch files, each is fetched as soon as it
+            # asks for that file's metadata, which names the file it picked.
+            if key.metadata and self.mode == "files":
+                wheel = FileKey(key.shard, key.filename, False, key.index)
+                if not self._files.downloading(wheel) and not self._files.tree.has(wheel):
+                    self._fetchFile(wheel)
+            return
         who = (key.index, peer, agent)
         found = self._picked.pop(who, None)
         if key.metadata:

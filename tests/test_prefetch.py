@@ -521,7 +521,8 @@ class PrefetchTests(SynchronousTestCase):
         """
         uv asks for each level's pages and metadata itself, at once: with
         --prefetch metadata nothing is fetched ahead of it (it is still
-        counted among the clients); with --prefetch files its files are.
+        counted among the clients); with --prefetch files, the file whose
+        metadata it asks for (its pick) is fetched at once, nothing else.
         """
         h = self.mirror()
         h.get("/simple/app/", asking(UV_MAC_AGENT))
@@ -531,9 +532,19 @@ class PrefetchTests(SynchronousTestCase):
         self.assertEqual(sum(figures["prefetched"].values()), 0)
         self.assertEqual(list(figures["clients"]), ["uv 0.5.4 on CPython 3.12.1, Darwin arm64"])
         h = self.mirror(prefetch="files")
-        h.get("/simple/app/", asking(UV_MAC_AGENT))
+        path = linkOf(h, "right", "right-1.0-py3-none-any.whl", UV_MAC_AGENT)
         h.flush()
-        self.assertEqual(self.asked(h).get("/files/leaf-1.0-py3-none-any.whl"), 1)
+        self.assertEqual(self.asked(h), {"/simple/right/": 1})
+        self.assertEqual(h.get(path + ".metadata", asking(UV_MAC_AGENT)).code, 200)
+        h.flush()
+        self.assertEqual(
+            self.asked(h),
+            {"/simple/right/": 1, "/files/right-1.0-py3-none-any.whl.metadata": 1, "/files/right-1.0-py3-none-any.whl": 1},
+        )
+        self.assertEqual(h.get(path, asking(UV_MAC_AGENT)).code, 200)
+        self.assertEqual(self.asked(h)["/files/right-1.0-py3-none-any.whl"], 1)
+        figures = h.mirror.prefetch.figures()  # type: ignore[union-attr]
+        self.assertEqual((figures["prefetched"]["file"], figures["used"]["file"]), (1, 1))
 
     def test_waste(self) -> None:
         """
