@@ -241,9 +241,7 @@ class Prefetcher(NoEvents):
             # resolved; with --prefetch files, each is fetched as soon as it
             # asks for that file's metadata, which names the file it picked.
             if key.metadata and self.mode == "files":
-                wheel = FileKey(key.shard, key.filename, False, key.index)
-                if not self._files.downloading(wheel) and not self._files.tree.has(wheel):
-                    self._fetchFile(wheel)
+                self._fetchFile(FileKey(key.shard, key.filename, False, key.index))
             return
         who = (key.index, peer, agent)
         found = self._picked.pop(who, None)
@@ -264,7 +262,7 @@ class Prefetcher(NoEvents):
             return
         self._pickedFiles -= len(picked)
         for other in picked.values():
-            if other != key and not self._files.downloading(other) and not self._files.tree.has(other):
+            if other != key:
                 self._fetchFile(other)
 
     def _forgetPicked(self) -> None:
@@ -454,7 +452,7 @@ class Prefetcher(NoEvents):
             data = await self._run(_readMetadata, tree.path(metadata))
         if data is None:
             data = await self._download(metadata)
-        if self.mode == "files" and not tree.has(wheel):
+        if self.mode == "files":
             self._fetchFile(wheel)
         if data is None or depth >= self.depth:
             return ()
@@ -479,9 +477,12 @@ class Prefetcher(NoEvents):
 
     def _fetchFile(self, key: FileKey) -> None:
         """
-        Download a distribution in the background; a failure is only logged
-        (a client asking for it then meets it itself).
+        Download a distribution in the background, unless the tree has it or
+        a download of it runs; a failure is only logged (a client asking
+        for it then meets it itself).
         """
+        if self._files.downloading(key) or self._files.tree.has(key):
+            return
         Deferred.fromCoroutine(self._download(key)).addErrback(
             lambda f: log.debug("prefetch of {file} failed: {reason}", file=key.filename, reason=f.value)
         )
