@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import rss, wrk  # noqa: E402
 from benchmarks.files import curl, makeFile  # noqa: E402
-from tailmirror._layout import mirrorPath  # noqa: E402
+from tailmirror.base._layout import mirrorPath  # noqa: E402
 from tests.fakeindex import sdist  # noqa: E402
 from tests.processes import REPO, FakeUpstreamProcess, MirrorProcess  # noqa: E402
 

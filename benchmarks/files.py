@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
 from benchmarks.common import rss, wrk  # noqa: E402
-from tailmirror._layout import mirrorPath  # noqa: E402
+from tailmirror.base._layout import mirrorPath  # noqa: E402
 from tests.processes import BIN, FakeUpstreamProcess, MirrorProcess, freePort, waitForHTTP  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

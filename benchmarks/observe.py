@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.cache import checkout  # noqa: E402
 from benchmarks.common import SECONDS, wrk  # noqa: E402
 from benchmarks.files import MB, curl, makeFile  # noqa: E402
-from tailmirror._layout import mirrorPath  # noqa: E402
+from tailmirror.base._layout import mirrorPath  # noqa: E402
 from tests.fakeindex import sdist  # noqa: E402
 from tests.processes import REPO, FakeUpstreamProcess, MirrorProcess  # noqa: E402
 

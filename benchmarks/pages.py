@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tailmirror._journal import Journal  # noqa: E402
+from tailmirror.pages._journal import Journal  # noqa: E402
 from tests.fakeindex import generated  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks.common import rss, wrk  # noqa: E402

@@ -21,10 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     if args[0] == "warm":
-        from ._warm import main as warm
+        from .offline import warm
 
         return warm(args[1:])
-    from ._export import main as export
+    from .offline import export
 
     return export(args[1:])
 

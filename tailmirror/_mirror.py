@@ -15,21 +15,13 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from ._access import AccessLog, MirrorSite
-from ._budget import Limits, Walk, diskSpace, walkHere
-from ._events import Fanout, IMirrorEvents
-from ._files import FileStore
-from ._journal import Journal
-from ._layout import DEFAULT_INDEX, PYPI, IndexLayout
-from ._logs import LogEvents
-from ._metrics import MirrorMetrics
-from ._pages import RENDER_CACHE_BYTES, ProjectPages
-from ._policy import Policy
-from ._prefetch import Prefetcher
-from ._status import MirrorStatus
-from ._tree import TOUCH_EVERY, FileTree
-from ._upstream import Upstream
-from ._web import MirrorWeb
+from .base import DEFAULT_INDEX, PYPI, Fanout, IMirrorEvents, IndexLayout
+from .files import TOUCH_EVERY, FileStore, FileTree, Limits, Walk, diskSpace, walkHere
+from .observe import LogEvents, MirrorMetrics, MirrorStatus
+from .pages import RENDER_CACHE_BYTES, Journal, Policy, ProjectPages
+from .prefetch import Prefetcher
+from .upstream import Upstream
+from .web import AccessLog, MirrorSite, MirrorWeb
 
 __all__ = ["DEFAULTS", "Index", "IndexSettings", "Mirror", "Settings", "buildMirror"]
 
@@ -292,8 +284,6 @@ def buildMirror(
     )
     if prefetch.mode != "off":
         events.subscribe(prefetch)
-        for index in indexes.values():
-            index.pages.keepCandidates = True
     shownMetrics = None if settings.metricsListen else metrics
     webs = []
     for index in indexes.values():

@@ -13,28 +13,21 @@ import signal
 import sys
 from typing import Any, NoReturn
 
-import treq
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import CannotListenError
-from twisted.internet.ssl import Certificate, trustRootFromCertificates
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.internet.defer import Deferred, gatherResults
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _HTTP11ClientFactory
 
-from ._access import AccessLog, MirrorSite
-
-from ._budget import walkInChild
-from ._events import IMirrorEvents
-from ._lock import CacheLock, LockHeld
-from ._memory import returnBigBlocks
 from ._mirror import Index, Settings, buildMirror
-from ._upstream import NoCookies, UpstreamEndpoints
 from ._version import __version__
-from ._web import MetricsOnly
+from .base import IMirrorEvents, returnBigBlocks
+from .files import CacheLock, LockHeld, walkInChild
+from .upstream import Clients
+from .web import AccessLog, MetricsOnly, MirrorSite
 
-__all__ = ["Listening", "MirrorService", "Settings", "StartFailure", "TailmirrorService", "loadTrustRoot"]
+__all__ = ["Listening", "MirrorService", "Settings", "StartFailure", "TailmirrorService"]
 
 log = Logger()
 
@@ -48,21 +41,6 @@ class StartFailure(Exception):
 # Daemonized, twistd's parent prints the failure's class and the start of
 # its line: keep the class's name short.
 StartFailure.__module__ = "tailmirror"
-
-
-def loadTrustRoot(path: str) -> Any:
-    """
-    The certificate authorities of a PEM file, as a trust root.
-
-    @raise ValueError: if the file holds no certificate.
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    marker = b"-----END CERTIFICATE-----"
-    blocks = [block + marker for block in data.split(marker) if b"-----BEGIN" in block]
-    if not blocks:
-        raise ValueError(f"{path} holds no PEM certificate")
-    return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
 
 
 #: glibc's C{mallopt} parameter for the most malloc arenas.
@@ -87,23 +65,6 @@ def limitMallocArenas(arenas: int = 2) -> bool:
         return False
 
 
-class _QuietClientFactory(_HTTP11ClientFactory):
-    """
-    The pool's connection factory, without a log line for every connection
-    it starts and stops.
-    """
-
-    noisy = False
-
-
-class QuietPool(HTTPConnectionPool):
-    """
-    Persistent connections to upstream, started and stopped without noise.
-    """
-
-    _factory = _QuietClientFactory
-
-
 class MirrorService(Service):
     """
     A mirror of one upstream index, keeping its state in C{cacheDir}.
@@ -115,32 +76,10 @@ class MirrorService(Service):
         self._previousHandler: Any = None
         self.cacheDir = settings.cacheDir
         self._lock = CacheLock(settings.cacheDir)
-        self._pools: list[QuietPool] = []
-        # Certificates are checked against the host name by service-identity,
-        # against the system's authorities or those of --ca-certs (or of an
-        # index's --index-ca-certs), each set with its own pool of
-        # connections, for a pool knows a connection only by its host.
-        clients: dict[str | None, Any] = {}
-
-        def clientFor(caCerts: str | None) -> Any:
-            if caCerts not in clients:
-                trustRoot = loadTrustRoot(caCerts) if caCerts else None
-                pool = QuietPool(reactor, persistent=True)
-                # As many idle connections as requests run at once: a burst of
-                # clients (uv asks for dozens of pages at once) reuses them all.
-                pool.maxPersistentPerHost = settings.pageRequests + settings.fileRequests
-                self._pools.append(pool)
-                agent = Agent.usingEndpointFactory(
-                    reactor,
-                    UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trustRoot), settings.timeout),
-                    pool=pool,
-                )
-                # treq's client asks for gzip and decodes it, and follows redirects.
-                clients[caCerts] = treq.client.HTTPClient(agent, cookiejar=NoCookies())
-            return clients[caCerts]
-
-        client = clientFor(settings.caCerts)
-        perIndex = {each.name: clientFor(each.caCerts or settings.caCerts) for each in settings.indexes}
+        # As many idle connections per host as requests run at once.
+        self._clients = Clients(reactor, settings.timeout, settings.pageRequests + settings.fileRequests)
+        client = self._clients.clientFor(settings.caCerts)
+        perIndex = {each.name: self._clients.clientFor(each.caCerts or settings.caCerts) for each in settings.indexes}
         limitMallocArenas()
         pool = reactor.getThreadPool()
 
@@ -256,7 +195,7 @@ class MirrorService(Service):
         if wasRunning:
             self.mirror.close()
             self._lock.release()
-        return gatherResults([pool.closeCachedConnections() for pool in self._pools])
+        return self._clients.close()
 
 
 def _why(e: BaseException) -> str:

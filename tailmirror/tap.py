@@ -13,14 +13,14 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from ._layout import DEFAULT_INDEX, indexName
-from ._names import canonicalName
-from ._pipindex import pipIndex
-from ._policy import parseDuration
-from ._prefetch import MODES
 from ._mirror import DEFAULTS, IndexSettings
-from ._service import MirrorService, Settings, TailmirrorService, loadTrustRoot
+from ._pipindex import pipIndex
+from ._service import MirrorService, Settings, TailmirrorService
 from ._version import __version__
+from .base import DEFAULT_INDEX, canonicalName, indexName
+from .pages import parseDuration
+from .prefetch import MODES
+from .upstream import loadTrustRoot
 
 __all__ = ["Options", "makeService"]
 

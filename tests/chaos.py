@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tailmirror._journal import Journal
-from tailmirror._negotiate import JSON_V1
+from tailmirror.pages._journal import Journal
+from tailmirror.web._negotiate import JSON_V1
 
 from .processes import MirrorProcess
 

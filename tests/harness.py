@@ -21,7 +21,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
-from tailmirror._events import IMirrorEvents
+from tailmirror.base._events import IMirrorEvents
 from tailmirror._mirror import IndexSettings, Settings, buildMirror
 from zope.interface import implementer
 

@@ -25,8 +25,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
-from tailmirror._budget import DIRECTORY, Histogram, Limits, charge, formatSize
-from tailmirror._layout import FileKey, parseFilePath
+from tailmirror.files._budget import Histogram, Limits, formatSize
+from tailmirror.files._walk import DIRECTORY, charge
+from tailmirror.files._walker import usedBytes
+from tailmirror.base._layout import FileKey, parseFilePath
 from tailmirror._service import Settings
 
 from .fakeindex import FakeFile, FakeIndex, FakeProject, sdist
@@ -86,7 +88,7 @@ class EvictionTests(SynchronousTestCase):
         What one of the test's files costs the budget, by the tree.
         """
         path = os.path.join(self.h.cacheDir, treeFiles(self.h)[0])
-        return charge(os.stat(path), "x.tar.gz")
+        return charge(usedBytes(os.stat(path)), "x.tar.gz")
 
     def limitTo(self, files: float) -> int:
         """
@@ -122,9 +124,9 @@ class EvictionTests(SynchronousTestCase):
         An hour holding more files than one eviction keeps in memory: it
         goes again until the cache is within its limit, still oldest first.
         """
-        from tailmirror import _budget
+        from tailmirror.files import _walk
 
-        self.patch(_budget, "CANDIDATES", 1)
+        self.patch(_walk, "CANDIDATES", 1)
         for f in self.files[:5]:
             self.h.clock.advance(2)  # all within one hour
             self.assertEqual(self.h.get(filePath(f)).body, f.content)
@@ -418,7 +420,8 @@ class InventoryTests(SynchronousTestCase):
         """
         import threading
 
-        from tailmirror._budget import Stopped, inventory, sweep
+        from tailmirror.files._budget import inventory
+        from tailmirror.files._walk import Stopped, sweep
 
         h = Harness([FakeProject("foo", [sdist("foo", "1.0")])])
         h.get(filePath(h.index.projects["foo"].files[0]))
@@ -439,7 +442,7 @@ class InventoryTests(SynchronousTestCase):
         import sys
         import threading
 
-        from tailmirror import _budget
+        from tailmirror.files import _walk
 
         h = Harness([FakeProject("foo", [sdist("foo", f"1.{i}") for i in range(3)])])
         for f in h.index.projects["foo"].files:
@@ -447,16 +450,16 @@ class InventoryTests(SynchronousTestCase):
         odd = os.path.join(h.tree.root, "root", "pypi", "+f", "abc", "0123456789abc", "b\tad\xe9-1.0.tar.gz")
         os.makedirs(os.path.dirname(odd))
         open(odd, "wb").close()
-        here = sorted(_budget.walkHere(h.tree.root))
+        here = sorted(_walk.walkHere(h.tree.root))
         self.assertEqual(len(here), 4)
-        self.assertEqual(sorted(_budget.walkInChild(h.tree.root)), here)
+        self.assertEqual(sorted(_walk.walkInChild(h.tree.root)), here)
         stop = threading.Event()
         stop.set()
-        self.assertRaises(_budget.Stopped, list, _budget.walkInChild(h.tree.root, stop))
+        self.assertRaises(_walk.Stopped, list, _walk.walkInChild(h.tree.root, stop))
         self.patch(sys, "executable", "/nonexistent/python")
-        self.assertEqual(sorted(_budget.walkInChild(h.tree.root)), here)
+        self.assertEqual(sorted(_walk.walkInChild(h.tree.root)), here)
         self.patch(sys, "executable", "/bin/false")
-        self.assertEqual(sorted(_budget.walkInChild(h.tree.root)), here)
+        self.assertEqual(sorted(_walk.walkInChild(h.tree.root)), here)
 
     def test_sizes(self) -> None:
         self.assertEqual(formatSize(512), "512 B")

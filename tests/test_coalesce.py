@@ -5,7 +5,7 @@ Tests for sharing one piece of in-flight work among many waiters.
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._coalesce import Coalescer
+from tailmirror.base._coalesce import Coalescer
 
 
 class CoalescerTests(SynchronousTestCase):

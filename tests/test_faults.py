@@ -16,8 +16,8 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._send import CHUNK, Stream
-from tailmirror._tree import OpenFile
+from tailmirror.web._file import CHUNK, Stream
+from tailmirror.files._tree import OpenFile
 
 from .fakeindex import FakeProject, generated, sdist
 from .harness import CapturedLog, Harness
@@ -268,7 +268,7 @@ class UpstreamTests(SynchronousTestCase):
 
 
 def _key(link: str) -> Any:
-    from tailmirror._layout import parseFilePath
+    from tailmirror.base._layout import parseFilePath
 
     key = parseFilePath(link.encode())
     assert key is not None

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from twisted.internet.defer import maybeDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._layout import FileKey, parseFilePath
-from tailmirror._links import projectsOf
-from tailmirror._layout import mirrorPath
-from tailmirror._send import parseRange
+from tailmirror.base._layout import FileKey, parseFilePath
+from tailmirror.pages._links import projectsOf
+from tailmirror.base._layout import mirrorPath
+from tailmirror.web._file import parseRange
 
 from .fakeindex import FakeFile, FakeProject, generated, sdist
 from .harness import Answer, CapturedLog, Harness, Threads
@@ -289,7 +289,7 @@ class ColdFileTests(SynchronousTestCase):
         The disk fills up part way through: the client's response is cut
         short, nothing is kept, and the next request tries again.
         """
-        from tailmirror import _download
+        from tailmirror.files import _download
 
         log = CapturedLog(self)
         writeAll = _download._writeAll
@@ -338,11 +338,11 @@ class LinksLetGoTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.file = sdist("foo", "1.0")
         self.h = Harness([project(self.file, sdist("foo", "1.1"), sdist("foo", "1.2")), generated("bar")])
-        self.h.pages._links.maxSize = 3
+        self.h.pages._links.cache.maxSize = 3
         self.h.get("/simple/foo/")
         self.h.get("/simple/bar/")
         self.entry = self.h.pages._index["foo"]
-        self.assertIsNone(self.h.pages._links.get(("foo", self.entry.serial)))
+        self.assertIsNone(self.h.pages._links.cache.get(("foo", self.entry.serial)))
 
     def test_found(self) -> None:
         """
@@ -350,7 +350,7 @@ class LinksLetGoTests(SynchronousTestCase):
         for upstream again.
         """
         self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
-        self.assertIsNone(self.h.pages._links.get(("foo", self.entry.serial)))
+        self.assertIsNone(self.h.pages._links.cache.get(("foo", self.entry.serial)))
         self.assertEqual(self.h.index.requests["/simple/foo/"], 1)
 
     def test_secondIndexesAgain(self) -> None:
@@ -361,12 +361,12 @@ class LinksLetGoTests(SynchronousTestCase):
         other = sdist("foo", "1.1")
         self.h.get(filePath(self.file))
         self.assertEqual(self.h.get(filePath(other)).body, other.content)
-        self.assertIsNotNone(self.h.pages._links.get(("foo", self.entry.serial)))
+        self.assertIsNotNone(self.h.pages._links.cache.get(("foo", self.entry.serial)))
         # Let go again: the next cold file is again looked up alone.
-        self.h.pages._links.discard(("foo", self.entry.serial))
+        self.h.pages._links.cache.discard(("foo", self.entry.serial))
         third = sdist("foo", "1.2")
         self.assertEqual(self.h.get(filePath(third)).body, third.content)
-        self.assertIsNone(self.h.pages._links.get(("foo", self.entry.serial)))
+        self.assertIsNone(self.h.pages._links.cache.get(("foo", self.entry.serial)))
 
     def test_notOnThePage(self) -> None:
         """
@@ -503,7 +503,7 @@ class SmallColdFileTests(SynchronousTestCase):
         """
         The bytes of a bigger file past its first few go through the pool.
         """
-        from tailmirror._download import INLINE_MAX
+        from tailmirror.files._download import INLINE_MAX
 
         big = sdist("foo", "2.0", size=4 * INLINE_MAX)
         self.h.index.projects["foo"].files.append(big)
@@ -730,7 +730,7 @@ class SharedDownloadTests(SynchronousTestCase):
         """
         from twisted.internet.defer import Deferred, maybeDeferred
 
-        from tailmirror._download import PENDING_MAX
+        from tailmirror.files._download import PENDING_MAX
 
         queued: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
 
@@ -784,7 +784,7 @@ class SharedDownloadTests(SynchronousTestCase):
         """
         from twisted.internet.defer import Deferred, maybeDeferred
 
-        from tailmirror import _download
+        from tailmirror.files import _download
 
         self.patch(_download, "BACKLOG_MAX", 3 * 2**20)
         queued: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []

@@ -22,7 +22,7 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from tailmirror._send import fromFront
+from tailmirror.web._file import fromFront
 
 from .fakeindex import FakeProject, sdist
 from .harness import Harness, Threads

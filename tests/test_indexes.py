@@ -15,7 +15,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror import tap
-from tailmirror._layout import indexName
+from tailmirror.base._layout import indexName
 
 from .fakeindex import FakeFile, FakeIndex, FakeProject
 from .harness import PIP_ACCEPT, Harness

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from tailmirror._layout import mirrorPath
+from tailmirror.base._layout import mirrorPath
 
 from .processes import (
     INSTALLED,

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._journal import Journal
+from tailmirror.pages._journal import Journal
 
 from .harness import CapturedLog
 

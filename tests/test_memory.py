@@ -1,6 +1,6 @@
 """
 The C library gives a page's megabytes back once they are freed
-(L{tailmirror._memory}).
+(L{tailmirror.base._memory}).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tailmirror._memory import returnBigBlocks
+from tailmirror.base._memory import returnBigBlocks
 
 from .processes import REPO
 
@@ -28,7 +28,7 @@ libc = ctypes.CDLL(None)
 libc.sbrk.restype = ctypes.c_void_p
 libc.sbrk.argtypes = (ctypes.c_ssize_t,)
 if sys.argv[1] == "fixed":
-    from tailmirror._memory import returnBigBlocks
+    from tailmirror.base._memory import returnBigBlocks
     assert returnBigBlocks({})
 first = bytearray(8 << 20)  # mapped on its own: bigger than any threshold
 del first  # by default, the threshold is raised to its size here

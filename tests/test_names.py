@@ -8,9 +8,9 @@ import re
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._layout import FileKey, mirrorPath
-from tailmirror._links import FileLink, indexLinks, lookUp
-from tailmirror._names import canonicalName, safeFilename
+from tailmirror.base._layout import FileKey, mirrorPath
+from tailmirror.pages._links import FileLink, indexLinks, lookUp
+from tailmirror.base._names import canonicalName, safeFilename
 
 _names = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?", fullmatch=True)
 

@@ -5,7 +5,7 @@ Tests for content negotiation between the HTML and JSON forms.
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._negotiate import HTML_V1, JSON_V1, TEXT_HTML, contentType, negotiate
+from tailmirror.web._negotiate import HTML_V1, JSON_V1, TEXT_HTML, contentType, negotiate
 
 from .harness import PIP_ACCEPT, UV_ACCEPT
 

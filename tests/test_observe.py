@@ -15,9 +15,9 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._access import AGENT_MAX, PATH_MAX, routeOf
-from tailmirror._metrics import StallMeter
-from tailmirror._upstream import judgeRoot
+from tailmirror.web._access import AGENT_MAX, PATH_MAX, routeOf
+from tailmirror.observe._metrics import StallMeter
+from tailmirror.upstream._client import judgeRoot
 
 from .fakeindex import FakeProject, generated, sdist
 from .harness import CapturedLog, Harness

@@ -14,8 +14,8 @@ from typing import Iterator
 
 import pytest
 
-from tailmirror._export import export
-from tailmirror._warm import readFile
+from tailmirror.offline._export import export
+from tailmirror.offline._warm import readFile
 
 from .processes import (
     INSTALLED,

@@ -7,8 +7,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._parse import MalformedPage, parseHTML, parseJSON
-from tailmirror._render import apiVersion, renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
+from tailmirror.pages._parse import MalformedPage, parseHTML, parseJSON
+from tailmirror.pages._render import apiVersion, renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
 
 PAGE_URL = "https://upstream.test/simple/foo/"
 SHA = "a" * 64
@@ -121,7 +121,7 @@ class ParseJSONTests(SynchronousTestCase):
         A file's core metadata is at its URL with C{.metadata} after the
         path, the fragment left off: however the URL is written.
         """
-        from tailmirror._links import metadataURL
+        from tailmirror.pages._links import metadataURL
 
         for url, expected in [
             ("https://h.test/a/b.whl", "https://h.test/a/b.whl.metadata"),

@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror._policy import parseDuration
+from tailmirror.pages._policy import parseDuration
 
 from .fakeindex import JSON_TYPE, FakeProject, sdist
 from .harness import CapturedLog, Harness

@@ -19,11 +19,11 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror import _prefetch
-from tailmirror._choice import Candidate, candidatesOf, choose, requirementsOf
-from tailmirror._clients import OWN, clientOf
-from tailmirror._policy import Policy
-from tailmirror._upstream import Priority, Slots
+from tailmirror.prefetch import _prefetcher as _prefetch
+from tailmirror.prefetch._choice import Candidate, candidatesOf, choose, requirementsOf
+from tailmirror.prefetch._clients import OWN, clientOf
+from tailmirror.pages._policy import Policy
+from tailmirror.upstream._slots import Priority, Slots
 
 from .fakeindex import FakeFile, FakeIndex, FakeProject
 from .harness import PIP_ACCEPT, CapturedLog, Harness, Threads

@@ -16,8 +16,8 @@ from hypothesis import given, settings, strategies as st
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-import tailmirror._pages
-from tailmirror._journal import Journal
+import tailmirror.pages._prepare
+from tailmirror.pages._journal import Journal
 
 from .fakeindex import JSON_TYPE, FakeProject, generated, sdist
 from .harness import PIP_ACCEPT, CapturedLog, Harness
@@ -266,13 +266,13 @@ class RevalidationTests(SynchronousTestCase):
         journal record.
         """
         parsed = []
-        real = tailmirror._pages.preparePage
+        real = tailmirror.pages._prepare.preparePage
 
         def counting(*args: Any) -> Any:
             parsed.append(args[0])
             return real(*args)
 
-        self.patch(tailmirror._pages, "preparePage", counting)
+        self.patch(tailmirror.pages._prepare, "preparePage", counting)
         h = Harness([generated("foo")], revalidateFloor=0)
         h.index.etags = False
         first = h.get("/simple/foo/", PIP)
@@ -294,8 +294,8 @@ class RevalidationTests(SynchronousTestCase):
         unchanged body is still not parsed.
         """
         parsed = []
-        real = tailmirror._pages.preparePage
-        self.patch(tailmirror._pages, "preparePage", lambda *a: parsed.append(a[0]) or real(*a))
+        real = tailmirror.pages._prepare.preparePage
+        self.patch(tailmirror.pages._prepare, "preparePage", lambda *a: parsed.append(a[0]) or real(*a))
         h = Harness([generated("foo")], revalidateFloor=0)
         h.index.etags = False
         h.get("/simple/foo/", PIP)
@@ -457,10 +457,10 @@ class LazyRenderTests(SynchronousTestCase):
         """
         h = Harness([generated("foo")])
         h.get("/simple/foo/", JSON)
-        self.assertEqual([k[2] for k in h.pages._renders._items], ["json"])
+        self.assertEqual([k[2] for k in h.pages._renders.cache._items], ["json"])
         html = h.get("/simple/foo/", {"Accept": "text/html"})
         self.assertIn(b"<!DOCTYPE html>", html.body)
-        self.assertEqual(sorted(k[2] for k in h.pages._renders._items), ["html", "json"])
+        self.assertEqual(sorted(k[2] for k in h.pages._renders.cache._items), ["html", "json"])
         self.assertEqual(h.index.requests["/simple/foo/"], 1)
 
     def test_fileLookupRendersNothing(self) -> None:
@@ -471,4 +471,4 @@ class LazyRenderTests(SynchronousTestCase):
         f = sdist("foo", "1.0")
         h = Harness([FakeProject("foo", [f])])
         self.assertEqual(h.get(filePath(f)).body, f.content)
-        self.assertEqual(list(h.pages._renders._items), [])
+        self.assertEqual(list(h.pages._renders.cache._items), [])

@@ -6,7 +6,6 @@ whose certificates are checked against the host name by service-identity.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
@@ -27,14 +26,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-from tailmirror._access import AccessLog, MirrorSite
-from tailmirror._download import Download
-from tailmirror._http import BULK, socketOf
-from tailmirror._layout import mirrorPath
-from tailmirror._metrics import MirrorMetrics
-from tailmirror._send import Stream
-from tailmirror._service import MirrorService, Settings, loadTrustRoot
-from tailmirror._upstream import UpstreamEndpoints
+from tailmirror.web._access import AccessLog, MirrorSite
+from tailmirror.files._download import Download
+from tailmirror.base._sockets import BULK, socketOf
+from tailmirror.base._layout import mirrorPath
+from tailmirror.observe._metrics import MirrorMetrics
+from tailmirror.web._file import Stream
+from tailmirror._service import MirrorService, Settings
+from tailmirror.upstream._transport import loadTrustRoot
+from tailmirror.upstream._transport import UpstreamEndpoints
 
 from .certs import Authority
 from .fakeindex import FakeIndex, FakeProject, generated, sdist

@@ -12,9 +12,9 @@ from twisted.internet.interfaces import IConsumer
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from tailmirror._bodies import CHUNK, KEEP_IDENTITY, Body
-from tailmirror._negotiate import HTML_V1, JSON_V1
-from tailmirror._web import _Inflated
+from tailmirror.pages._bodies import CHUNK, KEEP_IDENTITY, Body
+from tailmirror.web._negotiate import HTML_V1, JSON_V1
+from tailmirror.web._root import _Inflated
 
 from .fakeindex import FakeFile, FakeProject, generated, sdist
 from .harness import PIP_ACCEPT, UV_ACCEPT, CapturedLog, Harness, Threads
@@ -637,7 +637,7 @@ class FastPathTests(SynchronousTestCase):
 
         from treq.testing import RequestTraversalAgent
 
-        from tailmirror._web import MirrorWeb
+        from tailmirror.web._root import MirrorWeb
 
         h = Harness([generated("foo")])
         h.get("/simple/foo/")
@@ -730,7 +730,7 @@ class WhereParsedTests(SynchronousTestCase):
         self.assertEqual(self.parsedInPool(generated("foo"), forms=("html",)), ["preparePage"])
 
     def test_bigJSON(self) -> None:
-        from tailmirror._offload import SMALL_PAGE
+        from tailmirror.base._offload import SMALL_PAGE
 
         big = generated("foo", versions=SMALL_PAGE // 200)
         self.assertEqual(self.parsedInPool(big), ["bodyDigest", "preparePage"])

@@ -1,0 +1,453 @@
+"""
+C{python -m tailmirror warm FILE... --mirror URL}: fill a mirror with what
+requirements and lock files name, before the network goes away.
+
+It reads C{requirements.txt} (pins, C{--hash} options, C{-r} and C{-c}
+includes), C{pylock.toml} (PEP 751) and C{uv.lock}, and asks the mirror,
+through its ordinary routes, for every project page they name and for the
+files they pin, with their core metadata, a few at a time.  A file is
+asked for by its project's page on the mirror and its hash or name, never
+by the URL a lock file gives: the mirror never fetches a URL a client
+chose.  A requirement without a pin gets its page only; installers
+resolve the rest.  A pin without hashes gets the files of that version
+that an installer on this host could pick (its sdist, and its wheels
+whose tags fit this interpreter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from threading import Lock
+from typing import Any, Iterable, TextIO
+
+from packaging.markers import InvalidMarker, Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import sys_tags
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from ..base import canonicalName
+from ..pages import versionOf
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["Wanted", "main", "readFile", "warm"]
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+USER_AGENT = "tailmirror-warm"
+CHUNK = 1 << 20
+
+
+@dataclass
+class Wanted:
+    """
+    What a requirement or a lock file asks of one project.
+    """
+
+    project: str
+    #: The pinned version, normalized, if any.
+    version: str | None = None
+    #: sha256 digests of the files pinned.
+    hashes: set[str] = field(default_factory=set)
+    #: File names pinned (lock files name them).
+    filenames: set[str] = field(default_factory=set)
+
+    def merge(self, other: "Wanted") -> None:
+        self.version = self.version or other.version
+        self.hashes |= other.hashes
+        self.filenames |= other.filenames
+
+
+class Unreadable(Exception):
+    """
+    A file that is no requirements or lock file the warmer reads.
+    """
+
+
+def _sha256(value: str) -> str | None:
+    algorithm, _, digest = value.partition(":")
+    if not digest:
+        algorithm, _, digest = value.partition("=")
+    return digest.lower() if algorithm.lower() == "sha256" and digest else None
+
+
+def _pin(requirement: Requirement) -> str | None:
+    specifiers = list(requirement.specifier)
+    if len(specifiers) == 1 and specifiers[0].operator in ("==", "===") and "*" not in specifiers[0].version:
+        return versionOf(f"x-{specifiers[0].version}.tar.gz") or specifiers[0].version
+    return None
+
+
+def _requirementLines(path: str, seen: set[str]) -> Iterable[tuple[str, str]]:
+    """
+    The logical lines of a requirements file and the files it includes, as
+    C{(file, line)}, continuations joined and comments dropped.
+    """
+    real = os.path.realpath(path)
+    if real in seen:
+        return
+    seen.add(real)
+    with open(path, encoding="utf-8") as f:
+        text = f.read().replace("\\\n", " ")
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        words = shlex.split(line, posix=True)
+        if words[0] in ("-r", "--requirement", "-c", "--constraint") and len(words) > 1:
+            yield from _requirementLines(os.path.join(os.path.dirname(path), words[1]), seen)
+            continue
+        for option in ("--requirement=", "--constraint="):
+            if words[0].startswith(option):
+                yield from _requirementLines(os.path.join(os.path.dirname(path), words[0][len(option):]), seen)
+                break
+        else:
+            yield path, line
+
+
+def readRequirements(path: str) -> list[Wanted]:
+    """
+    What a requirements file (and what it includes) names.
+
+    @raise Unreadable: for a line that is no requirement.
+    """
+    found = []
+    for where, line in _requirementLines(path, set()):
+        if line.startswith("-"):
+            continue  # an option of pip's own: -e, -i, --index-url, -f ...
+        words = line.split()
+        spec = " ".join(w for w in words if not w.startswith("--"))
+        hashes = {h for w in words if w.startswith("--hash=") if (h := _sha256(w[7:])) is not None}
+        try:
+            requirement = Requirement(spec)
+        except InvalidRequirement as e:
+            raise Unreadable(f"{where}: not a requirement: {line!r} ({e})") from None
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        name = canonicalName(requirement.name)
+        if name is None:
+            raise Unreadable(f"{where}: not a project name: {requirement.name!r}")
+        found.append(Wanted(name, _pin(requirement), hashes))
+    return found
+
+
+def _fits(marker: Any) -> bool:
+    if not isinstance(marker, str):
+        return True
+    try:
+        return Marker(marker).evaluate()
+    except InvalidMarker:
+        return True
+
+
+def readPylock(data: dict[str, Any]) -> list[Wanted]:
+    """
+    What a C{pylock.toml} (PEP 751) names.
+    """
+    found = []
+    for package in data.get("packages", []):
+        name = canonicalName(str(package.get("name", "")))
+        if name is None or not _fits(package.get("marker")):
+            continue
+        wanted = Wanted(name, package.get("version"))
+        for dist in [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]:
+            filename = dist.get("name") or _basename(dist.get("url", ""))
+            digest = (dist.get("hashes") or {}).get("sha256")
+            if filename:
+                wanted.filenames.add(filename)
+            if isinstance(digest, str):
+                wanted.hashes.add(digest.lower())
+        found.append(wanted)
+    return found
+
+
+def readUvLock(data: dict[str, Any]) -> list[Wanted]:
+    """
+    What a C{uv.lock} names: the packages it locks from an index.
+    """
+    found = []
+    for package in data.get("package", []):
+        name = canonicalName(str(package.get("name", "")))
+        source = package.get("source", {})
+        if name is None or "registry" not in source:
+            continue  # the project itself, a path, a git checkout
+        wanted = Wanted(name, package.get("version"))
+        for dist in [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]:
+            filename = _basename(dist.get("url", "")) or dist.get("filename")
+            digest = _sha256(dist.get("hash", ""))
+            if filename:
+                wanted.filenames.add(filename)
+            if digest:
+                wanted.hashes.add(digest)
+        found.append(wanted)
+    return found
+
+
+def _basename(url: str) -> str:
+    return urllib.parse.unquote(os.path.basename(urllib.parse.urlsplit(url).path))
+
+
+def readFile(path: str) -> list[Wanted]:
+    """
+    What one requirements or lock file names, by its kind.
+
+    @raise Unreadable: if it is not one.
+    @raise OSError: if it cannot be read.
+    """
+    base = os.path.basename(path)
+    if base.endswith(".toml") or base == "uv.lock" or base.endswith(".lock"):
+        with open(path, "rb") as f:
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise Unreadable(f"{path}: not TOML: {e}") from None
+        if base == "uv.lock" or "package" in data:
+            return readUvLock(data)
+        if "packages" in data or base.startswith("pylock"):
+            return readPylock(data)
+        raise Unreadable(f"{path}: neither a pylock.toml nor a uv.lock")
+    return readRequirements(path)
+
+
+def _fitsHere(filename: str) -> bool:
+    """
+    Whether an installer on this host could pick a file: an sdist, or a
+    wheel whose tags this interpreter supports.
+    """
+    if not filename.endswith(".whl"):
+        return True
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return False
+    return not tags.isdisjoint(_HERE)
+
+
+_HERE = frozenset(sys_tags())
+
+
+def choose(wanted: Wanted, page: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """
+    The files of a page that C{wanted} pins, and what it pins that the
+    page does not list.
+    """
+    files = page.get("files", [])
+    if wanted.hashes or wanted.filenames:
+        chosen = [
+            f for f in files
+            if (f.get("hashes") or {}).get("sha256") in wanted.hashes or f.get("filename") in wanted.filenames
+        ]
+        listedHashes = {(f.get("hashes") or {}).get("sha256") for f in chosen}
+        listedNames = {f.get("filename") for f in chosen}
+        missing = sorted(
+            {n for n in wanted.filenames if n not in listedNames}
+            | ({f"sha256:{h}" for h in wanted.hashes - listedHashes} if not wanted.filenames else set())
+        )
+        return chosen, missing
+    if wanted.version is not None:
+        chosen = [f for f in files if versionOf(f.get("filename", "")) == wanted.version and _fitsHere(f["filename"])]
+        return chosen, [] if chosen else [f"{wanted.project}=={wanted.version}"]
+    return [], []
+
+
+@dataclass
+class Tally:
+    """
+    What warming did, so far.
+    """
+
+    total: int = 0
+    #: Files done, well or not.
+    done: int = 0
+    fetched: int = 0
+    cached: int = 0
+    bytes: int = 0
+    failed: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    lock: Lock = field(default_factory=Lock)
+
+
+class Warmer:
+    """
+    Asks a mirror for pages and files, a few at a time, and tells how it
+    goes.
+    """
+
+    def __init__(self, mirror: str, jobs: int, out: TextIO, timeout: float = 600.0) -> None:
+        self.mirror = mirror if mirror.endswith("/") else mirror + "/"
+        self.jobs = jobs
+        self.out = out
+        self.timeout = timeout
+        self.tally = Tally()
+        self.tty = out.isatty()
+
+    def _open(self, url: str, accept: str = "*/*") -> Any:
+        request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": USER_AGENT})
+        return urllib.request.urlopen(request, timeout=self.timeout)
+
+    def page(self, project: str) -> dict[str, Any]:
+        """
+        A project's page on the mirror, as JSON.
+        """
+        with self._open(f"{self.mirror}{project}/", JSON_TYPE) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+    def fetch(self, url: str, label: str) -> None:
+        """
+        Have the mirror serve one file, reading it all (and throwing it
+        away).
+        """
+        try:
+            with self._open(url) as response:
+                size = 0
+                while chunk := response.read(CHUNK):
+                    size += len(chunk)
+                    with self.tally.lock:
+                        self.tally.bytes += len(chunk)
+                    self.progress()
+                hit = response.headers.get("Tailmirror-Cache") == "hit"
+        except (OSError, ValueError) as e:
+            with self.tally.lock:
+                self.tally.done += 1
+            self.fail(label, e)
+            return
+        with self.tally.lock:
+            self.tally.done += 1
+            if hit:
+                self.tally.cached += 1
+            else:
+                self.tally.fetched += 1
+        self.say(f"{'cached' if hit else 'fetched'} {label} ({size:,} bytes)")
+
+    def fail(self, label: str, e: Exception) -> None:
+        reason = _reason(e)
+        with self.tally.lock:
+            self.tally.failed.append(f"{label}: {reason}")
+        self.say(f"failed {label}: {reason}", always=True)
+
+    def say(self, line: str, always: bool = False) -> None:
+        """
+        One line of news: on a terminal only failures, over the progress.
+        """
+        if self.tty and not always:
+            self.progress()
+            return
+        with self.tally.lock:
+            prefix = "\r\033[K" if self.tty else ""
+            self.out.write(f"{prefix}{line}\n")
+            self.out.flush()
+
+    def progress(self) -> None:
+        if not self.tty:
+            return
+        tally = self.tally
+        with tally.lock:
+            done = tally.done
+            seconds = max(time.monotonic() - tally.started, 1e-6)
+            self.out.write(
+                f"\r\033[Kwarming: {done}/{tally.total} files, {tally.bytes / 1e6:,.1f} MB, "
+                f"{tally.bytes / 1e6 / seconds:,.1f} MB/s"
+            )
+            self.out.flush()
+
+    def warm(self, wanted: list[Wanted]) -> Tally:
+        """
+        Fetch every page, then every file (with its metadata) they pin.
+        """
+        byProject: dict[str, Wanted] = {}
+        for w in wanted:
+            if w.project in byProject:
+                byProject[w.project].merge(w)
+            else:
+                byProject[w.project] = w
+        pages: dict[str, dict[str, Any]] = {}
+
+        def getPage(project: str) -> None:
+            try:
+                pages[project] = self.page(project)
+            except (OSError, ValueError) as e:
+                self.fail(f"the page of {project}", e)
+
+        with ThreadPoolExecutor(self.jobs) as pool:
+            list(pool.map(getPage, byProject))
+        work = []
+        for project, page in pages.items():
+            files, missing = choose(byProject[project], page)
+            for name in missing:
+                self.fail(f"{project}: {name}", LookupError("not on the mirror's page of the project"))
+            base = f"{self.mirror}{project}/"
+            for f in files:
+                url = urllib.parse.urljoin(base, f["url"])
+                work.append((url, f["filename"]))
+                if f.get("core-metadata") or f.get("dist-info-metadata"):
+                    work.append((url + ".metadata", f["filename"] + ".metadata"))
+        self.tally.total = len(work)
+        self.say(f"{len(pages)} pages, {len(work)} files to warm", always=True)
+        with ThreadPoolExecutor(self.jobs) as pool:
+            list(pool.map(lambda item: self.fetch(*item), work))
+        if self.tty:
+            self.out.write("\n")
+        return self.tally
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, urllib.error.HTTPError):
+        try:
+            text = e.read(300).decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            text = []
+        return f"{e.code} {text[0] if text else e.reason}"
+    if isinstance(e, urllib.error.URLError):
+        return str(e.reason)
+    return str(e) or type(e).__name__
+
+
+def warm(files: list[str], mirror: str, jobs: int = 8, out: TextIO = sys.stdout) -> Tally:
+    """
+    Warm C{mirror} (its Simple API root URL) with what C{files} name.
+
+    @raise Unreadable: if one of them is no requirements or lock file.
+    @raise OSError: if one cannot be read.
+    """
+    wanted = [w for path in files for w in readFile(path)]
+    return Warmer(mirror, jobs, out).warm(wanted)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tailmirror warm",
+        description="Fill a tailmirror with what requirements files (with --hash lines and -r includes), "
+        "pylock.toml (PEP 751) and uv.lock files name.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE")
+    parser.add_argument("--mirror", required=True, metavar="URL",
+                        help="the mirror's Simple API root, e.g. http://buildhost:3141/simple/")
+    parser.add_argument("--jobs", type=int, default=8, help="requests to the mirror at once (default 8)")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs takes a positive number")
+    try:
+        tally = warm(args.files, args.mirror, args.jobs)
+    except (Unreadable, OSError) as e:
+        print(f"tailmirror warm: {e}", file=sys.stderr)
+        return 1
+    seconds = time.monotonic() - tally.started
+    print(
+        f"warmed in {seconds:.1f} s: {tally.fetched} fetched from upstream, {tally.cached} already cached, "
+        f"{len(tally.failed)} failed; {tally.bytes:,} bytes"
+    )
+    for failure in tally.failed:
+        print(f"  failed: {failure}", file=sys.stderr)
+    return 1 if tally.failed else 0

@@ -1,0 +1,502 @@
+"""
+The append-only journal of project pages.
+
+Each line is one JSON record, C{[header]} or C{[header, page]}:
+
+    [{"name":"foo","fetched":1700000000.0,"etag":"\\"abc\\""},{"meta":...}]
+    [{"name":"foo","fetched":1700000900.0}]
+    [{"name":"foo","fetched":1700001800.0,"gone":true}]
+
+The first is a page as fetched from upstream, the second a revalidation
+that found it unchanged, the third upstream's word that the project is gone.
+Headers are plain ASCII and come first, so that replay reads only them
+and remembers where each project's latest page sits; pages are read back on
+demand.  Memory thus grows with the number of projects, not their files.
+
+Each record is written with one C{write} to a file opened for appending,
+so a crash of the process can tear only the last line, which replay cuts
+off and reports.  L{Journal.sync} makes the records written so far
+durable against a crash of the machine; the mirror calls it within a
+second of each write, so such a crash can lose at most the page refreshes
+of that last second.
+
+Pages that were replaced, and projects that are gone, leave dead records
+behind.  L{Journal.compact} writes the live records to a new file beside
+the journal and puts it in the journal's place; records appended while it
+works are carried over, so none is lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from ..base import canonicalName, syncDirectory, writeAll
+
+__all__ = ["Entry", "Journal"]
+
+log = Logger()
+
+_decoder = json.JSONDecoder()
+_HEADER_PREFIX = 4096
+
+#: A journal smaller than this is never compacted automatically.
+COMPACT_ABOVE = 8 * 1024 * 1024
+
+
+class _File:
+    """
+    One open journal file.  A compaction puts a new file in the journal's
+    place; the old one stays open while a reader still holds it, and
+    closes when nothing refers to it any more.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """
+    What the mirror keeps in memory of a project: where its latest page
+    sits in the journal, upstream's validator for it, and when it was last
+    known fresh.  C{serial} names the page for as long as the process
+    runs, wherever compaction moves it.
+    """
+
+    name: str
+    etag: str | None
+    fetched: float
+    #: The file, offset and length of the page, replaced in one assignment
+    #: so that a reader in another thread sees one place or the other.
+    where: tuple[_File, int, int]
+    #: The length of the page's whole record.
+    record: int
+    #: The sha256 of the upstream body the page was made from.
+    digest: str | None = None
+    #: The project's status (PEP 792) on that page, if it gives one.
+    status: str | None = None
+    #: Upstream's C{X-PyPI-Last-Serial} for the page, if it gave one.
+    lastSerial: str | None = None
+    serial: int = field(default_factory=itertools.count().__next__)
+
+    @property
+    def length(self) -> int:
+        return self.where[2]
+
+
+def _pageHeader(
+    name: str,
+    fetched: float,
+    etag: str | None,
+    digest: str | None,
+    status: str | None = None,
+    lastSerial: str | None = None,
+) -> dict[str, Any]:
+    """
+    The header of a page's record.
+    """
+    header: dict[str, Any] = {"name": name, "fetched": fetched, "etag": etag}
+    for key, value in (("digest", digest), ("status", status), ("lastSerial", lastSerial)):
+        if value is not None:
+            header[key] = value
+    return header
+
+
+def _checkedHeader(header: Any) -> tuple[str, float]:
+    """
+    The project name and fetch time of a record's header, once every field
+    is of its kind.
+
+    @raise ValueError: if one is not.
+    """
+    if not isinstance(header, dict):
+        raise ValueError("its header is not an object")
+    name, fetched = header.get("name"), header.get("fetched")
+    if not isinstance(name, str) or canonicalName(name) != name:
+        raise ValueError(f"its project name {name!r:.80} is not a normalized name")
+    if isinstance(fetched, bool) or not isinstance(fetched, (int, float)) or not math.isfinite(fetched):
+        raise ValueError(f"its fetch time {fetched!r:.80} is not a number")
+    for key in ("etag", "digest", "status", "lastSerial"):
+        if not isinstance(header.get(key), (str, type(None))):
+            raise ValueError(f"its {key} {header.get(key)!r:.80} is not a string")
+    return name, float(fetched)
+
+
+def _line(header: dict[str, Any], page: bytes | None = None) -> tuple[bytes, int]:
+    """
+    One record, and where its page starts in it.
+    """
+    head = json.dumps(header, separators=(",", ":")).encode("ascii")
+    parts = [b"[", head]
+    if page is not None:
+        parts += [b",", page]
+    parts.append(b"]\n")
+    return b"".join(parts), 2 + len(head)
+
+
+class Journal:
+    """
+    The journal file: replayed once at start, appended to afterwards.
+    L{index} holds the latest entry of every project that is not gone.
+    """
+
+    def __init__(self, path: str, compactAbove: int = COMPACT_ABOVE) -> None:
+        self.path = path
+        self.compactAbove = compactAbove
+        self.index: dict[str, Entry] = {}
+        self._file = _File(-1)
+        self._size = 0
+        #: The bytes of the records the index refers to.
+        self._live = 0
+        self.compacting = False
+        #: Compactions finished since the journal was made.
+        self.compactions = 0
+
+    @property
+    def size(self) -> int:
+        """
+        The journal's length in bytes.
+        """
+        return self._size
+
+    @property
+    def live(self) -> int:
+        """
+        The bytes of the records still in use.
+        """
+        return self._live
+
+    def open(self) -> dict[str, Entry]:
+        """
+        Replay the journal, creating it if need be, and open it for appending.
+
+        @return: L{index}.
+        """
+        leftover = self.path + ".compact"
+        if os.path.exists(leftover):
+            # A compaction the last run did not finish; the journal is whole.
+            os.unlink(leftover)
+            log.info("removed an unfinished journal compaction")
+        self._file = _File(os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644))
+        self.index = {}
+        end = self._replay()
+        self._size = os.fstat(self._file.fd).st_size
+        if self._size != end:
+            log.warn(
+                "journal {path}: cut off a torn last record of {torn} bytes",
+                path=self.path,
+                torn=self._size - end,
+            )
+            os.ftruncate(self._file.fd, end)
+            self._size = end
+        self._live = sum(e.record for e in self.index.values())
+        return self.index
+
+    def openForReading(self) -> dict[str, Entry]:
+        """
+        Replay the journal without changing it (a running mirror may be
+        appending to it): for reading pages back, never for appending.
+
+        @return: L{index}.
+        @raise OSError: if there is no journal to read.
+        """
+        self._file = _File(os.open(self.path, os.O_RDONLY))
+        self.index = {}
+        self._replay()
+        return self.index
+
+    def _replay(self) -> int:
+        """
+        Read every complete record into L{index}; return where the complete
+        records end.  A record that is not one the mirror writes, whatever
+        it holds, is skipped and reported by its line number.
+        """
+        position = 0
+        with open(self.path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    self._apply(line, position)
+                except Exception as e:  # any bytes at all: the record is skipped
+                    log.error(
+                        "journal {path}: skipped the unreadable record on line {line} (byte {position}): {reason}",
+                        path=self.path,
+                        line=number,
+                        position=position,
+                        reason=" ".join(str(e).split())[:200] or type(e).__name__,
+                    )
+                position += len(line)
+        return position
+
+    def _apply(self, line: bytes, position: int) -> None:
+        """
+        Apply one record to the index.
+
+        @raise ValueError: if it is not a record the mirror writes.
+        """
+        if not line.startswith(b"["):
+            raise ValueError("not a journal record")
+        head = line[:_HEADER_PREFIX].decode("ascii", "ignore")
+        try:
+            header, end = _decoder.raw_decode(head, 1)
+        except ValueError:
+            header, end = _decoder.raw_decode(line.decode("utf-8"), 1)
+        name, fetched = _checkedHeader(header)
+        rest = line[end:]
+        if rest == b"]\n":
+            if header.get("gone") is True:
+                self.index.pop(name, None)
+            elif name in self.index:
+                self.index[name].fetched = fetched
+        elif rest.startswith(b",") and not header.get("gone"):
+            page = rest[1:-2]
+            if not (page.startswith(b"{") and page.endswith(b"}") and rest.endswith(b"]\n")):
+                raise ValueError(f"the page of {name} is not a JSON object")
+            where = (self._file, position + end + 1, len(page))
+            self.index[name] = Entry(
+                name,
+                header.get("etag"),
+                fetched,
+                where,
+                len(line),
+                header.get("digest"),
+                header.get("status"),
+                header.get("lastSerial"),
+            )
+        else:
+            raise ValueError("not a journal record")
+
+    def _append(self, line: bytes) -> int:
+        """
+        Append one record in one write; undo a partial write.
+
+        @return: where the record starts in the file.
+        """
+        fd, start = self._file.fd, self._size
+        try:
+            writeAll(fd, line)
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+        self._size = start + len(line)
+        return start
+
+    def _replace(self, name: str, entry: Entry | None) -> None:
+        """
+        Make C{entry} the latest of a project, or forget the project.
+        """
+        old = self.index.pop(name, None)
+        if old is not None:
+            self._live -= old.record
+        if entry is not None:
+            self.index[name] = entry
+            self._live += entry.record
+
+    def appendPage(
+        self,
+        name: str,
+        etag: str | None,
+        fetched: float,
+        page: bytes,
+        digest: str | None = None,
+        status: str | None = None,
+        lastSerial: str | None = None,
+    ) -> Entry:
+        """
+        Record a page freshly fetched from upstream, given as JSON bytes,
+        with the digest of the upstream body it was made from, the
+        project's status and upstream's serial.
+        """
+        line, offset = _line(_pageHeader(name, fetched, etag, digest, status, lastSerial), page)
+        start = self._append(line)
+        where = (self._file, start + offset, len(page))
+        entry = Entry(name, etag, fetched, where, len(line), digest, status, lastSerial)
+        self._replace(name, entry)
+        return entry
+
+    def appendFresh(self, entry: Entry, fetched: float) -> None:
+        """
+        Record that upstream confirmed a page unchanged.
+        """
+        self._append(_line({"name": entry.name, "fetched": fetched})[0])
+        entry.fetched = fetched
+
+    def appendGone(self, name: str, fetched: float) -> None:
+        """
+        Record that upstream no longer has a project.
+        """
+        self._append(_line({"name": name, "fetched": fetched, "gone": True})[0])
+        self._replace(name, None)
+
+    def forget(self, entry: Entry) -> None:
+        """
+        Forget a project whose page cannot be read back, so that it is
+        fetched afresh; its next page replaces the record.
+        """
+        if self.index.get(entry.name) is entry:
+            self._replace(entry.name, None)
+
+    @staticmethod
+    def _read(entry: Entry) -> bytes:
+        f, offset, length = entry.where
+        return os.pread(f.fd, length, offset)
+
+    def readPage(self, entry: Entry) -> dict[str, Any]:
+        """
+        Read a page back from the journal.  This is disk work: run it off the
+        reactor thread.
+
+        @raise ValueError: if the bytes there are not the page.
+        """
+        data = self._read(entry)
+        page = json.loads(data)
+        if not isinstance(page, dict) or len(data) != entry.length:
+            raise ValueError(f"journal record of {entry.name} is damaged")
+        return page
+
+    def sync(self) -> None:
+        """
+        Make every record written so far durable.  Disk work: run it off the
+        reactor thread.
+        """
+        f = self._file
+        if f.fd >= 0:
+            os.fdatasync(f.fd)
+
+    def wantsCompaction(self) -> bool:
+        """
+        Whether dead records dominate a journal big enough to bother.
+        """
+        return (
+            not self.compacting
+            and self._size > self.compactAbove
+            and self._size - self._live > self._live
+        )
+
+    async def compact(self, runInThread: Callable[..., Deferred[Any]]) -> tuple[int, int]:
+        """
+        Rewrite the journal with only its live records, atomically: the
+        live records are copied to a new file off the reactor thread, the
+        records appended meanwhile are carried over on it, and the new file
+        is renamed over the journal.  A failure leaves the journal as it was.
+
+        @return: the journal's size before and after.
+        """
+        if self.compacting:
+            raise RuntimeError("a compaction is running already")
+        self.compacting = True
+        target = self.path + ".compact"
+        old, before = self._file, self._size
+        try:
+            plan = [
+                (e, e.where, _pageHeader(e.name, e.fetched, e.etag, e.digest, e.status, e.lastSerial))
+                for e in self.index.values()
+            ]
+            fd, places = await runInThread(self._writeLive, target, plan)
+            new = _File(fd)
+            if self._file is not old:
+                new.close()
+                raise RuntimeError("the journal was closed meanwhile")
+            self._carryOver(old, before, new, plan, places)
+        except BaseException:
+            if os.path.exists(target):
+                os.unlink(target)
+            raise
+        finally:
+            self.compacting = False
+        await runInThread(self._settle, new)
+        self.compactions += 1
+        return before, self._size
+
+    @staticmethod
+    def _writeLive(
+        target: str, plan: list[tuple[Entry, tuple[_File, int, int], dict[str, Any]]]
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """
+        Write the live records to C{target}, durably; say where each page
+        went and how long its record is.  Runs in a thread, reading pages
+        from where they were.
+        """
+        fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            places: list[tuple[int, int]] = []
+            batch: list[bytes] = []
+            position = batched = 0
+            for entry, (f, offset, length), header in plan:
+                page = os.pread(f.fd, length, offset)
+                if len(page) != length:
+                    raise OSError(f"the page of {entry.name} is cut short")
+                line, start = _line(header, page)
+                places.append((position + start, len(line)))
+                position += len(line)
+                batch.append(line)
+                batched += len(line)
+                if batched >= 1 << 20:
+                    writeAll(fd, b"".join(batch))
+                    batch, batched = [], 0
+            writeAll(fd, b"".join(batch))
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, places
+
+    def _carryOver(
+        self,
+        old: _File,
+        before: int,
+        new: _File,
+        plan: list[tuple[Entry, tuple[_File, int, int], dict[str, Any]]],
+        places: list[tuple[int, int]],
+    ) -> None:
+        """
+        On the reactor thread, where no record can be appended meanwhile:
+        copy the records appended since the compaction began, rename the
+        new file over the journal, and point every entry at its new place.
+        """
+        base = os.fstat(new.fd).st_size
+        try:
+            writeAll(new.fd, os.pread(old.fd, self._size - before, before))
+            os.rename(self.path + ".compact", self.path)
+        except BaseException:
+            new.close()
+            raise
+        # Every planned page is in the new file, replaced since or not.
+        for (entry, where, _), (offset, record) in zip(plan, places, strict=True):
+            entry.where = (new, offset, where[2])
+            entry.record = record
+        for entry in self.index.values():
+            f, offset, length = entry.where
+            if f is old:  # a page appended since the compaction began
+                assert offset >= before
+                entry.where = (new, base + offset - before, length)
+        self._file = new
+        self._size = base + self._size - before
+        self._live = sum(e.record for e in self.index.values())
+
+    def _settle(self, new: _File) -> None:
+        os.fsync(new.fd)
+        syncDirectory(os.path.dirname(os.path.abspath(self.path)))
+
+    def close(self) -> None:
+        """
+        Close the journal.
+        """
+        self._file.close()
