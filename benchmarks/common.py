@@ -20,7 +20,9 @@ def wrk(url: str, accept: str = "*/*") -> float:
         ["wrk", "-t1", "-c8", f"-d{SECONDS}s", "-H", f"Accept: {accept}", url],
         capture_output=True, text=True, check=True,
     ).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert found is not None, out
+    return float(found.group(1))
 
 
 def rss(pid: int) -> float:

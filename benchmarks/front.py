@@ -49,7 +49,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 def get(url: str, accept: str = JSON) -> bytes:
     request = urllib.request.Request(url, headers={"Accept": accept})
     with urllib.request.urlopen(request, timeout=120) as response:
-        return response.read()
+        body: bytes = response.read()
+        return body
 
 
 def asWrk(url: str, accept: str) -> bytes:
@@ -136,7 +137,8 @@ def main() -> None:
 
         def fileURL(project: str) -> str:
             files = json.loads(get(alone + f"/simple/{project}/"))["files"]
-            return os.path.normpath(f"/simple/{project}/" + files[-1]["url"])
+            url: str = files[-1]["url"]
+            return os.path.normpath(f"/simple/{project}/" + url)
 
         small, large = fileURL("sized"), fileURL("big")
         for path in (small, large):

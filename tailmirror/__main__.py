@@ -1,7 +1,9 @@
 """
-C{python -m tailmirror warm FILE... --mirror URL}: fill a mirror from
-requirements and lock files.  C{python -m tailmirror export DIR}: write a
-cache as a static index.  (The mirror itself runs as C{twistd tailmirror}.)
+C{tailmirror} (or C{python -m tailmirror}): the mirror's tools that run
+without it.  C{tailmirror warm FILE... --mirror URL} fills a mirror from
+requirements and lock files; C{tailmirror export DIR} writes a cache as a
+static index; C{tailmirror --version} says the version.  (The mirror itself
+runs as C{twistd tailmirror}.)
 """
 
 from __future__ import annotations
@@ -9,14 +11,20 @@ from __future__ import annotations
 import sys
 
 USAGE = (
-    "usage: python -m tailmirror warm FILE... --mirror URL\n"
-    "       python -m tailmirror export DIR [--cache-dir PATH] [--project NAME...]\n"
+    "usage: tailmirror warm FILE... --mirror URL\n"
+    "       tailmirror export DIR [--cache-dir PATH] [--project NAME...]\n"
+    "       tailmirror --version\n"
     "(the mirror itself runs as: twistd -n tailmirror)"
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--version"]:
+        from ._version import __version__
+
+        print(f"tailmirror {__version__}")
+        return 0
     if not args or args[0] not in ("warm", "export"):
         print(USAGE, file=sys.stderr)
         return 2
@@ -27,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     from .offline import export
 
     return export(args[1:])
+
+
+def consoleMain() -> None:
+    """
+    The console script C{tailmirror}.
+    """
+    sys.exit(main())
 
 
 def warmMain() -> None:

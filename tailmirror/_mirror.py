@@ -17,7 +17,17 @@ from twisted.internet.interfaces import IReactorTime
 
 from .base import DEFAULT_INDEX, PYPI, Fanout, IMirrorEvents, IndexLayout
 from .files import TOUCH_EVERY, FileStore, FileTree, Limits, Walk, diskSpace, walkHere
-from .observe import LogEvents, MirrorMetrics, MirrorStatus
+from .observe import (
+    CacheFacts,
+    DownloadFacts,
+    IndexFacts,
+    JournalFacts,
+    LogEvents,
+    MirrorMetrics,
+    MirrorStatus,
+    SlotFacts,
+    Snapshot,
+)
 from .pages import RENDER_CACHE_BYTES, Journal, Policy, ProjectPages
 from .prefetch import Prefetcher
 from .upstream import Upstream
@@ -193,17 +203,52 @@ class Mirror:
             index.pages.close()
         self.site.accessLog.close()
 
-    def projectsKnown(self) -> int:
+    def snapshot(self) -> Snapshot:
         """
-        How many projects' pages the mirror keeps, over every index.
+        The mirror's facts now, for its observers: read here, once, so that
+        none of them walks the mirror's parts.
         """
-        return sum(len(index.pages.known()) for index in self.indexes.values())
+        budget = self.tree.budget
+        try:
+            total, free = budget.space()
+            filesystem: tuple[int, int] | str = (total, free)
+            minFree: int | None = budget.limits.minFreeBytes(total)
+        except OSError as e:
+            filesystem, minFree = e.strerror or str(e), None
+        upstreams = [index.upstream for index in self.indexes.values()]
 
-    def journalBytes(self) -> int:
-        """
-        The journals' bytes, over every index.
-        """
-        return sum(index.journal.size for index in self.indexes.values())
+        def slots(kind: str) -> SlotFacts:
+            each = [getattr(upstream, kind) for upstream in upstreams]
+            return SlotFacts(
+                sum(s.limit for s in each), sum(s.limit - s.free for s in each), sum(s.waiting for s in each)
+            )
+
+        return Snapshot(
+            upstream=self.settings.upstream,
+            indexes=tuple(
+                IndexFacts(name, index.settings.upstream, index.layout.pagesPath, len(index.pages.known()))
+                for name, index in self.indexes.items()
+            ),
+            downloads=tuple(
+                DownloadFacts(d.key.filename, d.key.linkPath, d.received, d.length, d.startedAt)
+                for d in self.files.inFlight
+            ),
+            backlog=self.tree.backlog,
+            pageSlots=slots("pageSlots"),
+            fileSlots=slots("fileSlots"),
+            cache=CacheFacts(
+                counted=budget.ready,
+                files=budget.histogram.files,
+                bytes=budget.used,
+                maxBytes=budget.limits.maxSize,
+                evictedFiles=budget.evictedFiles,
+                evictedBytes=budget.evictedBytes,
+                filesystem=filesystem,
+                minFreeBytes=minFree,
+            ),
+            journal=JournalFacts(self.journal.size, self.journal.live, self.journal.compactions),
+            prefetch=self.prefetch.figures() if self.prefetch is not None else None,
+        )
 
 
 def buildMirror(
@@ -308,6 +353,6 @@ def buildMirror(
         indexes,
         prefetch,
     )
-    metrics.watch(mirror)
-    status.watch(mirror)
+    metrics.watch(mirror.snapshot)
+    status.watch(mirror.snapshot)
     return mirror

@@ -8,26 +8,36 @@ synchronously.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, cast
 
 import treq
 from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
-from tailmirror.base._events import IMirrorEvents
-from tailmirror._mirror import IndexSettings, Settings, buildMirror
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from .fakeindex import FakeIndex, FakeProject
+from tailmirror._mirror import IndexSettings, Settings, buildMirror
+from tailmirror._service import MirrorService
+from tailmirror.base._events import IMirrorEvents
+from tailmirror.base._layout import mirrorPath
+
+from .fakeindex import FakeFile, FakeIndex, FakeProject
 
 UPSTREAM = "http://upstream.test/simple/"
+#: Headers that ask for the JSON form of a page.
+JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
 MIRROR = "http://mirror.test"
 PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, "
@@ -46,7 +56,8 @@ class CapturedLog:
 
     def __init__(self, test: Any) -> None:
         self.events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.events.append)
+        # A callable is an observer; it cannot declare that it provides ILogObserver.
+        globalLogPublisher.addObserver(cast(ILogObserver, self.events.append))
         test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
     def text(self) -> str:
@@ -240,7 +251,8 @@ class Harness:
         Start a request; its L{Deferred} fires with the response.
         """
         raw = Headers({k: [v] for k, v in (headers or {}).items()})
-        return self.http.request(method.encode(), (MIRROR + path).encode(), raw)
+        d: Deferred[Any] = self.http.request(method.encode(), (MIRROR + path).encode(), raw)
+        return d
 
     def finish(self, d: Deferred[Any]) -> Answer:
         """
@@ -265,12 +277,83 @@ class Harness:
         length = response.length if isinstance(response.length, int) else None
         if not body:
             raise AssertionError("the response body never ended")
-        # A body cut short arrives as the exception that says so.
+        # A body cut short arrives as the exception that says so: the tests
+        # look for it with isinstance, and take Answer.body as bytes otherwise.
         content = body[0].value if isinstance(body[0], Failure) else body[0]
-        return Answer(response.code, headers, content, length)
+        return Answer(response.code, headers, cast(bytes, content), length)
 
     def get(self, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> Answer:
         """
         One whole request.
         """
         return self.finish(self.start(method, path, headers))
+
+
+def filePath(f: FakeFile, metadata: bool = False) -> str:
+    """
+    The mirror's path of a fake file, as its pages link it.
+    """
+    path = "/" + mirrorPath(f.filename, "", {"sha256": f.sha256})
+    return path + ".metadata" if metadata else path
+
+
+def treeFiles(h: Harness, under: str = "+files") -> list[str]:
+    """
+    The files in a part of the cache directory.
+    """
+    found = []
+    for root, _, names in os.walk(os.path.join(h.cacheDir, under)):
+        found += [os.path.relpath(os.path.join(root, n), h.cacheDir) for n in names]
+    return sorted(found)
+
+
+def finish(request: Any) -> None:
+    """
+    End a held upstream response, unless its client has already hung up
+    (as it does on the last byte of a body with a length).
+    """
+    if not request._disconnected:
+        request.finish()
+
+
+def linksOf(answer: Any) -> dict[str, dict[str, Any]]:
+    """
+    The file entries of a JSON project page, by file name.
+    """
+    return {f["filename"]: f for f in json.loads(answer.body)["files"]}
+
+
+def startMirror(test: TestCase, settings: Settings) -> tuple[MirrorService, str]:
+    """
+    A real mirror service listening on 127.0.0.1, stopped when the test
+    ends; and its root URL, without the trailing slash.
+    """
+    mirror = MirrorService(reactor, settings)
+    mirror.startService()
+    test.addCleanup(mirror.stopService)
+    port = reactor.listenTCP(0, mirror.site, interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
+    test.addCleanup(port.stopListening)
+    address = port.getHost()
+    assert isinstance(address, IPv4Address)
+    return mirror, f"http://127.0.0.1:{address.port}"
+
+
+#: Times for the policy's tests: a day, and a fixed "now".
+DAY = 86400.0
+NOW = datetime(2025, 6, 1, tzinfo=timezone.utc).timestamp()
+
+
+def iso(t: float) -> str:
+    """
+    A time as upstream gives an upload time.
+    """
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def policyClock() -> Clock:
+    """
+    A clock at L{NOW}.
+    """
+    c = Clock()
+    c.advance(NOW)
+    return c

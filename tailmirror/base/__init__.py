@@ -1,7 +1,16 @@
 """
-TODO
-"""
+The ground floor: the small pieces every wing stands on, and none of the
+mirror's behaviour of their own.  Project names and file names checked
+(L{canonicalName}), where each file lives in the tree and on the mirror's
+URLs (L{FileKey}, L{IndexLayout}), the failures clients are answered with
+(L{NotFound}, L{Unavailable}), the events every part reports to the
+observers and the prefetch (L{IMirrorEvents}), one piece of work shared by
+all who wait for it (L{Coalescer}, L{Signal}), CPU and disk work sent off
+the reactor (L{offload}), idle timers, durable writes, memory, and the
+socket tuning of connections that carry files.
 
+It imports nothing else of the mirror's.
+"""
 
 from ._coalesce import Coalescer, Signal
 from ._disk import putInPlace, syncDirectory, writeAll
@@ -12,45 +21,42 @@ from ._layout import DEFAULT_INDEX, METADATA, PROVENANCE, PYPI, FileKey, IndexLa
 from ._memory import returnBigBlocks
 from ._names import canonicalName, safeFilename, usableSha256
 from ._offload import SMALL_FILE, SMALL_PAGE, offload
-from ._sockets import BULK, etagMatches, header, plain, readInBulk, sendInBulk, writeThrough
+from ._sockets import BULK, readInBulk, sendInBulk, writeThrough
 
 __all__ = [
     "BULK",
+    "canonicalName",
     "Coalescer",
     "DEFAULT_INDEX",
     "Fanout",
     "FileKey",
-    "IMirrorEvents",
     "IdleTimer",
+    "IMirrorEvents",
     "IndexLayout",
+    "indexName",
     "METADATA",
     "NoEvents",
     "NotFound",
+    "offload",
     "PAGE_OUTCOMES",
     "PROVENANCE",
-    "PYPI",
-    "REFRESH_OUTCOMES",
-    "SMALL_FILE",
-    "SMALL_PAGE",
-    "Signal",
-    "StoreError",
-    "UPSTREAM_OUTCOMES",
-    "Unavailable",
-    "UpstreamError",
-    "canonicalName",
-    "etagMatches",
-    "header",
-    "indexName",
-    "offload",
-    "plain",
     "putInPlace",
+    "PYPI",
     "readInBulk",
+    "REFRESH_OUTCOMES",
     "returnBigBlocks",
     "safeFilename",
     "sendInBulk",
     "shardOf",
     "shardOfDigest",
+    "Signal",
+    "SMALL_FILE",
+    "SMALL_PAGE",
+    "StoreError",
     "syncDirectory",
+    "Unavailable",
+    "UPSTREAM_OUTCOMES",
+    "UpstreamError",
     "usableSha256",
     "writeAll",
     "writeThrough",

@@ -1,5 +1,6 @@
 """
-Small pieces of HTTP shared by the pages and the files.
+Socket tuning for the connections that carry files: reads and writes in
+bulk, and writes that leave at once when nothing is queued.
 """
 
 from __future__ import annotations
@@ -8,9 +9,8 @@ from typing import Any, Iterable
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.tcp import Connection
-from twisted.web.iweb import IRequest
 
-__all__ = ["BULK", "etagMatches", "header", "plain", "readInBulk", "sendInBulk", "socketOf", "writeThrough"]
+__all__ = ["BULK", "readInBulk", "sendInBulk", "socketOf", "writeThrough"]
 
 #: Bytes moved by one read from, or one write to, a socket carrying files.
 #: Twisted's defaults (64 KiB reads, 128 KiB writes) suit small messages;
@@ -104,34 +104,3 @@ def writeThrough(transport: Any) -> None:
 
     descriptor.write = write  # type: ignore[method-assign]
     descriptor.writeSequence = writeSequence  # type: ignore[method-assign]
-
-
-def plain(request: IRequest, status: int, text: str) -> bytes:
-    """
-    Answer with a status and a one-line plain-text reason.
-    """
-    request.setResponseCode(status)
-    request.setHeader("Content-Type", "text/plain; charset=utf-8")
-    request.setHeader("Cache-Control", "no-store")
-    body = (" ".join(text.split()) + "\n").encode("utf-8")
-    request.setHeader("Content-Length", str(len(body)))
-    return body
-
-
-def header(request: IRequest, name: str) -> str | None:
-    """
-    A request header as text, or L{None}.
-    """
-    value = request.getHeader(name)
-    return None if value is None else str(value)
-
-
-def etagMatches(header: str | None, etags: tuple[str, ...]) -> bool:
-    """
-    Whether an C{If-None-Match} header names one of C{etags} (by weak
-    comparison, as RFC 9110 asks for this header).
-    """
-    if header is None:
-        return False
-    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return "*" in candidates or bool(candidates & set(etags))

@@ -1,29 +1,40 @@
 """
-TODO
+The files wing: package files, immutable and content-addressed.  A cold
+file is downloaded once however many clients wait (L{FileStore},
+L{Download}: streamed to a temporary file, hashed as it arrives, checked
+against its sha256 and put in place, or thrown away); the L{FileTree}
+keeps the files in their sha256-sharded places and records each one's use;
+its budget evicts the least recently used when the cache passes
+C{--max-size} or the disk's free space C{--min-free} (an eviction lives
+here), counting the tree by walks in a child process; core metadata is read
+from a wheel's tail where upstream offers none; the L{CacheLock} keeps a
+cache directory to one process.
+
+It stands on the pages wing (a cold file's link is on its project's page),
+the upstream wing and the ground floor.
 """
 
-
 from ._budget import Limits, diskSpace, formatSize
-from ._walk import Walk, walkHere, walkInChild
 from ._download import BACKLOG_MAX, Download, Follower
 from ._lock import CacheLock, LockHeld
 from ._store import FileStore
 from ._tree import TOUCH_EVERY, FileTree, OpenFile
+from ._walk import Walk, walkHere, walkInChild
 
 __all__ = [
     "BACKLOG_MAX",
     "CacheLock",
+    "diskSpace",
     "Download",
     "FileStore",
     "FileTree",
     "Follower",
+    "formatSize",
     "Limits",
     "LockHeld",
     "OpenFile",
     "TOUCH_EVERY",
     "Walk",
-    "diskSpace",
-    "formatSize",
     "walkHere",
     "walkInChild",
 ]

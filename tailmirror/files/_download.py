@@ -25,7 +25,7 @@ from twisted.web.client import ResponseFailed
 from ..base import FileKey, IMirrorEvents, NotFound, Signal, StoreError, Unavailable, UpstreamError, writeAll
 from ..pages import FileLink
 from ..upstream import FileBody, Priority, Upstream, priorityOf, typeName
-from ._tree import FileTree
+from ._tree import FileTree, OpenFile
 
 __all__ = ["BACKLOG_MAX", "Download", "Follower", "PENDING_MAX"]
 
@@ -74,7 +74,6 @@ class Download:
     """
     One download of one file, from finding its link to keeping it.
 
-    @ivar fd: the temporary file, readable by followers as it is written.
     """
 
     def __init__(
@@ -123,7 +122,7 @@ class Download:
         self.problem: Unavailable | None = None
         #: When upstream began sending.
         self.startedAt: float | None = None
-        self.fd = -1
+        self._fd = -1
         self._tmp: str | None = None
         self._hash: Any = None
         self.followers: set[Follower] = set()
@@ -134,6 +133,16 @@ class Download:
         self.whole: Signal[None] = Signal()
         #: Fires with the file's path in the tree once it is there.
         self.finished: Signal[str] = Signal()
+
+    def copy(self) -> OpenFile | None:
+        """
+        The file as far as it is written, open for reading on a descriptor
+        of its own, which the caller closes: followers read it as it grows;
+        once it is whole and verified, it is the verified file, whatever
+        becomes of keeping it.  L{None} once the download's temporary file
+        is closed (it is kept, or it failed).
+        """
+        return None if self._fd < 0 else OpenFile(os.dup(self._fd), self.written)
 
     @property
     def readable(self) -> int:
@@ -166,7 +175,7 @@ class Download:
                 await self._allWritten()
             self._verify(link)
             if self.key.provenance:
-                problem = await self._run(provenanceProblem, self.fd, self.written, link.subject)
+                problem = await self._run(provenanceProblem, self._fd, self.written, link.subject)
                 if problem is not None:
                     raise _Corrupt(problem)
             self.verified = True
@@ -181,9 +190,9 @@ class Download:
         finally:
             self._forget()
             self._tree.release(self._reserved)
-            if self.fd >= 0:
-                os.close(self.fd)
-                self.fd = -1
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     async def _metadataOf(
         self, link: FileLink, fromWheel: Callable[[FileKey, FileLink, Priority], Awaitable[bytes]]
@@ -218,7 +227,7 @@ class Download:
         The temporary file is made: write what waits for it.
         """
         self._opening = None
-        self.fd, self._tmp = made
+        self._fd, self._tmp = made
         self._maybeStarted()
         self._writeBatch()
 
@@ -238,7 +247,7 @@ class Download:
         Clients may follow the download once upstream has begun sending and
         there is a file to read what it sent from.
         """
-        if self.startedAt is not None and self.fd >= 0:
+        if self.startedAt is not None and self._fd >= 0:
             self.started.fire(self)
 
     def _stopBody(self) -> None:
@@ -269,14 +278,14 @@ class Download:
         Write and hash what is pending, both at once, in the thread pool
         (or at once, while the file is small: L{INLINE_MAX}).
         """
-        if self._writing is not None or not self._pending or self.fd < 0:
+        if self._writing is not None or not self._pending or self._fd < 0:
             return
         batch, self._pending, size = self._pending, [], self._pendingBytes
         self._pendingBytes = 0
         if self.received <= INLINE_MAX:
             # The first bytes of a file (all of a small one): see INLINE_MAX.
             try:
-                _writeAll(self.fd, batch)
+                _writeAll(self._fd, batch)
             except OSError:
                 self._cannotWrite(Failure())
                 return
@@ -284,7 +293,7 @@ class Download:
                 _hashAll(self._hash, batch)
             self._wrote(None, size)
             return
-        work = [self._run(_writeAll, self.fd, batch)]
+        work = [self._run(_writeAll, self._fd, batch)]
         if self._hash is not None:
             work.append(self._run(_hashAll, self._hash, batch))
         self._writing = gatherResults(work, consumeErrors=True)
@@ -358,7 +367,7 @@ class Download:
         Put the verified file in its place in the tree.
         """
         assert self._tmp is not None
-        path = await self._tree.keep(self.fd, self._tmp, self.key, self._reserved)
+        path = await self._tree.keep(self._fd, self._tmp, self.key, self._reserved)
         self._tmp, self._reserved = None, 0
         return path
 

@@ -183,7 +183,8 @@ class FileStore:
                 return metadataFromZip(f, wheel.filename)
 
         try:
-            return await self.runInThread(read)
+            metadata: bytes = await self.runInThread(read)
+            return metadata
         except NoMetadata as e:
             raise UpstreamError(502, f"the wheel has no core metadata to serve: {e}") from None
         finally:

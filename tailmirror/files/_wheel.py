@@ -124,7 +124,7 @@ def metadataFromZip(file: IO[bytes] | io.RawIOBase, filename: str) -> bytes:
     @raise NoMetadata: if the wheel has no single readable METADATA.
     """
     try:
-        with zipfile.ZipFile(file) as wheel:  # type: ignore[arg-type]
+        with zipfile.ZipFile(file) as wheel:
             member = _member(wheel, filename)
             if member.file_size > METADATA_MAX:
                 raise NoMetadata(f"its METADATA is larger than {METADATA_MAX} bytes")

@@ -1,14 +1,14 @@
 """
 The mirror's metrics, in the Prometheus text format through
 C{prometheus_client}: a registry per mirror, fed by the mirror's events
-and, at each scrape, read from the parts that hold the state (the tree's
-budget, the journal, the downloads).  Label sets are bounded: a route, an
+and, at each scrape, read from one snapshot of the mirror's facts (the
+tree's budget, the journal, the downloads: L{Snapshot}).  Label sets are bounded: a route, an
 outcome, a kind, a status code; never a project's or a file's name.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -20,9 +20,7 @@ from zope.interface import implementer
 from .._version import __version__
 from ..base import PAGE_OUTCOMES, REFRESH_OUTCOMES, UPSTREAM_OUTCOMES, FileKey, IMirrorEvents, NoEvents
 from ..files import BACKLOG_MAX
-
-if TYPE_CHECKING:
-    from .._mirror import Mirror
+from ._snapshot import Snapshots
 
 __all__ = ["CONTENT_TYPE", "MirrorMetrics", "ROUTES", "StallMeter"]
 
@@ -171,11 +169,11 @@ class MirrorMetrics(NoEvents):
     def stop(self) -> None:
         self.stallMeter.stop()
 
-    def watch(self, mirror: "Mirror") -> None:
+    def watch(self, snapshot: Snapshots) -> None:
         """
-        Read the state of C{mirror} at each scrape.
+        Read the mirror's state from one C{snapshot()} at each scrape.
         """
-        self.registry.register(_StateCollector(mirror, self.stallMeter))
+        self.registry.register(_StateCollector(snapshot, self.stallMeter))
 
     def render(self) -> bytes:
         """
@@ -270,60 +268,58 @@ class _Tallies:
 
 class _StateCollector:
     """
-    The gauges read from the mirror's parts at each scrape.
+    The gauges read from one snapshot of the mirror's facts at each scrape.
     """
 
-    def __init__(self, mirror: "Mirror", stallMeter: StallMeter) -> None:
-        self._mirror = mirror
+    def __init__(self, snapshot: Snapshots, stallMeter: StallMeter) -> None:
+        self._snapshot = snapshot
         self._stall = stallMeter
 
     def collect(self) -> Iterator[Any]:
-        mirror = self._mirror
-        budget = mirror.tree.budget
-        journal = mirror.journal
-        yield _gauge("tailmirror_projects_known", "Projects whose page the mirror keeps.", mirror.projectsKnown())
-        yield _gauge("tailmirror_downloads_in_flight", "Downloads from upstream under way.", len(mirror.files.inFlight))
+        facts = self._snapshot()
+        cache = facts.cache
+        journal = facts.journal
+        yield _gauge("tailmirror_projects_known", "Projects whose page the mirror keeps.", facts.projectsKnown)
+        yield _gauge("tailmirror_downloads_in_flight", "Downloads from upstream under way.", len(facts.downloads))
         yield _gauge(
             "tailmirror_download_backlog_bytes",
             f"Bytes downloads have received and not yet written to disk (upstream pauses past "
             f"{BACKLOG_MAX // 2**20} MiB).",
-            mirror.tree.backlog,
+            facts.backlog,
         )
-        upstreams = [index.upstream for index in mirror.indexes.values()]
         for name, documentation, count in (
             ("tailmirror_upstream_slots", "Requests to upstream that may run at once, by kind "
              "(--page-requests, --file-requests).", lambda slots: slots.limit),
             ("tailmirror_upstream_slots_busy", "Requests to upstream running, by kind.",
-             lambda slots: slots.limit - slots.free),
+             lambda slots: slots.busy),
             ("tailmirror_upstream_slots_waiting", "Requests to upstream waiting for a slot, by kind "
              "(clients' and the prefetch's).", lambda slots: slots.waiting),
         ):
             gauge = GaugeMetricFamily(name, documentation, labels=["kind"])
-            gauge.add_metric(["page"], sum(count(u.pageSlots) for u in upstreams))
-            gauge.add_metric(["file"], sum(count(u.fileSlots) for u in upstreams))
+            gauge.add_metric(["page"], count(facts.pageSlots))
+            gauge.add_metric(["file"], count(facts.fileSlots))
             yield gauge
         yield _gauge(
             "tailmirror_cache_counted",
             "1 once the cache's files are counted at start (until then the cache gauges are partial).",
-            1 if budget.ready else 0,
+            1 if cache.counted else 0,
         )
-        yield _gauge("tailmirror_cache_files", "Files in the cache.", budget.histogram.files)
+        yield _gauge("tailmirror_cache_files", "Files in the cache.", cache.files)
         yield _gauge(
             "tailmirror_cache_bytes",
             "Bytes the cache directory holds: files, downloads under way and the journal.",
-            budget.used,
+            cache.bytes,
         )
-        if budget.limits.maxSize is not None:
-            yield _gauge("tailmirror_cache_max_bytes", "The most the cache may hold (--max-size).", budget.limits.maxSize)
-        space = _space(mirror)
-        if space is not None:
-            total, free = space
+        if cache.maxBytes is not None:
+            yield _gauge("tailmirror_cache_max_bytes", "The most the cache may hold (--max-size).", cache.maxBytes)
+        if not isinstance(cache.filesystem, str):
+            total, free = cache.filesystem
             yield _gauge("tailmirror_filesystem_size_bytes", "Size of the cache's filesystem.", total)
             yield _gauge("tailmirror_filesystem_free_bytes", "Free space on the cache's filesystem.", free)
             yield _gauge(
                 "tailmirror_cache_min_free_bytes",
                 "Free space the cache keeps on its filesystem (--min-free).",
-                budget.limits.minFreeBytes(total),
+                cache.minFreeBytes or 0,
             )
         yield _gauge("tailmirror_journal_bytes", "Length of the journal.", journal.size)
         yield _gauge("tailmirror_journal_live_bytes", "Bytes of the journal's records still in use.", journal.live)
@@ -337,8 +333,8 @@ class _StateCollector:
         )
         compactions.add_metric([], journal.compactions)
         yield compactions
-        if mirror.prefetch is not None and mirror.prefetch.mode != "off":
-            figures = mirror.prefetch.figures()
+        figures = facts.prefetch
+        if figures is not None and figures["mode"] != "off":
             for name, key, documentation in (
                 ("tailmirror_prefetched", "prefetched", "Things the prefetch had upstream send, by kind."),
                 ("tailmirror_prefetch_used", "used", "Things prefetched that a client then asked for, by kind."),
@@ -366,10 +362,3 @@ class _StateCollector:
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
-
-
-def _space(mirror: "Mirror") -> tuple[int, int] | None:
-    try:
-        return mirror.tree.budget.space()
-    except OSError:
-        return None

@@ -2,7 +2,8 @@
 C{/+status}: what a person asks of a running mirror first, as JSON for
 scripts and as a small HTML page for a browser (no JavaScript, no asset
 from anywhere else).  The upstream's health and the hit counts are kept
-from the mirror's events; the rest is read from its parts when asked.
+from the mirror's events; the rest is read from one snapshot of the
+mirror's facts (L{Snapshot}) when asked.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import time
 from collections import Counter
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
@@ -19,9 +20,7 @@ from zope.interface import implementer
 from .._version import __version__
 from ..base import FileKey, IMirrorEvents, NoEvents
 from ..files import formatSize
-
-if TYPE_CHECKING:
-    from .._mirror import Mirror
+from ._snapshot import Snapshots
 
 __all__ = ["MirrorStatus"]
 
@@ -59,13 +58,13 @@ class MirrorStatus(NoEvents):
         self.upstreamWarning: str | None = None
         self.pages: Counter[str] = Counter()
         self.files: Counter[bool] = Counter()
-        self._mirror: "Mirror | None" = None
+        self._snapshot: Snapshots | None = None
 
-    def watch(self, mirror: "Mirror") -> None:
+    def watch(self, snapshot: Snapshots) -> None:
         """
-        Read the rest from C{mirror}'s parts.
+        Read the rest from one C{snapshot()} of the mirror's facts each time.
         """
-        self._mirror = mirror
+        self._snapshot = snapshot
 
     def upstreamAnswered(self) -> None:
         """
@@ -100,32 +99,27 @@ class MirrorStatus(NoEvents):
         """
         Everything the status tells, as JSON-ready values.
         """
-        assert self._mirror is not None, "watch a mirror first"
-        mirror = self._mirror
+        assert self._snapshot is not None, "watch a mirror first"
+        facts = self._snapshot()
         now = self._clock.seconds()
-        budget = mirror.tree.budget
-        limits = budget.limits
-        try:
-            total, free = budget.space()
-            filesystem: dict[str, Any] = {
-                "sizeBytes": total,
-                "freeBytes": free,
-                "minFreeBytes": limits.minFreeBytes(total),
-            }
-        except OSError as e:
-            filesystem = {"error": e.strerror or str(e)}
+        cache = facts.cache
+        if isinstance(cache.filesystem, str):
+            filesystem: dict[str, Any] = {"error": cache.filesystem}
+        else:
+            total, free = cache.filesystem
+            filesystem = {"sizeBytes": total, "freeBytes": free, "minFreeBytes": cache.minFreeBytes}
         healthy = None
         if self.lastSuccess is not None or self.lastFailure is not None:
             healthy = self.lastFailure is None or (self.lastSuccess or 0) > self.lastFailure
         pageTotal = sum(self.pages.values())
         fileTotal = sum(self.files.values())
         downloads = []
-        for download in mirror.files.inFlight:
+        for download in facts.downloads:
             seconds = now - download.startedAt if download.startedAt is not None else 0.0
             downloads.append(
                 {
-                    "file": download.key.filename,
-                    "path": download.key.linkPath,
+                    "file": download.file,
+                    "path": download.path,
                     "bytes": download.received,
                     "totalBytes": download.length,
                     "seconds": round(seconds, 3),
@@ -136,7 +130,7 @@ class MirrorStatus(NoEvents):
         return {
             "version": __version__,
             "upstream": {
-                "url": mirror.settings.upstream,
+                "url": facts.upstream,
                 "healthy": healthy,
                 "lastSuccess": _when(self.lastSuccess),
                 "lastFailure": _when(self.lastFailure),
@@ -145,23 +139,19 @@ class MirrorStatus(NoEvents):
             },
             "started": _when(self.startedAt),
             "uptimeSeconds": round(now - self.startedAt, 1),
-            "projectsKnown": mirror.projectsKnown(),
+            "projectsKnown": facts.projectsKnown,
             "indexes": {
-                name: {
-                    "url": index.settings.upstream,
-                    "pages": index.layout.pagesPath,
-                    "projectsKnown": len(index.pages.known()),
-                }
-                for name, index in mirror.indexes.items()
+                index.name: {"url": index.url, "pages": index.pagesPath, "projectsKnown": index.projectsKnown}
+                for index in facts.indexes
             },
             "cache": {
-                "counted": budget.ready,
-                "files": budget.histogram.files,
-                "bytes": budget.used,
-                "maxBytes": limits.maxSize,
+                "counted": cache.counted,
+                "files": cache.files,
+                "bytes": cache.bytes,
+                "maxBytes": cache.maxBytes,
                 "filesystem": filesystem,
-                "evictedFiles": budget.evictedFiles,
-                "evictedBytes": budget.evictedBytes,
+                "evictedFiles": cache.evictedFiles,
+                "evictedBytes": cache.evictedBytes,
             },
             "hits": {
                 "files": {
@@ -175,7 +165,7 @@ class MirrorStatus(NoEvents):
                 },
             },
             "downloads": downloads,
-            "prefetch": mirror.prefetch.figures() if mirror.prefetch is not None else None,
+            "prefetch": facts.prefetch,
         }
 
     def json(self) -> bytes:

@@ -28,17 +28,15 @@ works are carried over, so none is lost.
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import os
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ..base import canonicalName, syncDirectory, writeAll
+from ..base import syncDirectory, writeAll
+from ._records import Entry, JournalFile, checkedHeader, pageHeader, recordLine
 
 __all__ = ["Entry", "Journal"]
 
@@ -51,105 +49,6 @@ _HEADER_PREFIX = 4096
 COMPACT_ABOVE = 8 * 1024 * 1024
 
 
-class _File:
-    """
-    One open journal file.  A compaction puts a new file in the journal's
-    place; the old one stays open while a reader still holds it, and
-    closes when nothing refers to it any more.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __del__(self) -> None:
-        self.close()
-
-
-@dataclass(slots=True, eq=False)
-class Entry:
-    """
-    What the mirror keeps in memory of a project: where its latest page
-    sits in the journal, upstream's validator for it, and when it was last
-    known fresh.  C{serial} names the page for as long as the process
-    runs, wherever compaction moves it.
-    """
-
-    name: str
-    etag: str | None
-    fetched: float
-    #: The file, offset and length of the page, replaced in one assignment
-    #: so that a reader in another thread sees one place or the other.
-    where: tuple[_File, int, int]
-    #: The length of the page's whole record.
-    record: int
-    #: The sha256 of the upstream body the page was made from.
-    digest: str | None = None
-    #: The project's status (PEP 792) on that page, if it gives one.
-    status: str | None = None
-    #: Upstream's C{X-PyPI-Last-Serial} for the page, if it gave one.
-    lastSerial: str | None = None
-    serial: int = field(default_factory=itertools.count().__next__)
-
-    @property
-    def length(self) -> int:
-        return self.where[2]
-
-
-def _pageHeader(
-    name: str,
-    fetched: float,
-    etag: str | None,
-    digest: str | None,
-    status: str | None = None,
-    lastSerial: str | None = None,
-) -> dict[str, Any]:
-    """
-    The header of a page's record.
-    """
-    header: dict[str, Any] = {"name": name, "fetched": fetched, "etag": etag}
-    for key, value in (("digest", digest), ("status", status), ("lastSerial", lastSerial)):
-        if value is not None:
-            header[key] = value
-    return header
-
-
-def _checkedHeader(header: Any) -> tuple[str, float]:
-    """
-    The project name and fetch time of a record's header, once every field
-    is of its kind.
-
-    @raise ValueError: if one is not.
-    """
-    if not isinstance(header, dict):
-        raise ValueError("its header is not an object")
-    name, fetched = header.get("name"), header.get("fetched")
-    if not isinstance(name, str) or canonicalName(name) != name:
-        raise ValueError(f"its project name {name!r:.80} is not a normalized name")
-    if isinstance(fetched, bool) or not isinstance(fetched, (int, float)) or not math.isfinite(fetched):
-        raise ValueError(f"its fetch time {fetched!r:.80} is not a number")
-    for key in ("etag", "digest", "status", "lastSerial"):
-        if not isinstance(header.get(key), (str, type(None))):
-            raise ValueError(f"its {key} {header.get(key)!r:.80} is not a string")
-    return name, float(fetched)
-
-
-def _line(header: dict[str, Any], page: bytes | None = None) -> tuple[bytes, int]:
-    """
-    One record, and where its page starts in it.
-    """
-    head = json.dumps(header, separators=(",", ":")).encode("ascii")
-    parts = [b"[", head]
-    if page is not None:
-        parts += [b",", page]
-    parts.append(b"]\n")
-    return b"".join(parts), 2 + len(head)
-
-
 class Journal:
     """
     The journal file: replayed once at start, appended to afterwards.
@@ -160,7 +59,7 @@ class Journal:
         self.path = path
         self.compactAbove = compactAbove
         self.index: dict[str, Entry] = {}
-        self._file = _File(-1)
+        self._file = JournalFile(-1)
         self._size = 0
         #: The bytes of the records the index refers to.
         self._live = 0
@@ -193,7 +92,7 @@ class Journal:
             # A compaction the last run did not finish; the journal is whole.
             os.unlink(leftover)
             log.info("removed an unfinished journal compaction")
-        self._file = _File(os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644))
+        self._file = JournalFile(os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644))
         self.index = {}
         end = self._replay()
         self._size = os.fstat(self._file.fd).st_size
@@ -216,7 +115,7 @@ class Journal:
         @return: L{index}.
         @raise OSError: if there is no journal to read.
         """
-        self._file = _File(os.open(self.path, os.O_RDONLY))
+        self._file = JournalFile(os.open(self.path, os.O_RDONLY))
         self.index = {}
         self._replay()
         return self.index
@@ -258,7 +157,7 @@ class Journal:
             header, end = _decoder.raw_decode(head, 1)
         except ValueError:
             header, end = _decoder.raw_decode(line.decode("utf-8"), 1)
-        name, fetched = _checkedHeader(header)
+        name, fetched = checkedHeader(header)
         rest = line[end:]
         if rest == b"]\n":
             if header.get("gone") is True:
@@ -324,7 +223,7 @@ class Journal:
         with the digest of the upstream body it was made from, the
         project's status and upstream's serial.
         """
-        line, offset = _line(_pageHeader(name, fetched, etag, digest, status, lastSerial), page)
+        line, offset = recordLine(pageHeader(name, fetched, etag, digest, status, lastSerial), page)
         start = self._append(line)
         where = (self._file, start + offset, len(page))
         entry = Entry(name, etag, fetched, where, len(line), digest, status, lastSerial)
@@ -335,14 +234,14 @@ class Journal:
         """
         Record that upstream confirmed a page unchanged.
         """
-        self._append(_line({"name": entry.name, "fetched": fetched})[0])
+        self._append(recordLine({"name": entry.name, "fetched": fetched})[0])
         entry.fetched = fetched
 
     def appendGone(self, name: str, fetched: float) -> None:
         """
         Record that upstream no longer has a project.
         """
-        self._append(_line({"name": name, "fetched": fetched, "gone": True})[0])
+        self._append(recordLine({"name": name, "fetched": fetched, "gone": True})[0])
         self._replace(name, None)
 
     def forget(self, entry: Entry) -> None:
@@ -406,11 +305,11 @@ class Journal:
         old, before = self._file, self._size
         try:
             plan = [
-                (e, e.where, _pageHeader(e.name, e.fetched, e.etag, e.digest, e.status, e.lastSerial))
+                (e, e.where, pageHeader(e.name, e.fetched, e.etag, e.digest, e.status, e.lastSerial))
                 for e in self.index.values()
             ]
             fd, places = await runInThread(self._writeLive, target, plan)
-            new = _File(fd)
+            new = JournalFile(fd)
             if self._file is not old:
                 new.close()
                 raise RuntimeError("the journal was closed meanwhile")
@@ -427,7 +326,7 @@ class Journal:
 
     @staticmethod
     def _writeLive(
-        target: str, plan: list[tuple[Entry, tuple[_File, int, int], dict[str, Any]]]
+        target: str, plan: list[tuple[Entry, tuple[JournalFile, int, int], dict[str, Any]]]
     ) -> tuple[int, list[tuple[int, int]]]:
         """
         Write the live records to C{target}, durably; say where each page
@@ -443,7 +342,7 @@ class Journal:
                 page = os.pread(f.fd, length, offset)
                 if len(page) != length:
                     raise OSError(f"the page of {entry.name} is cut short")
-                line, start = _line(header, page)
+                line, start = recordLine(header, page)
                 places.append((position + start, len(line)))
                 position += len(line)
                 batch.append(line)
@@ -460,10 +359,10 @@ class Journal:
 
     def _carryOver(
         self,
-        old: _File,
+        old: JournalFile,
         before: int,
-        new: _File,
-        plan: list[tuple[Entry, tuple[_File, int, int], dict[str, Any]]],
+        new: JournalFile,
+        plan: list[tuple[Entry, tuple[JournalFile, int, int], dict[str, Any]]],
         places: list[tuple[int, int]],
     ) -> None:
         """
@@ -491,7 +390,7 @@ class Journal:
         self._size = base + self._size - before
         self._live = sum(e.record for e in self.index.values())
 
-    def _settle(self, new: _File) -> None:
+    def _settle(self, new: JournalFile) -> None:
         os.fsync(new.fd)
         syncDirectory(os.path.dirname(os.path.abspath(self.path)))
 

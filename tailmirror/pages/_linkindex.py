@@ -10,8 +10,8 @@ from typing import Any
 
 from ..base import FileKey, StoreError
 from ._bodies import BoundedCache
-from ._journal import Entry
 from ._links import FileLink, Links, indexLinks, lookUp
+from ._records import Entry
 from ._views import PerVersion, ReadBack
 
 __all__ = ["LINKS_KEPT", "LinkIndex"]

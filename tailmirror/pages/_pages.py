@@ -29,12 +29,13 @@ from ..base import (
 from ..upstream import Fetched, Priority, Upstream
 from ._bodies import Body, BoundedCache, Rendered
 from ._health import UpstreamHealth
-from ._journal import Entry, Journal
+from ._journal import Journal
 from ._keeper import JournalKeeper
 from ._linkindex import LINKS_KEPT, LinkIndex
 from ._links import FileLink, projectsOf
 from ._policy import QUARANTINED, Policy
 from ._prepare import DamagedCopy, Prepared, Rendering, Workshop, bodyDigest, renderAs
+from ._records import Entry
 from ._render import renderRootHTML, renderRootJSON
 from ._views import PageView, PerVersion
 
@@ -142,7 +143,7 @@ class ProjectPages:
         the journal's copy.  CPU work: C{make} runs off the reactor.
         """
         made: PerVersion[S] = PerVersion(BoundedCache(kept, len), self._workshop.readBack)
-        view = PageView(self, make, made)
+        view = PageView(self.current, make, made)
         self._views.append(view)
         return view
 

@@ -19,10 +19,11 @@ from twisted.logger import Logger
 from ..base import PYPI, SMALL_PAGE, IndexLayout, StoreError, UpstreamError
 from ..upstream import Fetched
 from ._bodies import Body
-from ._journal import Entry, Journal
+from ._journal import Journal
 from ._links import Links, indexLinks
 from ._parse import MalformedPage, ParsedPage, checkHTML, parseHTML, parseJSON, sniff
 from ._policy import Policy
+from ._records import Entry
 from ._render import renderProjectHTML, renderProjectJSON
 
 __all__ = ["DamagedCopy", "JSON_TYPES", "PREPARING", "Prepared", "Rendering", "Workshop", "bodyDigest", "preparePage", "renderAs"]
@@ -177,7 +178,7 @@ class Workshop:
             return make(page)
 
         try:
-            return await self._preparing.run(self._run, readAndMake)  # type: ignore[no-any-return]
+            return await self._preparing.run(self._run, readAndMake)
         except DamagedCopy as e:
             log.error("cannot read the page of {project} back: {reason}", project=entry.name, reason=e.reason[:200])
             raise DamagedCopy(503, "the mirror's copy of this page is damaged") from None

@@ -7,14 +7,11 @@ fetched, or made again from the page read back from the journal.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 from ..base import Coalescer
 from ._bodies import BoundedCache
-from ._journal import Entry
-
-if TYPE_CHECKING:
-    from ._pages import ProjectPages
+from ._records import Entry
 
 __all__ = ["PageView", "PerVersion"]
 
@@ -23,6 +20,10 @@ T = TypeVar("T")
 #: How a page is read back from the journal and made something of, off
 #: the reactor.
 ReadBack = Callable[[Entry, Callable[[dict[str, Any]], T]], Awaitable[T]]
+
+#: The entry of a page by its name, refreshed first where it is due:
+#: C{current(name, revalidate, form, background)}.
+Current = Callable[[str, bool, "str | None", bool], Awaitable[Entry]]
 
 
 class PerVersion(Generic[T]):
@@ -63,12 +64,12 @@ class PerVersion(Generic[T]):
 class PageView(Generic[T]):
     """
     What a wing above the pages makes of each project page (the prefetch,
-    its candidates), registered with L{ProjectPages.addView}: made as a
+    its candidates), registered with C{ProjectPages.addView}: made as a
     page it fetched for itself is prepared, else when first asked for.
     """
 
-    def __init__(self, pages: "ProjectPages", make: Callable[[dict[str, Any]], T], made: PerVersion[T]) -> None:
-        self._pages = pages
+    def __init__(self, current: Current, make: Callable[[dict[str, Any]], T], made: PerVersion[T]) -> None:
+        self._current = current
         self.make = make
         self.made = made
 
@@ -83,5 +84,5 @@ class PageView(Generic[T]):
         @raise NotFound: if upstream has no such project.
         @raise Unavailable: if upstream fails and there is no copy.
         """
-        entry = await self._pages.current(name, revalidate, form="json", background=background)
+        entry = await self._current(name, revalidate, "json", background)
         return await self.made.of(entry, self.make)

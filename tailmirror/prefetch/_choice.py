@@ -113,7 +113,7 @@ def _newestFirst(found: list[Candidate]) -> None:
     page's thousands by L{Version}'s C{<} costs ten times as much.
     """
     try:
-        found.sort(key=lambda c: c.version._key, reverse=True)  # type: ignore[attr-defined]
+        found.sort(key=lambda c: c.version._key, reverse=True)
     except (AttributeError, TypeError):  # a packaging that keeps its key elsewhere
         found.sort(key=lambda c: c.version, reverse=True)
 

@@ -19,7 +19,7 @@ it picked them, ahead of it.  A run that only resolves (a lock file,
 C{--dry-run}) asks for no file, and costs nothing more.
 
 A prefetch never delays a client: its requests wait for a slot after
-every client's (L{tailmirror.upstream._client.Slots}), and a client asking for a
+every client's (L{tailmirror.upstream.Slots}), and a client asking for a
 page or file being prefetched joins that fetch, as clients join each
 other's.  What a prefetch fetched from upstream and no client asked for
 within the page TTL is counted as wasted: in the log, on C{/+status} and
@@ -42,12 +42,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..base import SMALL_FILE, FileKey, IMirrorEvents, NoEvents, NotFound, StoreError, Unavailable, offload
-from ..pages import projectsOf
 from ._choice import Candidate, candidatesOf, choose, requirementsOf
 from ._clients import Client, clientOf
+from ._picks import Picks
 
 if TYPE_CHECKING:
-    from ..files import FileStore
+    from ..files import FileStore, OpenFile
     from ..pages import PageView, ProjectPages
 
 __all__ = ["KINDS", "MODES", "Prefetcher"]
@@ -72,9 +72,6 @@ OWN_TOOLS = ("tailmirror-",)
 CLIENTS_MAX = 50
 #: What the prefetch remembers having done, at most (oldest forgotten).
 REMEMBERED_MAX = 100_000
-#: Files picked by clients still resolving, remembered at most, of all
-#: clients together (the longest idle client forgotten first).
-PICKED_MAX = 20_000
 #: Files of pages kept in memory at most, for the prefetch's choice among
 #: them: it asks right after a page is fetched, and once per TTL.
 CANDIDATES_KEPT = 10_000
@@ -93,14 +90,6 @@ class _Walk(NamedTuple):
     revalidate: bool
 
 
-def _projectOf(filename: str) -> str:
-    """
-    The project a distribution's file belongs to, likeliest first.
-    """
-    names = projectsOf(filename)
-    return names[0] if names else filename
-
-
 def _readMetadata(path: str) -> bytes | None:
     """
     A core metadata file of the tree, if it is there.  Disk work: off the
@@ -113,16 +102,16 @@ def _readMetadata(path: str) -> bytes | None:
         return None
 
 
-def _readBack(fd: int, size: int) -> bytes:
+def _readBack(copy: "OpenFile") -> bytes:
     """
-    A core metadata file just downloaded, read from its own descriptor
-    (C{fd}, closed after), which may not be in the tree yet.  Disk work:
-    off the reactor.
+    A core metadata file just downloaded, read from its download's copy
+    (closed after), which may not be in the tree yet.  Disk work: off the
+    reactor.
     """
     try:
-        return os.pread(fd, min(size, METADATA_MAX), 0)
+        return os.pread(copy.fd, min(copy.size, METADATA_MAX), 0)
     finally:
-        os.close(fd)
+        copy.close()
 
 
 @implementer(IMirrorEvents)
@@ -173,12 +162,8 @@ class Prefetcher(NoEvents):
         self.running = 0
         #: The clients seen asking for pages, by what they are.
         self.clients: Counter[str] = Counter()
-        #: What each client resolving one requirement at a time picked, by
-        #: (index, host, agent): when it last asked for metadata, and the
-        #: file of each project whose metadata it asked for, in order.
-        self._picked: dict[tuple[str, str | None, str], tuple[float, dict[str, FileKey]]] = {}
-        #: Files in L{_picked}, all clients together.
-        self._pickedFiles = 0
+        #: What each client resolving one requirement at a time picked.
+        self._picks = Picks(clock)
         self._sweeping: IDelayedCall | None = None
 
     @property
@@ -250,34 +235,12 @@ class Prefetcher(NoEvents):
                 self._fetchFile(FileKey(key.shard, key.filename, False, key.index))
             return
         who = (key.index, peer, agent)
-        found = self._picked.pop(who, None)
         if key.metadata:
-            picked = found[1] if found is not None else {}
-            project = _projectOf(key.filename)
-            self._pickedFiles += project not in picked
-            picked[project] = FileKey(key.shard, key.filename, False, key.index)
-            self._picked[who] = (self._clock.seconds(), picked)
-            self._forgetPicked()
+            self._picks.picked(who, key)
             self._sweepLater()
             return
-        if found is None:
-            return
-        picked = found[1]
-        if picked.get(_projectOf(key.filename)) != key:
-            self._picked[who] = found  # resolving still (or a file it had no metadata of)
-            return
-        self._pickedFiles -= len(picked)
-        for other in picked.values():
-            if other != key:
-                self._fetchFile(other)
-
-    def _forgetPicked(self) -> None:
-        """
-        Forget the longest idle clients' picks while there are too many.
-        """
-        while self._pickedFiles > PICKED_MAX and self._picked:
-            oldest = next(iter(self._picked))
-            self._pickedFiles -= len(self._picked.pop(oldest)[1])
+        for other in self._picks.resolved(who, key):
+            self._fetchFile(other)
 
     def fileServed(self, key: FileKey, size: int, cached: bool) -> None:
         """
@@ -336,11 +299,7 @@ class Prefetcher(NoEvents):
             pages = self._indexes.get(done[0])
             if pages is None or now - when >= pages.ttl:
                 del self._done[done]
-        for who, (when, picked) in list(self._picked.items()):
-            pages = self._indexes.get(who[0])
-            if pages is None or now - when >= pages.ttl:
-                del self._picked[who]
-                self._pickedFiles -= len(picked)
+        self._picks.sweep(lambda index, when: index not in self._indexes or now - when >= self._indexes[index].ttl)
         if expired:
             log.info(
                 "prefetch: {wasted} fetched and not asked for within the TTL ({detail}); "
@@ -350,7 +309,7 @@ class Prefetcher(NoEvents):
                 used=sum(self.used.values()),
                 prefetched=sum(self.prefetched.values()),
             )
-        if self._pending or self._done or self._picked:
+        if self._pending or self._done or self._picks:
             self._sweeping = self._clock.callLater(SWEEP_EVERY, self.sweep)
 
     def figures(self) -> dict[str, Any]:
@@ -519,9 +478,9 @@ class Prefetcher(NoEvents):
                     return None
                 if not key.metadata:
                     return None
-                if download.fd >= 0:
-                    fd, size = os.dup(download.fd), download.written
-                    return await offload(self._run, size <= SMALL_FILE, _readBack, fd, size)
+                copy = download.copy()
+                if copy is not None:
+                    return await offload(self._run, copy.size <= SMALL_FILE, _readBack, copy)
         finally:
             if asks:
                 self.slots.release()

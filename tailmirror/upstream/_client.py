@@ -292,7 +292,7 @@ class Upstream:
         return d.addBoth(report)
 
     async def _openFile(self, url: str) -> IResponse:
-        response = await self._client.get(
+        response: IResponse = await self._client.get(
             urldefrag(url)[0], headers={"User-Agent": USER_AGENT}, unbuffered=True
         )
         if response.code != 200:

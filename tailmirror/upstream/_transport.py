@@ -73,8 +73,9 @@ class UpstreamEndpoints:
 @implementer(IStreamClientEndpoint)
 class _Bulk:
     """
-    An endpoint whose connections read up to L{_http.BULK} bytes at a time
-    and write through (L{_http.writeThrough}), made only when a connection is: the L{Agent} asks for one for every
+    An endpoint whose connections read up to L{tailmirror.base.BULK} bytes
+    at a time and write through (L{tailmirror.base.writeThrough}), made only
+    when a connection is: the L{Agent} asks for one for every
     request, most of which reuse a pooled connection, and TLS options cost a
     new context each.
     """

@@ -1,6 +1,8 @@
 """
-The mirror's HTTP face: a Klein application over the pages (and, later,
-the files) it keeps.
+The mirror's HTTP face: a Klein application over the pages and the files
+it keeps (the root index, project pages by content negotiation, the file
+resources of each index, C{/+status} and C{/+metrics}), with the L{Front}
+that answers fresh pages and hands files over before Klein routes.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_accept_header
 from zope.interface import implementer
 
-from ..base import PYPI, IndexLayout, NotFound, Unavailable, canonicalName, etagMatches, header, plain
+from ..base import PYPI, IndexLayout, NotFound, Unavailable, canonicalName
 from ..files import FileStore
 from ..observe import CONTENT_TYPE as METRICS_TYPE, MirrorMetrics, MirrorStatus
 from ..pages import Body, ProjectPages, Served
-from ._file import ALLOW, FileResource, askTheMirror, fromFront
+from ._answers import answerFor, etagMatches, header, plain
+from ._file import ALLOW, FileResource
+from ._front import askTheMirror, fromFront
 from ._negotiate import Form, contentType, negotiate
 
 __all__ = ["MetricsOnly", "MirrorWeb"]
@@ -184,7 +188,7 @@ def wantsJSON(request: IRequest) -> bool:
     """
     Whether a request for the status asks for JSON rather than HTML.
     """
-    formats = request.args.get(b"format")
+    formats: list[bytes] | None = request.args.get(b"format")
     if formats:
         return formats[-1] == b"json"
     accept = header(request, "accept")
@@ -304,10 +308,8 @@ class MirrorWeb:
         self._pages.wanted(canonical, request.getHeader(b"user-agent"), revalidate)
         try:
             served = await d
-        except NotFound:
-            return plain(request, 404, f"upstream has no project {canonical}")
-        except Unavailable as e:
-            return plain(request, e.status, e.reason)
+        except (NotFound, Unavailable) as e:
+            return plain(request, *answerFor(e, f"upstream has no project {canonical}"))
         return await _sent(sendServed(request, served, chosen))
 
     @app.route("/+status", methods=_READ)

@@ -77,7 +77,7 @@ class ParseJSONTests(SynchronousTestCase):
         Links with unsafe file names or non-http(s) schemes are dropped, and
         each drop is reported.
         """
-        files = [
+        files: list[object] = [
             {"filename": n, "url": f"https://u.test/{i}", "hashes": {}}
             for i, n in enumerate(["../evil", "a/b", "a\\b", "a\x00b", "x" * 300, "."])
         ]

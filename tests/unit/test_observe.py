@@ -19,9 +19,8 @@ from tailmirror.web._access import AGENT_MAX, PATH_MAX, routeOf
 from tailmirror.observe._metrics import StallMeter
 from tailmirror.upstream._client import judgeRoot
 
-from .fakeindex import FakeProject, generated, sdist
-from .harness import CapturedLog, Harness
-from .test_files import filePath
+from ..fakeindex import FakeProject, generated, sdist
+from ..harness import CapturedLog, Harness, filePath
 
 SIZE = 1_200_000
 
@@ -53,7 +52,9 @@ class MetricsTests(SynchronousTestCase):
     def scrape(self, h: Harness | None = None) -> dict[Any, float]:
         answer = (h or self.h).get("/+metrics")
         self.assertEqual(answer.code, 200)
-        self.assertTrue(answer.header("content-type").startswith("text/plain; version=0.0.4"))
+        contentType = answer.header("content-type")
+        assert contentType is not None
+        self.assertTrue(contentType.startswith("text/plain; version=0.0.4"))
         return samples(answer.body.decode())
 
     def test_counts(self) -> None:
@@ -109,7 +110,7 @@ class MetricsTests(SynchronousTestCase):
         many requests wait for one; and the bytes received that wait for
         the disk.
         """
-        from .harness import Threads
+        from ..harness import Threads
 
         threads = Threads(held=("_writeAll",))
         other = sdist("foo", "2.0", size=SIZE)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from .processes import BIN, FakeUpstreamProcess, MirrorProcess, run
+from ..processes import BIN, FakeUpstreamProcess, MirrorProcess, run
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ indexes that serve none: in memory, over fake indexes.
 from __future__ import annotations
 
 import io
-import json
 import os
 import zipfile
-from typing import Any
 
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,18 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from tailmirror import tap
 from tailmirror.base._layout import indexName
 
-from .fakeindex import FakeFile, FakeIndex, FakeProject
-from .harness import PIP_ACCEPT, Harness
-from .wheels import torchLike, wheel, tree
+from ..fakeindex import FakeFile, FakeIndex, FakeProject
+from ..harness import JSON, PIP_ACCEPT, Harness, linksOf
+from ..wheels import torchLike, wheel, tree
 
-JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
-
-
-def linksOf(answer: Any) -> dict[str, dict[str, Any]]:
-    """
-    The file entries of a JSON project page, by file name.
-    """
-    return {f["filename"]: f for f in json.loads(answer.body)["files"]}
 
 
 def metadataOf(data: bytes) -> bytes:
@@ -218,7 +208,8 @@ class MetadataFromWheelTests(SynchronousTestCase):
         link = linksOf(h.get(f"/simple/{project}/", JSON))[f.filename]
         self.assertIs(link["core-metadata"], True)
         self.assertIs(link["dist-info-metadata"], True)
-        return os.path.normpath(f"/simple/{project}/" + link["url"]) + ".metadata"
+        url: str = link["url"]
+        return os.path.normpath(f"/simple/{project}/" + url) + ".metadata"
 
     def test_byRanges(self) -> None:
         """

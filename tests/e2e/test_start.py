@@ -16,13 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tailmirror._version import __version__
 
-from .processes import BIN, REPO, FakeUpstreamProcess, MirrorProcess, cleanEnv, freePort, waitForHTTP
+from ..processes import BIN, REPO, FakeUpstreamProcess, MirrorProcess, cleanEnv, freePort, waitForHTTP
 
 NOBODY = 65534
 
@@ -54,7 +55,7 @@ def assertOneLine(result: subprocess.CompletedProcess[str], *words: str) -> str:
 
 
 @pytest.fixture
-def upstream() -> FakeUpstreamProcess:
+def upstream() -> Iterator[FakeUpstreamProcess]:
     fake = FakeUpstreamProcess()
     yield fake
     fake.stop()
@@ -186,6 +187,21 @@ def test_version() -> None:
     result = twistd("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"tailmirror {__version__}"
+
+
+def test_versionEverywhere() -> None:
+    """
+    C{tailmirror --version} (as C{python -m tailmirror}) and the docs say
+    the version C{twistd tailmirror --version} says.
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "tailmirror", "--version"], capture_output=True, text=True, timeout=30, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"tailmirror {__version__}"
+    conf: dict[str, object] = {"__file__": str(REPO / "docs" / "conf.py")}
+    exec((REPO / "docs" / "conf.py").read_text(), conf)
+    assert conf["release"] == conf["version"] == __version__
 
 
 def test_upstreamFromPip(tmp_path: Path, upstream: FakeUpstreamProcess) -> None:

@@ -17,29 +17,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror.base._layout import FileKey, parseFilePath
 from tailmirror.pages._links import projectsOf
-from tailmirror.base._layout import mirrorPath
-from tailmirror.web._file import parseRange
+from tailmirror.web._stream import parseRange
 
-from .fakeindex import FakeFile, FakeProject, generated, sdist
-from .harness import Answer, CapturedLog, Harness, Threads
-
-
-def filePath(f: FakeFile, metadata: bool = False) -> str:
-    """
-    The mirror's path of a fake file, as its pages link it.
-    """
-    path = "/" + mirrorPath(f.filename, "", {"sha256": f.sha256})
-    return path + ".metadata" if metadata else path
-
-
-def treeFiles(h: Harness, under: str = "+files") -> list[str]:
-    """
-    The files in a part of the cache directory.
-    """
-    found = []
-    for root, _, names in os.walk(os.path.join(h.cacheDir, under)):
-        found += [os.path.relpath(os.path.join(root, n), h.cacheDir) for n in names]
-    return sorted(found)
+from ..fakeindex import FakeFile, FakeProject, generated, sdist
+from ..harness import Answer, CapturedLog, Harness, Threads, filePath, finish, treeFiles
 
 
 class PathTests(SynchronousTestCase):
@@ -739,8 +720,8 @@ class SharedDownloadTests(SynchronousTestCase):
             queued.append((d, f, args))
             return d
 
-        self.h.files.runInThread = later  # type: ignore[method-assign]
-        self.h.tree._run = later  # type: ignore[method-assign]
+        self.h.files.runInThread = later
+        self.h.tree._run = later
         big = sdist("foo", "2.0", size=PENDING_MAX + 4 * 2**20)
         self.h.index.projects["foo"].files.append(big)
         d = self.h.start("GET", filePath(big))
@@ -800,8 +781,8 @@ class SharedDownloadTests(SynchronousTestCase):
                 maybeDeferred(f, *args).chainDeferred(waiting)
                 self.h.flush()
 
-        self.h.files.runInThread = later  # type: ignore[method-assign]
-        self.h.tree._run = later  # type: ignore[method-assign]
+        self.h.files.runInThread = later
+        self.h.tree._run = later
         big = [sdist("foo", f"3.{i}", size=4 * 2**20) for i in range(2)]
         self.h.index.projects["foo"].files.extend(big)
         gets = []
@@ -856,20 +837,12 @@ class SharedDownloadTests(SynchronousTestCase):
         self.assertEqual(treeFiles(self.h, "+tmp"), [])
 
 
-def finish(request: Any) -> None:
-    """
-    End a held upstream response, unless its client has already hung up
-    (as it does on the last byte of a body with a length).
-    """
-    if not request._disconnected:
-        request.finish()
-
-
 def assertNotWhole(test: SynchronousTestCase, answer: Answer) -> None:
     """
     A client did not get a whole file: an error status, or a body cut short.
     """
-    if not isinstance(answer.body, Exception):
+    body: object = answer.body  # or the exception that cut it short: see Harness.finish
+    if not isinstance(body, Exception):
         test.assertNotEqual(answer.code, 200, answer.body[:200])
 
 

@@ -17,7 +17,7 @@ import pytest
 from tailmirror.offline._export import export
 from tailmirror.offline._warm import readFile
 
-from .processes import (
+from ..processes import (
     INSTALLED,
     REPO,
     FakeUpstreamProcess,
@@ -29,7 +29,7 @@ from .processes import (
     uvInstall,
     waitForHTTP,
 )
-from .wheels import tree
+from ..wheels import tree
 
 
 def write(path: Path, text: str) -> Path:

@@ -15,8 +15,8 @@ from typing import Iterator
 
 import pytest
 
-from .chaos import Figures, fileLinks, fuzz, healthy, killAndRestart
-from .processes import INSTALLED, FakeUpstreamProcess, MirrorProcess, freshVenv, imported, pipInstall
+from ..chaos import Figures, fileLinks, fuzz, healthy, killAndRestart
+from ..processes import INSTALLED, FakeUpstreamProcess, MirrorProcess, freshVenv, imported, pipInstall
 
 PROJECTS = [f"project{i}" for i in range(30)]
 

@@ -18,9 +18,12 @@ import tempfile
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.protocol import ClientCreator, Protocol
+from twisted.internet.protocol import ClientCreator, Protocol, connectionDone
+from twisted.internet.tcp import Connection
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
@@ -31,10 +34,8 @@ from tailmirror.files._walker import usedBytes
 from tailmirror.base._layout import FileKey, parseFilePath
 from tailmirror._service import Settings
 
-from .fakeindex import FakeFile, FakeIndex, FakeProject, sdist
-from .harness import CapturedLog, Harness, Space
-from .test_sockets import startMirror
-from .test_files import filePath, treeFiles
+from ..fakeindex import FakeFile, FakeIndex, FakeProject, sdist
+from ..harness import CapturedLog, Harness, Space, filePath, startMirror, treeFiles
 
 SIZE = 20_000
 #: A file big enough to be streamed to its first client as it arrives.
@@ -213,16 +214,21 @@ class _SlowClient(Protocol):
         # A fixed receive buffer: left to grow, a loopback socket's takes in
         # tens of megabytes while the client reads nothing, and the mirror
         # would be done sending before the file is evicted.
+        # Two steps: mypy-zope narrows to a class only from a non-optional interface.
+        assert self.transport is not None
+        assert isinstance(self.transport, Connection)
         self.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         self.transport.write(f"GET {self.path} HTTP/1.1\r\nHost: mirror\r\nConnection: close\r\n\r\n".encode())
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
         if len(self.received) >= 2**20 and not self.paused.called:
+            assert self.transport is not None
+            assert isinstance(self.transport, Connection)
             self.transport.pauseProducing()
             self.paused.callback(None)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.done.callback(self.received)
 
 
@@ -239,9 +245,11 @@ class EvictedMidSendTests(TestCase):
         """
         big = sdist("foo", "9.0", size=16 * 2**20)
         index = FakeIndex([FakeProject("foo", [big])])
-        upstream = reactor.listenTCP(0, Site(index), interface="127.0.0.1")
+        upstream = reactor.listenTCP(0, Site(index), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
         self.addCleanup(upstream.stopListening)
-        settings = Settings(f"http://127.0.0.1:{upstream.getHost().port}/simple/", tempfile.mkdtemp())
+        address = upstream.getHost()
+        assert isinstance(address, IPv4Address)
+        settings = Settings(f"http://127.0.0.1:{address.port}/simple/", tempfile.mkdtemp())
         mirror, base = startMirror(self, settings)
         pool = HTTPConnectionPool(reactor, persistent=False)
         warm = await treq.get(base + filePath(big), pool=pool)
@@ -266,6 +274,8 @@ class EvictedMidSendTests(TestCase):
             await budget.evicting
         self.assertEqual(budget.evictedFiles, 1)
         self.assertIsNone(mirror.tree.openFile(key))  # type: ignore[arg-type]
+        assert client.transport is not None
+        assert isinstance(client.transport, Connection)
         client.transport.resumeProducing()
         raw = await client.done
         head, _, body = raw.partition(b"\r\n\r\n")

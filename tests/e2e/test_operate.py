@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from .processes import (
+from ..processes import (
     tool,
     BIN,
     INSTALLED,
@@ -327,7 +327,7 @@ def test_pluginCache(tmp_path: Path) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/",
         )
         assert process.stdout is not None
-        lines = []
+        lines: list[str] = []
         try:
             # Until it says it is up: a user who can write no byte code
             # compiles every module first, which on a busy machine is slow.

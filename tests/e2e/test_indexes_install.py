@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 import pytest
 
-from .processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, run, uvInstall
+from ..processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, run, uvInstall
 from .test_install import upstream as main  # noqa: F401 (a fixture: the test tree's index)
 
 TORCH_IMPORT = "import torchlike, tritonlike; print(torchlike.__version__, tritonlike.__version__)"

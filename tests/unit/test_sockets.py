@@ -10,15 +10,18 @@ import os
 import socket
 import struct
 import tempfile
-from typing import Any
+from typing import Any, cast
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPullProducer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IPullProducer, IReactorSSL, ITCPTransport
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import PrivateCertificate
 from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import URI, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.error import SchemeNotSupported
@@ -31,14 +34,14 @@ from tailmirror.files._download import Download
 from tailmirror.base._sockets import BULK, socketOf
 from tailmirror.base._layout import mirrorPath
 from tailmirror.observe._metrics import MirrorMetrics
-from tailmirror.web._file import Stream
-from tailmirror._service import MirrorService, Settings
+from tailmirror.web._stream import Stream
+from tailmirror._service import Settings
 from tailmirror.upstream._transport import loadTrustRoot
 from tailmirror.upstream._transport import UpstreamEndpoints
 
-from .certs import Authority
-from .fakeindex import FakeIndex, FakeProject, generated, sdist
-from .harness import CapturedLog
+from ..certs import Authority
+from ..fakeindex import FakeIndex, FakeProject, generated, sdist
+from ..harness import CapturedLog, startMirror
 
 
 async def mirrorGet(
@@ -55,19 +58,6 @@ async def mirrorGet(
     return response.code, await response.content()
 
 
-def startMirror(test: TestCase, settings: Settings) -> tuple[MirrorService, str]:
-    """
-    A real mirror service listening on 127.0.0.1, stopped when the test
-    ends; and its root URL, without the trailing slash.
-    """
-    mirror = MirrorService(reactor, settings)
-    mirror.startService()
-    test.addCleanup(mirror.stopService)
-    port = reactor.listenTCP(0, mirror.site, interface="127.0.0.1")
-    test.addCleanup(port.stopListening)
-    return mirror, f"http://127.0.0.1:{port.getHost().port}"
-
-
 class _Scripted(Protocol):
     """
     Answers the first request with the bytes it is given, then closes the
@@ -80,6 +70,7 @@ class _Scripted(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.buffer += data
         if b"\r\n\r\n" in self.buffer and self.answer:
+            assert self.transport is not None
             self.transport.write(self.answer)
             self.answer = b""
             if self.close:
@@ -100,9 +91,11 @@ class BrokenUpstreamTests(TestCase):
 
     def scripted(self, answer: bytes, close: bool = True) -> str:
         factory = Factory.forProtocol(lambda: _Scripted(answer, close))
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
         self.addCleanup(port.stopListening)
-        return f"http://127.0.0.1:{port.getHost().port}/simple/"
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
+        return f"http://127.0.0.1:{address.port}/simple/"
 
     async def assertAnswer(self, upstream: str, code: int, reason: bytes, timeout: float = 5.0) -> None:
         answer = await mirrorGet(self, upstream, "/simple/foo/", timeout=timeout)
@@ -176,9 +169,12 @@ class TLSTests(TestCase):
         Serve the fake index over TLS with a certificate; give its port.
         """
         options = PrivateCertificate.loadPEM(pem).options()
-        port = reactor.listenSSL(0, Site(self.index), options, interface="127.0.0.1")
+        # The global reactor is typed without IReactorSSL, which it provides.
+        port = cast(IReactorSSL, reactor).listenSSL(0, Site(self.index), options, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        return port.getHost().port
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
+        return address.port
 
     async def test_trusted(self) -> None:
         """
@@ -231,9 +227,11 @@ class CookieTests(TestCase):
                 return super().render_GET(request)
 
         index = Cookied([FakeProject("foo", [sdist("foo", "1.0")]), FakeProject("bar", [sdist("bar", "1.0")])])
-        port = reactor.listenTCP(0, Site(index), interface="127.0.0.1")
+        port = reactor.listenTCP(0, Site(index), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
         self.addCleanup(port.stopListening)
-        settings = Settings(f"http://127.0.0.1:{port.getHost().port}/simple/", tempfile.mkdtemp(prefix="tailmirror-cookies-"))
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
+        settings = Settings(f"http://127.0.0.1:{address.port}/simple/", tempfile.mkdtemp(prefix="tailmirror-cookies-"))
         _, base = startMirror(self, settings)
         pool = HTTPConnectionPool(reactor, persistent=False)
         for name in ("foo", "bar"):
@@ -252,19 +250,26 @@ class BulkTests(TestCase):
     """
 
     def listen(self) -> int:
-        port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
         self.addCleanup(port.stopListening)
-        return port.getHost().port
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
+        return address.port
 
     async def connect(self, url: str, policy: BrowserLikePolicyForHTTPS | None = None) -> Protocol:
         endpoints = UpstreamEndpoints(reactor, policy or BrowserLikePolicyForHTTPS(), 5.0)
         protocol = await endpoints.endpointForURI(URI.fromBytes(url.encode())).connect(Factory.forProtocol(Protocol))
-        self.addCleanup(protocol.transport.abortConnection)
+        assert isinstance(protocol, Protocol)
+        # A TCP transport, or TLS over one: both provide ITCPTransport.
+        self.addCleanup(cast(ITCPTransport, protocol.transport).abortConnection)
         return protocol
 
     async def test_upstreamReadsInBulk(self) -> None:
         protocol = await self.connect(f"http://127.0.0.1:{self.listen()}/simple/")
         self.assertIs(socketOf(protocol.transport), protocol.transport)
+        # Two steps: mypy-zope narrows to a class only from a non-optional interface.
+        assert protocol.transport is not None
+        assert isinstance(protocol.transport, FileDescriptor)
         self.assertEqual(protocol.transport.bufferSize, BULK)
 
     async def test_upstreamReadsInBulkUnderTLS(self) -> None:
@@ -274,15 +279,20 @@ class BulkTests(TestCase):
         """
         authority = Authority.make()
         options = PrivateCertificate.loadPEM(authority.serverPEM("localhost")).options()
-        port = reactor.listenSSL(0, Factory.forProtocol(Protocol), options, interface="127.0.0.1")
+        port = cast(IReactorSSL, reactor).listenSSL(
+            0, Factory.forProtocol(Protocol), options, interface="127.0.0.1"  # type: ignore[arg-type]
+        )
         self.addCleanup(port.stopListening)
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
         pem = os.path.join(tempfile.mkdtemp(prefix="tailmirror-bulk-"), "ca.pem")
         with open(pem, "wb") as f:
             f.write(authority.pem)
         policy = BrowserLikePolicyForHTTPS(loadTrustRoot(pem))
-        protocol = await self.connect(f"https://localhost:{port.getHost().port}/", policy)
+        protocol = await self.connect(f"https://localhost:{address.port}/", policy)
         socketTransport = socketOf(protocol.transport)
         self.assertIsNot(socketTransport, protocol.transport)
+        assert socketTransport is not None
         self.assertEqual(socketTransport.bufferSize, BULK)
 
     async def test_tlsOptionsOnlyToConnect(self) -> None:
@@ -304,7 +314,8 @@ class BulkTests(TestCase):
             endpoints.endpointForURI(uri)
         self.assertEqual(made, [])
         protocol = await endpoints.endpointForURI(uri).connect(Factory.forProtocol(Protocol))
-        self.addCleanup(protocol.transport.abortConnection)
+        assert isinstance(protocol, Protocol)
+        self.addCleanup(cast(ITCPTransport, protocol.transport).abortConnection)
         self.assertEqual(made, [b"localhost"])
 
     def test_otherSchemes(self) -> None:
@@ -319,8 +330,10 @@ class BulkTests(TestCase):
         """
         big = sdist("foo", "1.0", size=4 * 2**20)
         index = FakeIndex([FakeProject("foo", [big])])
-        port = reactor.listenTCP(0, Site(index), interface="127.0.0.1")
+        port = reactor.listenTCP(0, Site(index), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
         self.addCleanup(port.stopListening)
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
         pieces: list[int] = []
         write = Download.write
 
@@ -334,11 +347,13 @@ class BulkTests(TestCase):
 
         def begun(stream: Stream) -> None:
             begin(stream)
-            sendLimits.append(socketOf(stream._request.channel.transport).SEND_LIMIT)
+            descriptor = socketOf(stream._request.channel.transport)
+            assert descriptor is not None
+            sendLimits.append(descriptor.SEND_LIMIT)
 
         self.patch(Stream, "begin", begun)
         path = "/" + mirrorPath(big.filename, "", {"sha256": big.sha256})
-        code, body = await mirrorGet(self, f"http://127.0.0.1:{port.getHost().port}/simple/", path)
+        code, body = await mirrorGet(self, f"http://127.0.0.1:{address.port}/simple/", path)
         self.assertEqual(code, 200)
         self.assertEqual(body, big.content)
         self.assertEqual(sum(pieces), big.size)
@@ -370,7 +385,8 @@ class WriteThroughTests(TestCase):
         endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(), 5.0)
         uri = URI.fromBytes(f"http://127.0.0.1:{port}/".encode())
         protocol = await endpoints.endpointForURI(uri).connect(Factory.forProtocol(Protocol))
-        self.addCleanup(protocol.transport.abortConnection)
+        assert isinstance(protocol, Protocol)
+        self.addCleanup(cast(ITCPTransport, protocol.transport).abortConnection)
         far, _ = listening.accept()
         self.addCleanup(far.close)
         far.settimeout(5)
@@ -378,6 +394,7 @@ class WriteThroughTests(TestCase):
 
     async def test_upstreamRequestLeavesAtOnce(self) -> None:
         protocol, far = await self.upstream()
+        assert protocol.transport is not None
         protocol.transport.writeSequence([b"GET / HTTP/1.1\r\n", b"\r\n"])
         protocol.transport.write(b"more")
         self.assertEqual(receive(far, 22), b"GET / HTTP/1.1\r\n\r\nmore")
@@ -394,7 +411,7 @@ class WriteThroughTests(TestCase):
         class Early(Resource):
             isLeaf = True
 
-            def render_GET(self, request: Any) -> bytes:
+            def render_GET(self, request: Any) -> bytes | int:
                 request.setHeader("Content-Length", "5")
                 request.write(b"early")
                 client.settimeout(5)
@@ -403,10 +420,12 @@ class WriteThroughTests(TestCase):
                 return NOT_DONE_YET
 
         site = MirrorSite(Early(), MirrorMetrics(reactor, process=False), AccessLog("off"), timeout=5, reactor=reactor)
-        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
         self.addCleanup(port.stopListening)
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
         client.setblocking(False)
-        client.connect_ex(("127.0.0.1", port.getHost().port))
+        client.connect_ex(("127.0.0.1", address.port))
         done = Deferred[None]()
 
         def ask() -> None:
@@ -435,6 +454,7 @@ class WriteThroughTests(TestCase):
         """
         protocol, far = await self.upstream()
         big = os.urandom(16 * 2**20)  # more than a loopback socket takes at once
+        assert protocol.transport is not None
         protocol.transport.write(big)
         protocol.transport.writeSequence([b"and", b" "])
         protocol.transport.write(b"then")
@@ -450,6 +470,8 @@ class WriteThroughTests(TestCase):
         be asked again.
         """
         protocol, far = await self.upstream()
+        assert protocol.transport is not None
+        assert isinstance(protocol.transport, FileDescriptor)
         transport = protocol.transport
 
         @implementer(IPullProducer)
@@ -477,13 +499,15 @@ class WriteThroughTests(TestCase):
         lost = Deferred[None]()
 
         class Noting(Protocol):
-            def connectionLost(self, reason: Any) -> None:
+            def connectionLost(self, reason: Failure = connectionDone) -> None:
                 lost.callback(None)
 
         listening, port = self.peer()
         endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(), 5.0)
         uri = URI.fromBytes(f"http://127.0.0.1:{port}/".encode())
         protocol = await endpoints.endpointForURI(uri).connect(Factory.forProtocol(Noting))
+        assert isinstance(protocol, Noting)
+        assert protocol.transport is not None
         far, _ = listening.accept()
         far.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         far.close()  # a reset

@@ -10,17 +10,18 @@ import json
 import os
 import tempfile
 from html import escape
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
 
-from tailmirror.web._file import CHUNK, Stream
+from tailmirror.web._stream import CHUNK, Stream
 from tailmirror.files._tree import OpenFile
 
-from .fakeindex import FakeProject, generated, sdist
-from .harness import CapturedLog, Harness
+from ..fakeindex import FakeProject, generated, sdist
+from ..harness import CapturedLog, Harness
 
 METHODS = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "X"]
 
@@ -44,8 +45,8 @@ class ClientTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.file = sdist("foo", "1.0")
         self.h = Harness([FakeProject("foo", [self.file])])
-        self.link = self.h.get("/simple/foo/", {"Accept": "text/html"}).body.split(b'href="')[1]
-        self.link = "/" + self.link.split(b"#")[0].decode().removeprefix("../../")
+        href = self.h.get("/simple/foo/", {"Accept": "text/html"}).body.split(b'href="')[1]
+        self.link = "/" + href.split(b"#")[0].decode().removeprefix("../../")
         self.asked = sum(self.h.index.requests.values())
 
     def test_405Everywhere(self) -> None:
@@ -115,7 +116,7 @@ class ClientTests(SynchronousTestCase):
         """
         log = CapturedLog(self)
 
-        async def broken(*args: Any) -> None:
+        async def broken(*args: Any, **kwargs: Any) -> NoReturn:
             raise ZeroDivisionError("a bug")
 
         self.h.pages.get = broken  # type: ignore[method-assign]
@@ -185,8 +186,8 @@ class UpstreamTests(SynchronousTestCase):
         A file whose URL redirects in a loop is a 502, and nothing is kept.
         """
         f = self.h.index.projects["foo"].files[0]
-        link = self.h.get("/simple/foo/", {"Accept": "text/html"}).body.split(b'href="')[1]
-        link = "/" + link.split(b"#")[0].decode().removeprefix("../../")
+        href = self.h.get("/simple/foo/", {"Accept": "text/html"}).body.split(b'href="')[1]
+        link = "/" + href.split(b"#")[0].decode().removeprefix("../../")
         self.h.index.redirects.update({f"/files/{f.filename}": "/x", "/x": f"/files/{f.filename}"})
         answer = self.h.get(link)
         assertPlain(self, answer, 502, "file")
@@ -325,7 +326,8 @@ class StalledClientTests(SynchronousTestCase):
         self.fd = os.open(path, os.O_RDONLY)
         self.clock = Clock()
         self.request = _Request()
-        self.stream = Stream(self.request, OpenFile(self.fd, 8 * CHUNK), 0, 8 * CHUNK, None, self.clock, 60.0)
+        # A fake, with enough of a Request for a Stream.
+        self.stream = Stream(cast(Request, self.request), OpenFile(self.fd, 8 * CHUNK), 0, 8 * CHUNK, None, self.clock, 60.0)
 
     def test_stalled(self) -> None:
         """
@@ -353,7 +355,7 @@ class StalledClientTests(SynchronousTestCase):
         self.assertFalse(self.request.channel.transport.aborted)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         self.request.written.clear()
-        self.request.write = self.request.written.append  # type: ignore[method-assign]
+        self.request.write = self.request.written.append  # type: ignore[method-assign, assignment]
         self.stream.resumeProducing()
         self.assertTrue(self.request.finished)
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -429,8 +431,8 @@ class JournalUpkeepTests(SynchronousTestCase):
             self.assertEqual(self.h.get(f"/simple/{name}/").code, 200)
         self.assertEqual(sum(self.h.index.requests.values()), asked)
         # A file looked up on the compacted page still comes through.
-        link = self.h.get("/simple/foo/", {"Accept": "text/html"}).body.split(b'href="')[1]
-        link = "/" + link.split(b"#")[0].decode().removeprefix("../../")
+        href = self.h.get("/simple/foo/", {"Accept": "text/html"}).body.split(b'href="')[1]
+        link = "/" + href.split(b"#")[0].decode().removeprefix("../../")
         self.assertEqual(self.h.get(link).code, 200)
 
     def test_diskFullForPages(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import given, settings, strategies as st
 from twisted.logger import LogLevel
@@ -19,9 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 import tailmirror.pages._prepare
 from tailmirror.pages._journal import Journal
 
-from .fakeindex import JSON_TYPE, FakeProject, generated, sdist
-from .harness import PIP_ACCEPT, CapturedLog, Harness
-from .test_files import filePath, finish
+from ..fakeindex import JSON_TYPE, FakeProject, generated, sdist
+from ..harness import PIP_ACCEPT, CapturedLog, Harness, filePath, finish
 
 PIP = {"Accept": PIP_ACCEPT, "Cache-Control": "max-age=0"}
 JSON = {"Accept": JSON_TYPE}
@@ -295,7 +294,7 @@ class RevalidationTests(SynchronousTestCase):
         """
         parsed = []
         real = tailmirror.pages._prepare.preparePage
-        self.patch(tailmirror.pages._prepare, "preparePage", lambda *a: parsed.append(a[0]) or real(*a))
+        self.patch(tailmirror.pages._prepare, "preparePage", lambda *a: parsed.append(a[0]) or real(*a))  # type: ignore[func-returns-value]
         h = Harness([generated("foo")], revalidateFloor=0)
         h.index.etags = False
         h.get("/simple/foo/", PIP)
@@ -457,10 +456,11 @@ class LazyRenderTests(SynchronousTestCase):
         """
         h = Harness([generated("foo")])
         h.get("/simple/foo/", JSON)
-        self.assertEqual([k[2] for k in h.pages._renders.cache._items], ["json"])
+        # The cache keys by Hashable; a page's renderings by (name, serial, form).
+        self.assertEqual([cast(tuple[str, int, str], k)[2] for k in h.pages._renders.cache._items], ["json"])
         html = h.get("/simple/foo/", {"Accept": "text/html"})
         self.assertIn(b"<!DOCTYPE html>", html.body)
-        self.assertEqual(sorted(k[2] for k in h.pages._renders.cache._items), ["html", "json"])
+        self.assertEqual(sorted(cast(tuple[str, int, str], k)[2] for k in h.pages._renders.cache._items), ["html", "json"])
         self.assertEqual(h.index.requests["/simple/foo/"], 1)
 
     def test_fileLookupRendersNothing(self) -> None:

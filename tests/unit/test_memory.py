@@ -13,7 +13,7 @@ import pytest
 
 from tailmirror.base._memory import returnBigBlocks
 
-from .processes import REPO
+from ..processes import REPO
 
 glibc = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not hasattr(os, "confstr") or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""),

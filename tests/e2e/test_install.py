@@ -18,7 +18,7 @@ import pytest
 
 from tailmirror.base._layout import mirrorPath
 
-from .processes import (
+from ..processes import (
     INSTALLED,
     FakeUpstreamProcess,
     MirrorProcess,
@@ -29,8 +29,8 @@ from .processes import (
     poetryInstall,
     uvInstall,
 )
-from .fakeindex import sdist
-from .wheels import tree
+from ..fakeindex import sdist
+from ..wheels import tree
 
 
 

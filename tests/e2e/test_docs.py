@@ -23,7 +23,7 @@ from typing import Iterator
 
 import pytest
 
-from .processes import BIN, REPO, FakeUpstreamProcess, freePort, waitForHTTP
+from ..processes import BIN, REPO, FakeUpstreamProcess, freePort, waitForHTTP
 
 GUIDE = REPO / "docs" / "operating.rst"
 

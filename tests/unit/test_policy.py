@@ -7,37 +7,18 @@ upstream gives passed through.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-import pytest
-from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror.pages._policy import parseDuration
 
-from .fakeindex import JSON_TYPE, FakeProject, sdist
-from .harness import CapturedLog, Harness
-from .processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, run, uvInstall
-from .test_files import filePath
+from ..fakeindex import FakeProject, sdist
+from ..harness import JSON, DAY, NOW, CapturedLog, Harness, filePath, iso, policyClock
 
-JSON = {"Accept": JSON_TYPE}
 HTML = {"Accept": "text/html"}
 AGAIN = {"Cache-Control": "no-cache"}
-DAY = 86400.0
-NOW = datetime(2025, 6, 1, tzinfo=timezone.utc).timestamp()
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def clock() -> Clock:
-    c = Clock()
-    c.advance(NOW)
-    return c
 
 
 def listed(answer: Any) -> list[str]:
@@ -48,7 +29,7 @@ class QuarantineTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.file = sdist("foo", "1.0", size=5000)
         self.project = FakeProject("foo", [self.file])
-        self.h = Harness([self.project], revalidateFloor=0, clock=clock())
+        self.h = Harness([self.project], revalidateFloor=0, clock=policyClock())
         self.assertEqual(self.h.get(filePath(self.file)).body, self.file.content)
 
     def quarantine(self, status: str | None) -> None:
@@ -108,7 +89,7 @@ class CooldownTests(SynchronousTestCase):
 
     def harness(self, **settings: Any) -> Harness:
         settings.setdefault("cooldown", 3 * DAY)
-        return Harness([self.project], clock=clock(), **settings)
+        return Harness([self.project], clock=policyClock(), **settings)
 
     def test_hidden(self) -> None:
         """
@@ -171,10 +152,10 @@ class CooldownTests(SynchronousTestCase):
         page that lists it.
         """
         new = sdist("foo-bar", "2.0", uploadTime=iso(NOW - DAY))
-        h = Harness([FakeProject("foo-bar", [new]), FakeProject("foo", [])], clock=clock(),
+        h = Harness([FakeProject("foo-bar", [new]), FakeProject("foo", [])], clock=policyClock(),
                     cooldown=3 * DAY, cooldownExempt=("foo-bar",))
         self.assertEqual(h.get(filePath(new)).code, 200)
-        held = Harness([FakeProject("foo-bar", [new])], clock=clock(), cooldown=3 * DAY, cooldownExempt=("foo",))
+        held = Harness([FakeProject("foo-bar", [new])], clock=policyClock(), cooldown=3 * DAY, cooldownExempt=("foo",))
         self.assertEqual(held.get(filePath(new)).code, 403)
 
     def test_changedAcrossRestart(self) -> None:
@@ -272,30 +253,6 @@ class PassThroughTests(SynchronousTestCase):
         self.assertEqual(h.get("/simple/foo/", HTML).header("x-pypi-last-serial"), "123456")
 
 
-def _installedAlpha(python: Path) -> str:
-    result = run([str(python), "-c", "import alpha; print(alpha.__version__)"])
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
-@pytest.mark.parametrize("client", ["pip", "uv"])
-def test_cooldownInstallsTheOlderRelease(tmp_path: Path, client: str) -> None:
-    """
-    pip and uv through a mirror with --cooldown install the older release
-    when the newest is younger than the cooldown.
-    """
-    upstream = FakeUpstreamProcess("--projects", "0", "--tree", "--uploaded-now", "alpha-1.1-py3-none-any.whl")
-    mirror = MirrorProcess(upstream.url, tmp_path / "cache", "--cooldown", "3d")
-    try:
-        python = freshVenv(tmp_path / "venv")
-        install = pipInstall if client == "pip" else uvInstall
-        install(python, "--index-url", mirror.url, "alpha")
-        assert _installedAlpha(python) == "1.0"
-    finally:
-        mirror.stop()
-        upstream.stop()
-
-
 def provenanceOf(sha256: str, filename: str) -> bytes:
     """
     A PEP 740 provenance object whose one attestation names a file.
@@ -358,36 +315,3 @@ class ProvenanceTests(SynchronousTestCase):
     def test_noneAdvertised(self) -> None:
         h = Harness([FakeProject("foo", [sdist("foo", "1.0")])])
         self.assertEqual(h.get(filePath(sdist("foo", "1.0")) + ".provenance").code, 404)
-
-
-def test_delistedFileStillInstalls(tmp_path: Path) -> None:
-    """
-    A wheel the mirror kept, then delisted upstream, still installs from a
-    hashed requirements file that pins its URL; it is no longer listed.
-    """
-    import urllib.parse
-    import urllib.request
-
-    wheel = "alpha-1.0-py3-none-any.whl"
-    upstream = FakeUpstreamProcess("--projects", "0", "--tree")
-    mirror = MirrorProcess(upstream.url, tmp_path / "cache", "--revalidate-floor", "0")
-    try:
-        request = urllib.request.Request(mirror.url + "alpha/", headers={"Accept": JSON_TYPE})
-        page = json.loads(urllib.request.urlopen(request, timeout=30).read())
-        (entry,) = [f for f in page["files"] if f["filename"] == wheel]
-        url = urllib.parse.urljoin(mirror.url + "alpha/", entry["url"])
-        urllib.request.urlopen(url, timeout=30).read()
-        port = upstream.port
-        upstream.stop()
-        upstream = FakeUpstreamProcess("--projects", "0", "--tree", "--delist", wheel, port=port)
-        request = urllib.request.Request(mirror.url + "alpha/", headers={"Accept": JSON_TYPE, "Cache-Control": "no-cache"})
-        page = json.loads(urllib.request.urlopen(request, timeout=30).read())
-        assert wheel not in [f["filename"] for f in page["files"]]
-        requirements = tmp_path / "requirements.txt"
-        requirements.write_text(f"alpha @ {url} --hash=sha256:{entry['hashes']['sha256']}\n")
-        python = freshVenv(tmp_path / "venv")
-        pipInstall(python, "--no-index", "--require-hashes", "-r", str(requirements))
-        assert _installedAlpha(python) == "1.0"
-    finally:
-        mirror.stop()
-        upstream.stop()

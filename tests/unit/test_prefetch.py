@@ -8,27 +8,22 @@ from __future__ import annotations
 
 import json
 import posixpath
-import sys
-import urllib.request
-from pathlib import Path
 from typing import Any
 
-import pytest
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
-from tailmirror.prefetch import _prefetcher as _prefetch
+from tailmirror.prefetch import _picks
 from tailmirror.prefetch._choice import Candidate, candidatesOf, choose, requirementsOf
 from tailmirror.prefetch._clients import OWN, clientOf
 from tailmirror.pages._policy import Policy
 from tailmirror.upstream._slots import Priority, Slots
 
-from .fakeindex import FakeFile, FakeIndex, FakeProject
-from .harness import PIP_ACCEPT, CapturedLog, Harness, Threads
-from .processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, uvInstall
-from .wheels import tree, wheel
+from ..fakeindex import FakeFile, FakeIndex, FakeProject
+from ..harness import PIP_ACCEPT, CapturedLog, Harness, Threads
+from ..wheels import tree, wheel
 
 #: What pip 24 on CPython 3.11, Debian, x86-64 sends.
 PIP_AGENT = (
@@ -926,7 +921,7 @@ class PickedTests(SynchronousTestCase):
         self.h.clock.advance(60)
         self.download(paths["app-1.0"])
         self.assertEqual(set(self.wheels()), {"/files/app-1.0-py3-none-any.whl"})
-        self.patch(_prefetch, "PICKED_MAX", 3)
+        self.patch(_picks, "PICKED_MAX", 3)
         other = PIP_AGENT.replace("pip/24.0", "pip/24.1")
         first = self.resolve("left-1.0", "right-1.0")
         second = self.resolve("leaf-1.0", "speedup-1.0", agent=other)
@@ -934,48 +929,7 @@ class PickedTests(SynchronousTestCase):
         self.assertNotIn("/files/right-1.0-py3-none-any.whl", self.wheels())
         self.download(second["leaf-1.0"], other)
         self.assertIn("/files/speedup-1.0-py3-none-any.whl", self.wheels())
-        self.assertEqual(self.h.mirror.prefetch._pickedFiles, 0)  # type: ignore[union-attr]
-
-
-@pytest.mark.parametrize("client", ["pip", "uv"])
-def test_realClients(client: str, tmp_path: Path) -> None:
-    """
-    Real pip and uv, through the real mirror: their User-Agent is read
-    (their Python, their platform), and everything the prefetch fetched
-    ahead of them is what they then asked for; nothing fetched twice.
-    """
-    upstream = FakeUpstreamProcess("--projects", "0", "--layered", "13")
-    mirror = MirrorProcess(upstream.url, tmp_path / "cache")
-    try:
-        python = freshVenv(tmp_path / "venv")
-        (pipInstall if client == "pip" else uvInstall)(python, "--index-url", mirror.url, "app")
-        request = urllib.request.Request(mirror.url.replace("/simple/", "/+status"), headers={"Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as r:
-            figures = json.loads(r.read())["prefetch"]
-        stats = upstream.stats()
-    finally:
-        mirror.stop()
-        upstream.stop()
-    # Each client was read for what it is: its Python, its system.
-    [label] = figures["clients"]
-    assert label.startswith(f"{client} "), label
-    assert "on CPython %d.%d." % sys.version_info[:2] in label, label
-    assert "Linux" in label, label
-    assert figures["mode"] == "metadata"
-    if client == "pip":
-        # What pip asked for first it fetched itself; the prefetch
-        # fetched the rest ahead of it.
-        assert figures["prefetched"]["page"] > 0, figures
-        assert figures["prefetched"]["metadata"] > 0, figures
-        # Its first download told the mirror that its resolution was over:
-        # the files it picked were fetched ahead of its own downloads.
-        assert figures["prefetched"]["file"] > 0, figures
-    else:
-        # uv asks for a level at once itself: nothing is fetched ahead.
-        assert sum(figures["prefetched"].values()) == 0, figures
-    assert figures["used"] == figures["prefetched"], figures
-    assert figures["pending"] == 0
-    assert set(n for path, n in stats.items() if path != "/_stats") == {1}, stats
+        self.assertEqual(self.h.mirror.prefetch._picks.files, 0)  # type: ignore[union-attr]
 
 
 class LogTests(SynchronousTestCase):

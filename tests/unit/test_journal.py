@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror.pages._journal import Journal
 
-from .harness import CapturedLog
+from ..harness import CapturedLog
 
 
 def page(n: int) -> bytes:
@@ -155,7 +155,7 @@ class JournalTests(SynchronousTestCase):
         path = os.path.join(tempfile.mkdtemp(), "j.jsonl")
         journal = Journal(path)
         journal.open()
-        latest = {}
+        latest: dict[str, tuple[str, Any]] = {}
         for i, (name, text, gone) in enumerate(ops):
             if gone:
                 journal.appendGone(name, float(i))

@@ -16,8 +16,8 @@ from tailmirror.pages._bodies import CHUNK, KEEP_IDENTITY, Body
 from tailmirror.web._negotiate import HTML_V1, JSON_V1
 from tailmirror.web._root import _Inflated
 
-from .fakeindex import FakeFile, FakeProject, generated, sdist
-from .harness import PIP_ACCEPT, UV_ACCEPT, CapturedLog, Harness, Threads
+from ..fakeindex import FakeFile, FakeProject, generated, sdist
+from ..harness import PIP_ACCEPT, UV_ACCEPT, CapturedLog, Harness, Threads
 
 JSON = {"Accept": JSON_V1}
 
@@ -223,7 +223,9 @@ class ValidatorTests(SynchronousTestCase):
             for headers in [{}, JSON]:
                 answer = self.h.get(path, headers)
                 self.assertEqual(answer.code, 200)
-                self.assertRegex(answer.header("etag"), r'^"[0-9a-f]{32}"$')
+                etag = answer.header("etag")
+                assert etag is not None
+                self.assertRegex(etag, r'^"[0-9a-f]{32}"$')
                 self.assertEqual(answer.header("vary"), "Accept, Accept-Encoding")
                 self.assertIsNotNone(answer.header("cache-control"))
                 self.assertEqual(answer.length, len(answer.body))
@@ -319,6 +321,7 @@ class BigBodyTests(SynchronousTestCase):
         A client with the identity bytes already gets a 304.
         """
         etag = self.h.get("/simple/big/").header("etag")
+        assert etag is not None
         answer = self.h.get("/simple/big/", {"If-None-Match": etag})
         self.assertEqual((answer.code, answer.body), (304, b""))
 
@@ -642,9 +645,10 @@ class FastPathTests(SynchronousTestCase):
         h = Harness([generated("foo")])
         h.get("/simple/foo/")
         etag = h.get("/simple/foo/", JSON).header("etag")
+        assert etag is not None
         klein = copy.copy(h)
         klein.http = RequestTraversalAgent(MirrorWeb(h.pages, h.files, h.mirror.status, h.mirror.metrics).app.resource())
-        cases = [
+        cases: list[tuple[str, dict[str, str]]] = [
             ("GET", {}),
             ("GET", JSON),
             ("GET", {"Accept": PIP_ACCEPT, "Accept-Encoding": "gzip"}),

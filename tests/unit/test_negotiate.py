@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror.web._negotiate import HTML_V1, JSON_V1, TEXT_HTML, contentType, negotiate
 
-from .harness import PIP_ACCEPT, UV_ACCEPT
+from ..harness import PIP_ACCEPT, UV_ACCEPT
 
 
 class NegotiateTests(SynchronousTestCase):

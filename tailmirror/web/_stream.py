@@ -1,0 +1,202 @@
+"""
+Sending a file's bytes: the range a client asks for, and a producer that
+reads a bounded chunk at a time from a file of the tree, or from a download
+in progress as its bytes arrive, only while the client keeps up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from ..base import BULK, IdleTimer, sendInBulk
+from ..files import Download, Follower, OpenFile
+from ._answers import refuse
+
+__all__ = ["CHUNK", "Stream", "parseRange"]
+
+log = Logger()
+
+#: Bytes read from disk and written to a client at a time: what a client
+#: being sent a file costs in memory, beyond its socket's buffers.
+CHUNK = BULK
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _number(digits: str) -> int:
+    """
+    A byte position as a client wrote it: past any file when absurdly long.
+    """
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else 1 << 63
+
+
+def parseRange(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """
+    The byte range a C{Range} header asks for, as C{(first, end)} with
+    C{end} exclusive; L{None} to send the whole file (no header, or one this
+    server ignores, as several ranges); C{False} if unsatisfiable.
+    """
+    if header is None:
+        return None
+    match = _RANGE.fullmatch(header.strip().replace(" ", ""))
+    if match is None:
+        return None
+    first, last = match.groups()
+    if first:
+        start = _number(first)
+        if last and _number(last) < start:
+            return None
+        if start >= size:
+            return False
+        return start, min(_number(last) + 1 if last else size, size)
+    if not last:
+        return None
+    suffix = _number(last)
+    if suffix == 0 or size == 0:
+        return False
+    return max(0, size - suffix), size
+
+
+@implementer(IPushProducer)
+class Stream(Follower):
+    """
+    Send bytes C{[offset, end)} of a file to a request as a push producer,
+    reading at most L{CHUNK} bytes at a time and only while the client
+    keeps up.  With a L{Download} as source, it sends what the download
+    lets out, waits for more, and ends the connection abruptly, without the
+    end of the body, if the download fails.
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        file: OpenFile,
+        offset: int,
+        end: int | None,
+        source: Download | None = None,
+        clock: IReactorTime | None = None,
+        stallTimeout: float = 60.0,
+    ) -> None:
+        self._request = request
+        self._file = file
+        self.offset = offset
+        self._end = end
+        self._source = source
+        self._paused = False
+        self._stall: IdleTimer | None = None
+        if clock is not None:
+            self._stall = IdleTimer(clock, stallTimeout, self._stalled)
+        self.done = False
+
+    def begin(self) -> None:
+        """
+        Start sending.
+        """
+        sendInBulk(getattr(self._request.channel, "transport", None))
+        self._request.registerProducer(self, True)
+        self._request.notifyFinish().addErrback(self._gone)
+        if self._source is not None:
+            self._source.followers.add(self)
+        self.progress()
+
+    def progress(self) -> None:
+        """
+        Send what may be sent, as far as the client takes it.
+        """
+        if self.done:
+            return
+        source = self._source
+        if source is not None and source.failed:
+            if not self._request.startedWriting and source.problem is not None:
+                # Nothing of the file went out yet: say why, plainly.
+                self._close()
+                self._request.unregisterProducer()
+                refuse(self._request, source.problem.status, source.problem.reason)
+                return
+            self._abort()
+            return
+        limit = source.readable if source is not None else self._end
+        if self._end is not None:
+            limit = min(limit, self._end)  # type: ignore[type-var]
+        assert limit is not None
+        while not self._paused and not self.done and self.offset < limit:
+            try:
+                data = os.pread(self._file.fd, min(CHUNK, limit - self.offset), self.offset)
+            except OSError as e:
+                log.error("cannot read a file being sent: {reason}", reason=str(e))
+                data = b""
+            if not data:
+                self._abort()
+                return
+            self.offset += len(data)
+            self._request.write(data)
+        # A write can end the stream (the client gone), which mypy, having
+        # narrowed self.done above, cannot see.
+        if self.done:
+            return  # type: ignore[unreachable]
+        if source is None or source.verified:
+            end = self._end if self._end is not None else source.written  # type: ignore[union-attr]
+            if self.offset >= end:
+                self._close()
+                self._request.unregisterProducer()
+                self._request.finish()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        if self._stall is not None and not self.done:
+            self._stall.start()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self._stall is not None:
+            self._stall.pause()
+        self.progress()
+
+    def _stalled(self) -> None:
+        """
+        The client has taken nothing for too long: let its connection go.
+        """
+        assert self._stall is not None
+        log.info(
+            "dropped a client that took nothing for {seconds:g} s",
+            seconds=self._stall.seconds,
+        )
+        self._abort()
+
+    def stopProducing(self) -> None:
+        self._close()
+
+    def _gone(self, reason: Failure) -> None:
+        """
+        The client went away: stop, and leave the download to the others.
+        """
+        self._close()
+
+    def _close(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self._stall is not None:
+            self._stall.stop()
+        if self._source is not None:
+            self._source.followers.discard(self)
+        self._file.close()
+
+    def _abort(self) -> None:
+        """
+        End the response without its end, so the client knows it is broken.
+        """
+        self._close()
+        self._request.unregisterProducer()
+        transport = getattr(self._request.channel, "transport", None)
+        if transport is not None and hasattr(transport, "abortConnection"):
+            transport.abortConnection()
+        else:
+            self._request.loseConnection()
