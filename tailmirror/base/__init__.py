@@ -21,7 +21,16 @@ from ._layout import DEFAULT_INDEX, METADATA, PROVENANCE, PYPI, FileKey, IndexLa
 from ._memory import returnBigBlocks
 from ._names import canonicalName, safeFilename, usableSha256
 from ._offload import SMALL_FILE, SMALL_PAGE, offload
-from ._sockets import BULK, readInBulk, sendInBulk, writeThrough
+from ._sockets import (
+    BULK,
+    holdsBytes,
+    plainConnection,
+    readInBulk,
+    sendInBulk,
+    stopWaiting,
+    whenWritable,
+    writeThrough,
+)
 
 __all__ = [
     "BULK",
@@ -30,6 +39,7 @@ __all__ = [
     "DEFAULT_INDEX",
     "Fanout",
     "FileKey",
+    "holdsBytes",
     "IdleTimer",
     "IMirrorEvents",
     "IndexLayout",
@@ -39,6 +49,7 @@ __all__ = [
     "NotFound",
     "offload",
     "PAGE_OUTCOMES",
+    "plainConnection",
     "PROVENANCE",
     "putInPlace",
     "PYPI",
@@ -52,12 +63,14 @@ __all__ = [
     "Signal",
     "SMALL_FILE",
     "SMALL_PAGE",
+    "stopWaiting",
     "StoreError",
     "syncDirectory",
     "Unavailable",
     "UPSTREAM_OUTCOMES",
     "UpstreamError",
     "usableSha256",
+    "whenWritable",
     "writeAll",
     "writeThrough",
 ]

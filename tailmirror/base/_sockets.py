@@ -5,12 +5,23 @@ bulk, and writes that leave at once when nothing is queued.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import os
+from typing import Any, Callable, Iterable
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.tcp import Connection
 
-__all__ = ["BULK", "readInBulk", "sendInBulk", "socketOf", "writeThrough"]
+__all__ = [
+    "BULK",
+    "holdsBytes",
+    "plainConnection",
+    "readInBulk",
+    "sendInBulk",
+    "socketOf",
+    "stopWaiting",
+    "whenWritable",
+    "writeThrough",
+]
 
 #: Bytes moved by one read from, or one write to, a socket carrying files.
 #: Twisted's defaults (64 KiB reads, 128 KiB writes) suit small messages;
@@ -104,3 +115,54 @@ def writeThrough(transport: Any) -> None:
 
     descriptor.write = write  # type: ignore[method-assign]
     descriptor.writeSequence = writeSequence  # type: ignore[method-assign]
+
+
+def plainConnection(transport: Any) -> Connection | None:
+    """
+    C{transport} itself if it is a plain TCP or UNIX connection, with no
+    TLS over it: one whose socket the kernel's C{sendfile} can write a file
+    to, bytes for bytes.
+    """
+    if isinstance(transport, Connection) and not getattr(transport, "TLS", False) and hasattr(os, "sendfile"):
+        return transport
+    return None
+
+
+def holdsBytes(connection: Connection) -> bool:
+    """
+    Whether a connection holds bytes its socket has not taken yet.
+    """
+    return bool(connection._tempDataBuffer) or connection.offset < len(connection.dataBuffer)
+
+
+def whenWritable(connection: Connection, callback: Callable[[], object]) -> None:
+    """
+    Call C{callback} once the connection's socket can take more and what
+    the connection held before has gone.  The wait goes through the
+    connection's own registration with the reactor (its C{doWrite}): a
+    second registration of the same socket would take the connection's
+    place in the reactor, reads and all.
+    """
+
+    def writable() -> object:
+        stopWaiting(connection)
+        # Whatever the connection holds goes first; holding nothing, it
+        # stops asking the reactor to write.
+        why = connection.doWrite()
+        if why:
+            return why  # lost: the reactor disconnects it, and says so
+        if holdsBytes(connection):
+            connection.doWrite = writable  # type: ignore[method-assign]
+            return None
+        callback()
+        return None
+
+    connection.doWrite = writable  # type: ignore[method-assign]
+    connection.startWriting()
+
+
+def stopWaiting(connection: Connection) -> None:
+    """
+    Give up a wait of L{whenWritable}, if one is on.
+    """
+    connection.__dict__.pop("doWrite", None)

@@ -1,11 +1,15 @@
 """
 Sending a file's bytes: the range a client asks for, and a producer that
-reads a bounded chunk at a time from a file of the tree, or from a download
-in progress as its bytes arrive, only while the client keeps up.
+sends from a file of the tree, or from a download in progress as its bytes
+arrive, only while the client keeps up: on a plain TCP (or UNIX)
+connection with the kernel's C{sendfile}, the bytes never passing through
+the process; on any other (TLS) a bounded chunk at a time, read and
+written.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 
@@ -15,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..base import BULK, IdleTimer, sendInBulk
+from ..base import BULK, IdleTimer, holdsBytes, plainConnection, sendInBulk, stopWaiting, whenWritable
 from ..files import Download, Follower, OpenFile
 from ._answers import refuse
 
@@ -26,6 +30,15 @@ log = Logger()
 #: Bytes read from disk and written to a client at a time: what a client
 #: being sent a file costs in memory, beyond its socket's buffers.
 CHUNK = BULK
+#: Bytes C{sendfile} hands one client in one turn of the reactor, at most,
+#: before the others' turn: on loopback the kernel takes gigabytes a second,
+#: and one big file would otherwise hold the reactor for the whole of it.
+SENDFILE_TURN = 4 * BULK
+#: The kernel's copy from a file to a socket (a name of this module's, so
+#: that a test can count the calls).
+sendfile = os.sendfile
+#: What C{sendfile} fails with when the client is gone.
+_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN})
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -68,10 +81,12 @@ def parseRange(header: str | None, size: int) -> tuple[int, int] | None | bool:
 class Stream(Follower):
     """
     Send bytes C{[offset, end)} of a file to a request as a push producer,
-    reading at most L{CHUNK} bytes at a time and only while the client
-    keeps up.  With a L{Download} as source, it sends what the download
-    lets out, waits for more, and ends the connection abruptly, without the
-    end of the body, if the download fails.
+    only while the client keeps up: on a plain connection with C{sendfile}
+    (at most L{SENDFILE_TURN} bytes a turn, then again once the socket can
+    take more), else reading at most L{CHUNK} bytes at a time.  With a
+    L{Download} as source, it sends what the download lets out, waits for
+    more, and ends the connection abruptly, without the end of the body, if
+    the download fails.
     """
 
     def __init__(
@@ -94,6 +109,10 @@ class Stream(Follower):
         if clock is not None:
             self._stall = IdleTimer(clock, stallTimeout, self._stalled)
         self.done = False
+        #: The connection C{sendfile} writes to, if it can.
+        self._socket = plainConnection(getattr(request.channel, "transport", None))
+        #: Whether the socket's room for more is waited for.
+        self._waiting = False
 
     def begin(self) -> None:
         """
@@ -126,6 +145,20 @@ class Stream(Follower):
         if self._end is not None:
             limit = min(limit, self._end)  # type: ignore[type-var]
         assert limit is not None
+        if not (self._sendfile(limit) if self._socket is not None else self._readAndWrite(limit)):
+            return
+        if source is None or source.verified:
+            end = self._end if self._end is not None else source.written  # type: ignore[union-attr]
+            if self.offset >= end:
+                self._close()
+                self._request.unregisterProducer()
+                self._request.finish()
+
+    def _readAndWrite(self, limit: int) -> bool:
+        """
+        Read and write what may be sent up to C{limit}, as far as the
+        client takes it: whether the stream goes on.
+        """
         while not self._paused and not self.done and self.offset < limit:
             try:
                 data = os.pread(self._file.fd, min(CHUNK, limit - self.offset), self.offset)
@@ -134,19 +167,68 @@ class Stream(Follower):
                 data = b""
             if not data:
                 self._abort()
-                return
+                return False
             self.offset += len(data)
             self._request.write(data)
-        # A write can end the stream (the client gone), which mypy, having
-        # narrowed self.done above, cannot see.
-        if self.done:
-            return  # type: ignore[unreachable]
-        if source is None or source.verified:
-            end = self._end if self._end is not None else source.written  # type: ignore[union-attr]
-            if self.offset >= end:
-                self._close()
-                self._request.unregisterProducer()
-                self._request.finish()
+        # A write can end the stream (the client gone).
+        return not self.done
+
+    def _sendfile(self, limit: int) -> bool:
+        """
+        Have the kernel send what may be sent up to C{limit}, as far as the
+        socket takes it now and this turn allows, once the headers (and
+        whatever else the connection holds) have gone: whether the whole
+        of it went.  Otherwise the rest goes when the socket can take more.
+        """
+        socket = self._socket
+        assert socket is not None
+        if self._waiting:
+            return False
+        turn = SENDFILE_TURN
+        while not self._paused and not self.done and self.offset < limit:
+            if not self._request.startedWriting:
+                self._request.write(b"")  # the headers, before any byte of the body
+            if turn <= 0 or holdsBytes(socket):
+                self._awaitRoom()
+                return False
+            try:
+                sent = sendfile(socket.fileno(), self._file.fd, self.offset, min(limit - self.offset, turn))
+            except BlockingIOError:
+                self._awaitRoom()
+                return False
+            except OSError as e:
+                if e.errno not in _GONE:
+                    log.error("cannot send a file: {reason}", reason=str(e))
+                self._abort()
+                return False
+            if sent == 0:
+                log.error("cannot send a file: it ended {missing} bytes early", missing=limit - self.offset)
+                self._abort()
+                return False
+            self.offset += sent
+            self._request.sentLength += sent
+            turn -= sent
+        return not self.done and not self._paused
+
+    def _awaitRoom(self) -> None:
+        """
+        Go on once the socket can take more; a client that takes nothing
+        for too long is let go.
+        """
+        assert self._socket is not None
+        self._waiting = True
+        whenWritable(self._socket, self._room)
+        if self._stall is not None:
+            self._stall.start()
+
+    def _room(self) -> None:
+        """
+        The socket can take more.
+        """
+        self._waiting = False
+        if self._stall is not None:
+            self._stall.pause()
+        self.progress()
 
     def pauseProducing(self) -> None:
         self._paused = True
@@ -183,6 +265,9 @@ class Stream(Follower):
         if self.done:
             return
         self.done = True
+        if self._waiting and self._socket is not None:
+            stopWaiting(self._socket)
+            self._waiting = False
         if self._stall is not None:
             self._stall.stop()
         if self._source is not None:

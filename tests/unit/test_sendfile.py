@@ -1,0 +1,236 @@
+"""
+Warm files go to a plain TCP client by the kernel's C{sendfile}, over real
+sockets on 127.0.0.1: whole, in ranges, as C{HEAD}; to a client that stops
+reading, the descriptor held and the idle timer running; from a download
+a client joins; and to a TLS client by the other path, the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tempfile
+from typing import Any, cast
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorSSL
+from twisted.internet.protocol import ClientCreator, Protocol, connectionDone
+from twisted.internet.ssl import PrivateCertificate, optionsForClientTLS, Certificate
+from twisted.internet.task import deferLater
+from twisted.internet.tcp import Connection
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+from twisted.web.server import Site
+
+from tailmirror._mirror import Settings
+from tailmirror._service import MirrorService
+from tailmirror.base._layout import FileKey, parseFilePath
+from tailmirror.web import _stream
+
+from ..certs import Authority
+from ..fakeindex import FakeFile, FakeIndex, FakeProject, sdist
+from ..harness import filePath, startMirror
+
+MB = 2**20
+
+
+class _Client(Protocol):
+    """
+    Sends one raw request and keeps all it receives; with C{stopAfter},
+    stops reading once it has that many bytes, until told to go on.
+    """
+
+    def __init__(self, request: bytes, stopAfter: int | None = None) -> None:
+        self.request = request
+        self.stopAfter = stopAfter
+        self.received = b""
+        self.stopped: Deferred[None] = Deferred()
+        self.done: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        if self.stopAfter is not None:
+            # A fixed receive buffer: left to grow, loopback takes in tens of
+            # megabytes while the client reads nothing.
+            assert isinstance(self.transport, Connection)
+            self.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if self.stopAfter is not None and len(self.received) >= self.stopAfter and not self.stopped.called:
+            assert self.transport is not None  # first: mypy-zope narrows to a class only from a non-optional interface
+            assert isinstance(self.transport, Connection)
+            self.transport.pauseProducing()
+            self.stopped.callback(None)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.done.callback(self.received)
+
+
+def _request(path: str, *headers: str, method: str = "GET") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: mirror", "Connection: close", *headers, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status.split()[1]), headers, body
+
+
+class SendfileTests(TestCase):
+    """
+    A real mirror listening on 127.0.0.1, a fake upstream beside it.
+    """
+
+    def setUp(self) -> None:
+        self.calls = 0
+        real = _stream.sendfile
+
+        def counting(*args: Any) -> int:
+            self.calls += 1
+            return real(*args)
+
+        self.patch(_stream, "sendfile", counting)
+
+    def mirror(self, *files: FakeFile, **settings: Any) -> tuple[MirrorService, str]:
+        index = FakeIndex([FakeProject("foo", list(files))])
+        upstream = reactor.listenTCP(0, Site(index), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
+        self.addCleanup(upstream.stopListening)
+        address = upstream.getHost()
+        assert isinstance(address, IPv4Address)
+        return startMirror(self, Settings(f"http://127.0.0.1:{address.port}/simple/", tempfile.mkdtemp(), **settings))
+
+    async def fetch(self, base: str, raw: bytes, stopAfter: int | None = None) -> _Client:
+        client = _Client(raw, stopAfter)
+        await ClientCreator(reactor, lambda: client).connectTCP("127.0.0.1", int(base.rsplit(":", 1)[1]))
+        return client
+
+    async def warm(self, mirror: MirrorService, base: str, f: FakeFile) -> FileKey:
+        """
+        Fetch a file once, and wait until the tree has it.
+        """
+        client = await self.fetch(base, _request(filePath(f)))
+        status, _, body = _parse(await client.done)
+        self.assertEqual((status, hashlib.sha256(body).hexdigest()), (200, f.sha256))
+        key = parseFilePath(filePath(f).encode())
+        assert key is not None
+        for _ in range(500):
+            if mirror.tree.has(key):
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertTrue(mirror.tree.has(key))
+        return key
+
+    async def test_wholeRangesAndHead(self) -> None:
+        """
+        A warm file is sent by sendfile: whole, a range, a suffix range;
+        C{HEAD} sends its headers alone.
+        """
+        f = sdist("foo", "1.0", size=3 * MB + 17)
+        mirror, base = self.mirror(f)
+        await self.warm(mirror, base, f)
+        self.calls = 0
+        status, headers, body = _parse(await (await self.fetch(base, _request(filePath(f)))).done)
+        self.assertEqual((status, headers["tailmirror-cache"], int(headers["content-length"])), (200, "hit", f.size))
+        self.assertEqual(hashlib.sha256(body).hexdigest(), f.sha256)
+        self.assertGreater(self.calls, 0)
+        status, headers, body = _parse(await (await self.fetch(base, _request(filePath(f), "Range: bytes=100-2000099"))).done)
+        self.assertEqual((status, headers["content-range"]), (206, f"bytes 100-2000099/{f.size}"))
+        self.assertEqual(body, f.content[100:2000100])
+        status, _, body = _parse(await (await self.fetch(base, _request(filePath(f), "Range: bytes=-5000"))).done)
+        self.assertEqual((status, body), (206, f.content[-5000:]))
+        calls = self.calls
+        status, headers, body = _parse(await (await self.fetch(base, _request(filePath(f), method="HEAD"))).done)
+        self.assertEqual((status, int(headers["content-length"]), body), (200, f.size, b""))
+        self.assertEqual(self.calls, calls)
+
+    async def test_slowClient(self) -> None:
+        """
+        A client that stops reading holds the file's descriptor (a use the
+        budget sees) and costs a wait, not a loop; once it has taken nothing
+        for the client timeout, it is let go, and the descriptor with it.
+        """
+        f = sdist("foo", "1.0", size=8 * MB)
+        mirror, base = self.mirror(f, clientTimeout=0.5)
+        await self.warm(mirror, base, f)
+        self.calls = 0
+        client = await self.fetch(base, _request(filePath(f)), stopAfter=MB)
+        await client.stopped
+        await deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(len(mirror.tree.budget.inUse), 1)
+        calls = self.calls
+        await deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(self.calls, calls, "no sendfile while the socket takes nothing")
+        for _ in range(300):
+            if not mirror.tree.budget.inUse:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(len(mirror.tree.budget.inUse), 0, "let go, and the descriptor with it")
+        assert client.transport is not None
+        assert isinstance(client.transport, Connection)
+        client.transport.resumeProducing()  # it finds the connection gone
+        self.assertLess(len(await client.done), f.size)
+
+    async def test_slowClientReadsOn(self) -> None:
+        """
+        A client that stops reading for a while, and reads on within the
+        client timeout, gets every byte.
+        """
+        f = sdist("foo", "1.0", size=8 * MB)
+        mirror, base = self.mirror(f)
+        await self.warm(mirror, base, f)
+        client = await self.fetch(base, _request(filePath(f)), stopAfter=MB)
+        await client.stopped
+        await deferLater(reactor, 0.3, lambda: None)
+        assert client.transport is not None
+        assert isinstance(client.transport, Connection)
+        client.transport.resumeProducing()
+        status, _, body = _parse(await client.done)
+        self.assertEqual((status, hashlib.sha256(body).hexdigest()), (200, f.sha256))
+
+    async def test_joinedDownload(self) -> None:
+        """
+        A cold file a client is sent as its download arrives goes by
+        sendfile too, from the download's own copy, every byte verified.
+        """
+        f = sdist("foo", "1.0", size=6 * MB)
+        mirror, base = self.mirror(f)
+        status, headers, body = _parse(await (await self.fetch(base, _request(filePath(f)))).done)
+        self.assertEqual((status, headers["tailmirror-cache"]), (200, "miss"))
+        self.assertEqual(hashlib.sha256(body).hexdigest(), f.sha256)
+        self.assertGreater(self.calls, 0)
+
+    async def test_tlsClientOtherPath(self) -> None:
+        """
+        A client over TLS gets the same bytes, read and written by the
+        mirror: sendfile cannot encrypt.
+        """
+        f = sdist("foo", "1.0", size=3 * MB)
+        mirror, base = self.mirror(f)
+        await self.warm(mirror, base, f)
+        authority = Authority.make()
+        options = PrivateCertificate.loadPEM(authority.serverPEM("localhost")).options()
+        port = cast(IReactorSSL, reactor).listenSSL(0, mirror.site, options, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
+        client = _Client(_request(filePath(f)))
+        trust = optionsForClientTLS("localhost", Certificate.loadPEM(authority.pem))
+        self.calls = 0
+        await ClientCreator(reactor, lambda: client).connectSSL("127.0.0.1", address.port, trust)
+        status, _, body = _parse(await client.done)
+        self.assertEqual((status, hashlib.sha256(body).hexdigest()), (200, f.sha256))
+        self.assertEqual(self.calls, 0)
+
+
+def test_sendfileOnThisPlatform() -> None:
+    """
+    The kernel's sendfile is there, or the tests above say nothing.
+    """
+    assert hasattr(os, "sendfile")
