@@ -12,12 +12,13 @@ from pathlib import Path
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 
 
-def wrk(url: str, accept: str = "*/*") -> float:
+def wrk(url: str, accept: str = "*/*", connections: int = 8) -> float:
     """
-    Requests per second that wrk sees at C{url}, 8 keep-alive connections.
+    Requests per second that wrk sees at C{url}, over C{connections}
+    keep-alive connections (one thread).
     """
     out = subprocess.run(
-        ["wrk", "-t1", "-c8", f"-d{SECONDS}s", "-H", f"Accept: {accept}", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{SECONDS}s", "-H", f"Accept: {accept}", url],
         capture_output=True, text=True, check=True,
     ).stdout
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -33,3 +34,14 @@ def rss(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def peakRSS(pid: int) -> int:
+    """
+    The most memory a process has held, in bytes (Linux).
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0

@@ -53,6 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import peakRSS  # noqa: E402
 from tests.processes import FakeUpstreamProcess, MirrorProcess, freshVenv, pipInstall, uvInstall  # noqa: E402
 
 LATENCY = os.environ.get("BENCH_LATENCY", "0.05")
@@ -91,17 +92,6 @@ def prefetchFigures(mirror: MirrorProcess) -> dict[str, Any]:
     request = urllib.request.Request(mirror.url.replace("/simple/", "/+status"), headers={"Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as r:
         return json.loads(r.read())["prefetch"]  # type: ignore[no-any-return]
-
-
-def peakRSS(pid: int) -> int:
-    """
-    The most memory a process has held, in bytes (Linux).
-    """
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 #: A client on Linux, for the big pages.

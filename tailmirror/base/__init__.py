@@ -19,7 +19,7 @@ from ._events import PAGE_OUTCOMES, REFRESH_OUTCOMES, UPSTREAM_OUTCOMES, Fanout,
 from ._idle import IdleTimer
 from ._layout import DEFAULT_INDEX, METADATA, PROVENANCE, PYPI, FileKey, IndexLayout, indexName, shardOf, shardOfDigest
 from ._memory import returnBigBlocks
-from ._names import canonicalName, safeFilename, usableSha256
+from ._names import canonicalName, noteUnreadable, safeFilename, usableSha256
 from ._offload import SMALL_FILE, SMALL_PAGE, offload
 from ._sockets import (
     BULK,
@@ -47,6 +47,7 @@ __all__ = [
     "METADATA",
     "NoEvents",
     "NotFound",
+    "noteUnreadable",
     "offload",
     "PAGE_OUTCOMES",
     "plainConnection",

@@ -6,11 +6,21 @@ accepts from upstream.  (Paths are L{tailmirror.base._layout}'s.)
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
 from packaging.utils import InvalidName, canonicalize_name
+from twisted.logger import Logger
 
-__all__ = ["canonicalName", "safeFilename", "usableSha256"]
+__all__ = ["canonicalName", "noteUnreadable", "safeFilename", "usableSha256"]
+
+log = Logger()
+
+#: File names said to be unreadable, remembered at most (the oldest
+#: forgotten first), so that each is said once.
+UNREADABLE_TOLD = 10_000
+_told: dict[str, None] = {}
+_telling = threading.Lock()
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
@@ -54,3 +64,22 @@ def usableSha256(hashes: object) -> str | None:
     if isinstance(value, str) and _SHA256.fullmatch(value.lower()):
         return value.lower()
     return None
+
+
+def noteUnreadable(filename: str, reason: object) -> None:
+    """
+    Say, once for each file name and at info level, that the mirror cannot
+    read a file's name (a wheel's tags, a version) and passes the file by
+    where it must read it, as pip and uv do.  Any thread may call it.
+    """
+    with _telling:
+        if filename in _told:
+            return
+        _told[filename] = None
+        if len(_told) > UNREADABLE_TOLD:
+            del _told[next(iter(_told))]
+    log.info(
+        "{file}: the mirror cannot read this file name ({reason}); it passes the file by, as pip and uv do",
+        file=filename,
+        reason=str(reason)[:200],
+    )

@@ -35,7 +35,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import sys_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from ..base import canonicalName
+from ..base import canonicalName, noteUnreadable
 from ..pages import versionOf
 
 if sys.version_info >= (3, 11):
@@ -230,12 +230,24 @@ def _fitsHere(filename: str) -> bool:
         return True
     try:
         tags = parse_wheel_filename(filename)[3]
-    except InvalidWheelFilename:
+    except InvalidWheelFilename as e:
+        noteUnreadable(filename, e)
         return False
     return not tags.isdisjoint(_HERE)
 
 
 _HERE = frozenset(sys_tags())
+
+
+def _versionHere(filename: str) -> str | None:
+    """
+    The version a file's name gives; where the name of a wheel or an sdist
+    gives none that can be read, the file is passed by, and that is said.
+    """
+    version = versionOf(filename)
+    if version is None and filename.endswith((".whl", ".tar.gz", ".zip")):
+        noteUnreadable(filename, "no version can be read from it")
+    return version
 
 
 def choose(wanted: Wanted, page: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -257,7 +269,7 @@ def choose(wanted: Wanted, page: dict[str, Any]) -> tuple[list[dict[str, Any]], 
         )
         return chosen, missing
     if wanted.version is not None:
-        chosen = [f for f in files if versionOf(f.get("filename", "")) == wanted.version and _fitsHere(f["filename"])]
+        chosen = [f for f in files if _versionHere(f.get("filename", "")) == wanted.version and _fitsHere(f["filename"])]
         return chosen, [] if chosen else [f"{wanted.project}=={wanted.version}"]
     return [], []
 

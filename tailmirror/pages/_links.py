@@ -21,7 +21,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from ..base import METADATA, FileKey, canonicalName, shardOfDigest, usableSha256
+from ..base import METADATA, FileKey, canonicalName, noteUnreadable, shardOfDigest, usableSha256
 from ._policy import timeOf
 
 __all__ = ["FileLink", "Given", "Links", "indexLinks", "lookUp", "metadataURL", "projectsOf"]
@@ -193,8 +193,8 @@ def projectsOf(filename: str) -> list[str]:
     if filename.endswith(".whl"):
         try:
             names.append(parse_wheel_filename(filename)[0])
-        except InvalidWheelFilename:
-            pass
+        except InvalidWheelFilename as e:
+            noteUnreadable(filename, e)  # read as other names are, below
     try:
         names.append(parse_sdist_filename(filename)[0])
     except InvalidSdistFilename:

@@ -14,11 +14,11 @@ from typing import Any, Iterable, NamedTuple
 from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.tags import Tag, parse_tag
+from packaging.tags import InvalidTag, Tag, parse_tag
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename
 from packaging.version import InvalidVersion, Version
 
-from ..base import shardOf
+from ..base import noteUnreadable, shardOf
 from ..pages import QUARANTINED, Policy, metadataOffered, uploadTime
 from ._clients import Client
 
@@ -140,7 +140,8 @@ def candidatesOf(page: dict[str, Any]) -> tuple[Candidate, ...]:
             else:
                 version = _sdistVersion(filename, versions)
                 wheelTags = None
-        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion, InvalidTag) as e:
+            noteUnreadable(filename, e)
             continue
         requires = entry.get("requires-python")
         spec = None

@@ -3,14 +3,24 @@ Tests for project names, file names and the mirror's file paths.
 """
 
 import hashlib
+import json
+import os
 import re
+from typing import Any
 
 from hypothesis import given, settings, strategies as st
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
+from tailmirror.base import _names as namesModule
 from tailmirror.base._layout import FileKey, mirrorPath
-from tailmirror.pages._links import FileLink, indexLinks, lookUp
 from tailmirror.base._names import canonicalName, safeFilename
+from tailmirror.offline._export import export
+from tailmirror.offline._warm import Wanted, choose
+from tailmirror.pages._links import FileLink, indexLinks, lookUp, projectsOf
+from tailmirror.prefetch._choice import candidatesOf
+
+from ..harness import CapturedLog
 
 _names = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?", fullmatch=True)
 
@@ -180,3 +190,106 @@ class LinkTests(SynchronousTestCase):
         assert sdist is not None
         self.assertEqual((sdist.algorithm, sdist.digest), (None, None))
         self.assertIsNone(lookUp(links, FileKey(("aba", "babababababab"), "other.whl", False)))
+
+
+#: A wheel whose name has a tag packaging rejects, as the page of a real
+#: project lists one.
+ODD = "oddly-0.32.2-py36+-none-any.whl"
+
+
+def _oddPage() -> dict[str, object]:
+    good = "oddly-1.0-py3-none-any.whl"
+    return {
+        "files": [
+            {"filename": name, "url": f"https://files.test/{name}", "hashes": {"sha256": digit * 64}}
+            for name, digit in ((ODD, "a"), (good, "b"))
+        ]
+    }
+
+
+class UnreadableNameTests(SynchronousTestCase):
+    """
+    A file name the mirror cannot read is passed by where it must be read,
+    as pip and uv pass it by, and said once, at info level, whichever part
+    met it and however often.
+    """
+
+    def setUp(self) -> None:
+        self.patch(namesModule, "_told", {})
+        self.log = CapturedLog(self)
+
+    def told(self) -> list[dict[str, Any]]:
+        return [e for e in self.log.events if e.get("file") == ODD]
+
+    def assertToldOnce(self) -> None:
+        [event] = self.told()
+        self.assertEqual(event["log_level"], LogLevel.info)
+        self.assertIn("py36+", event["reason"])
+
+    def test_candidates(self) -> None:
+        """
+        The prefetch's candidates leave it out, and keep the rest.
+        """
+        self.assertEqual([c.filename for c in candidatesOf(_oddPage())], ["oddly-1.0-py3-none-any.whl"])
+        candidatesOf(_oddPage())
+        self.assertToldOnce()
+
+    def test_links(self) -> None:
+        """
+        Its project is found from its name read as other names are.
+        """
+        self.assertEqual(projectsOf(ODD), ["oddly"])
+        self.assertEqual(projectsOf(ODD), ["oddly"])
+        self.assertToldOnce()
+        self.assertIn(ODD, {filename for _, filename in indexLinks(_oddPage())})
+
+    def test_warm(self) -> None:
+        """
+        C{tailmirror warm} pinning a version chooses none of the files whose
+        names it cannot read.
+        """
+        chosen, missing = choose(Wanted("oddly", "0.32.2"), _oddPage())
+        self.assertEqual((chosen, missing), ([], ["oddly==0.32.2"]))
+        choose(Wanted("oddly", "0.32.2"), _oddPage())
+        [event] = self.told()
+        self.assertEqual(event["log_level"], LogLevel.info)
+
+    def test_prefetch(self) -> None:
+        """
+        A page that lists such a file is prefetched below as any other:
+        nothing fails, and the file is said once.
+        """
+        from ..fakeindex import FakeFile, FakeProject
+        from ..harness import PIP_ACCEPT, Harness
+
+        good = FakeFile("oddly-1.0-py3-none-any.whl", b"good", metadata=b"Metadata-Version: 2.1\nName: oddly\nVersion: 1.0\n")
+        h = Harness([FakeProject("oddly", [FakeFile(ODD, b"odd"), good])], prefetch="metadata")
+        self.addCleanup(h.mirror.close)
+        agent = 'pip/24.0 {"python":"3.11.2","implementation":{"name":"CPython","version":"3.11.2"},"system":{"name":"Linux"}}'
+        self.assertEqual(h.get("/simple/oddly/", {"Accept": PIP_ACCEPT, "User-Agent": agent}).code, 200)
+        h.flush()
+        self.assertEqual(h.index.requests["/files/oddly-1.0-py3-none-any.whl.metadata"], 1)
+        self.assertEqual(self.log.formats(LogLevel.warn), [])
+        self.assertToldOnce()
+
+    def test_export(self) -> None:
+        """
+        An export of a cache whose page lists such a file writes the page
+        as the mirror serves it, and the files the cache holds.
+        """
+        import tempfile
+
+        from ..fakeindex import FakeFile, FakeProject
+        from ..harness import Harness, filePath
+
+        odd, good = FakeFile(ODD, b"odd"), FakeFile("oddly-1.0-py3-none-any.whl", b"good")
+        h = Harness([FakeProject("oddly", [odd, good])])
+        self.addCleanup(h.mirror.close)
+        for f in (odd, good):
+            self.assertEqual(h.get(filePath(f)).body, f.content)
+        h.flush()
+        out = tempfile.mkdtemp()
+        done = export(h.cacheDir, out)
+        self.assertEqual((done.projects, done.files), (1, 2))
+        with open(os.path.join(out, "simple", "oddly", "index.json")) as page:
+            self.assertEqual(sorted(e["filename"] for e in json.load(page)["files"]), [ODD, good.filename])
