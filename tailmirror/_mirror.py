@@ -70,6 +70,9 @@ class Settings:
     #: Seconds after an upstream failure in which copies are served stale
     #: at once while one background refresh tries upstream again.
     retryAfter: float = 10.0
+    #: Seconds an upstream's 404 for a project is remembered (0: asked
+    #: every time); L{None}: the revalidation floor.
+    notFoundTTL: float | None = None
     timeout: float = 15.0
     idleTimeout: float = 30.0
     clientTimeout: float = 60.0
@@ -296,6 +299,7 @@ def buildMirror(
             revalidateFloor=settings.revalidateFloor,
             staleAfter=settings.staleAfter,
             retryAfter=settings.retryAfter,
+            notFoundFor=settings.revalidateFloor if settings.notFoundTTL is None else settings.notFoundTTL,
             events=events,
             policy=policy,
             layout=layout,

@@ -139,6 +139,14 @@ class Options(usage.Options):
             "Seconds after an upstream failure in which copies are served stale at once, "
             "while one refresh tries upstream again.",
         ],
+        [
+            "not-found-ttl",
+            None,
+            None,
+            "Seconds an upstream's 404 for a project is remembered, so that a client asking again "
+            "(beside a private index, on every install) costs no trip upstream; 0 asks every time "
+            "(default: the --revalidate-floor).",
+        ],
         ["timeout", None, f"{DEFAULTS.timeout:g}", "Seconds for a page from upstream, and for a file to begin."],
         ["idle-timeout", None, f"{DEFAULTS.idleTimeout:g}", "Seconds a file from upstream may stall midway."],
         [
@@ -362,6 +370,8 @@ class Options(usage.Options):
         self["revalidate-floor"] = _seconds("revalidate-floor", self["revalidate-floor"], zero=True)
         self["stale-after"] = _seconds("stale-after", self["stale-after"])
         self["retry-after"] = _seconds("retry-after", self["retry-after"], zero=True)
+        if self["not-found-ttl"] is not None:
+            self["not-found-ttl"] = _seconds("not-found-ttl", self["not-found-ttl"], zero=True)
         for option in ("timeout", "idle-timeout", "client-timeout"):
             self[option] = _seconds(option, self[option])
         self["max-page-size"] = _count("max-page-size", self["max-page-size"], units=True)
@@ -416,6 +426,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         revalidateFloor=options["revalidate-floor"],
         staleAfter=options["stale-after"],
         retryAfter=options["retry-after"],
+        notFoundTTL=options["not-found-ttl"],
         timeout=options["timeout"],
         idleTimeout=options["idle-timeout"],
         clientTimeout=options["client-timeout"],

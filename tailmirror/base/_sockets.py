@@ -16,6 +16,7 @@ __all__ = [
     "holdsBytes",
     "plainConnection",
     "readInBulk",
+    "rememberHost",
     "sendInBulk",
     "socketOf",
     "stopWaiting",
@@ -166,3 +167,13 @@ def stopWaiting(connection: Connection) -> None:
     Give up a wait of L{whenWritable}, if one is on.
     """
     connection.__dict__.pop("doWrite", None)
+
+
+def rememberHost(transport: Any) -> None:
+    """
+    Have a connection tell its own address from memory: it does not change,
+    and Twisted asks for it (a C{getsockname} call) for every request the
+    connection carries.
+    """
+    host = transport.getHost()
+    transport.getHost = lambda: host

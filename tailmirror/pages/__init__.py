@@ -13,10 +13,10 @@ page shows.  A wing above may register a view of each page
 It stands on the upstream wing and the ground floor.
 """
 
-from ._bodies import Body
+from ._bodies import Body, Served
 from ._journal import Journal
 from ._links import FileLink, metadataOffered, projectsOf
-from ._pages import RENDER_CACHE_BYTES, ProjectPages, Served
+from ._pages import RENDER_CACHE_BYTES, ProjectPages
 from ._policy import QUARANTINED, Policy, parseDuration, uploadTime, versionOf
 from ._render import renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
 from ._views import PageView

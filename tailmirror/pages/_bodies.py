@@ -1,7 +1,7 @@
 """
 Rendered response bodies, ready to serve: gzip bytes, and identity bytes
-for a small body, with a strong ETag each; and a cache bounded by the size
-of what it holds.
+for a small body, with a strong ETag each; a page as served, with how long
+it stays fresh; and a cache bounded by the size of what it holds.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Generator, Generic, Hashable, TypeVar
 
-__all__ = ["Body", "BoundedCache", "Rendered", "RenderCache"]
+__all__ = ["Body", "BoundedCache", "Rendered", "RenderCache", "Served"]
 
 #: A body bigger than this keeps only its gzip bytes: the few clients that
 #: do not take gzip get the identity bytes inflated as they are sent.  A
@@ -156,3 +156,17 @@ def RenderCache(maxBytes: int) -> BoundedCache[Rendered]:
     Rendered pages, up to a number of bytes.
     """
     return BoundedCache(maxBytes, lambda rendered: rendered.size)
+
+
+@dataclass
+class Served:
+    """
+    A page ready to serve in the form asked for, how many seconds it stays
+    fresh, and why it is stale if upstream could not refresh it.
+    """
+
+    body: Body
+    freshFor: float = 0.0
+    staleBecause: str | None = None
+    #: Upstream's C{X-PyPI-Last-Serial} for the page, passed through.
+    lastSerial: str | None = None

@@ -6,7 +6,6 @@ served stale while upstream fails.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sized, TypeVar
 
 from twisted.internet.defer import Deferred, TimeoutError
@@ -27,11 +26,12 @@ from ..base import (
     offload,
 )
 from ..upstream import Fetched, Priority, Upstream
-from ._bodies import Body, BoundedCache, Rendered
+from ._bodies import Body, BoundedCache, Rendered, Served
 from ._health import UpstreamHealth
 from ._journal import Journal
 from ._keeper import JournalKeeper
 from ._linkindex import LINKS_KEPT, LinkIndex
+from ._missing import Missing
 from ._links import FileLink, projectsOf
 from ._policy import QUARANTINED, Policy
 from ._prepare import DamagedCopy, Prepared, Rendering, Workshop, bodyDigest, renderAs
@@ -39,7 +39,7 @@ from ._records import Entry
 from ._render import renderRootHTML, renderRootJSON
 from ._views import PageView, PerVersion
 
-__all__ = ["ProjectPages", "Served", "RunInThread"]
+__all__ = ["ProjectPages", "RunInThread"]
 
 log = Logger()
 T = TypeVar("T")
@@ -62,20 +62,6 @@ RunInThread = Callable[..., Deferred[Any]]
 
 
 
-@dataclass
-class Served:
-    """
-    A page ready to serve in the form asked for, how many seconds it stays
-    fresh, and why it is stale if upstream could not refresh it.
-    """
-
-    body: Body
-    freshFor: float = 0.0
-    staleBecause: str | None = None
-    #: Upstream's C{X-PyPI-Last-Serial} for the page, passed through.
-    lastSerial: str | None = None
-
-
 class ProjectPages:
     """
     The mirror's knowledge of project pages.
@@ -92,6 +78,7 @@ class ProjectPages:
         revalidateFloor: float = 0.0,
         staleAfter: float | None = None,
         retryAfter: float = 0.0,
+        notFoundFor: float = 0.0,
         renderCacheBytes: int = RENDER_CACHE_BYTES,
         policy: Policy | None = None,
         events: IMirrorEvents | None = None,
@@ -114,6 +101,8 @@ class ProjectPages:
         #: Seconds a client with a copy to fall back on waits for upstream
         #: (L{None}: as long as upstream takes).
         self.staleAfter = staleAfter
+        #: The projects upstream said it has not, for C{notFoundFor} seconds.
+        self._missing = Missing(clock, notFoundFor)
         self.policy = policy if policy is not None else Policy()
         #: Told of the files a refreshed page no longer lists.
         self.onDelisted: Callable[[list[FileKey]], object] | None = None
@@ -258,6 +247,8 @@ class ProjectPages:
             if not revalidate or self._age(entry) < (self.revalidateFloor if floor is None else floor):
                 return entry, None, False
         if entry is None:
+            if name in self._missing:
+                raise NotFound()
             return await self._refreshJoined(name, form, background), None, True
         failing = self._health.failing()
         if failing is not None:
@@ -302,6 +293,8 @@ class ProjectPages:
         or join a refresh under way.
         """
         entry = self._index.get(name)
+        if entry is None and name in self._missing:
+            return False
         stale = entry is None or not self._fresh(entry) or (revalidate and self._age(entry) >= self.revalidateFloor)
         return stale and not self._refreshing.inFlight(name)
 
@@ -362,11 +355,13 @@ class ProjectPages:
             raise
         except NotFound:
             self._health.answered()
+            self._missing.said(name)
             if old is not None:
                 self._keeper.write(self._journal.appendGone, name, self._clock.seconds())
                 self._generation += 1
             raise
         self._health.answered()
+        self._missing.found(name)
         now = self._clock.seconds()
         if fetched.status == 304 and old is not None:
             return self._unchanged(old, now)

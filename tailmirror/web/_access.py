@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from ..base import writeThrough
+from ..base import rememberHost, writeThrough
 from ..observe import MirrorMetrics
 
 __all__ = ["AccessLog", "MirrorSite", "routeOf", "PATH_MAX", "AGENT_MAX"]
@@ -159,7 +159,7 @@ class MirrorSite(Site):
         """
         A channel whose connection writes through (see L{writeThrough}): an
         answer leaves as soon as it is made, not once every other request
-        of a burst has been handled.
+        of a burst has been handled; and tells its own address from memory.
         """
         channel = super().buildProtocol(addr)
         if channel is not None:
@@ -167,6 +167,7 @@ class MirrorSite(Site):
 
             def makeConnection(transport: Any) -> None:
                 writeThrough(transport)
+                rememberHost(transport)
                 made(transport)
 
             channel.makeConnection = makeConnection

@@ -304,6 +304,66 @@ class RevalidationTests(SynchronousTestCase):
         self.assertEqual(parsed, ["foo"])
 
 
+class NotFoundTests(SynchronousTestCase):
+    """
+    Upstream's 404 for a project is remembered for --not-found-ttl (by
+    default the revalidation floor): a client asking again within it, even
+    revalidating as pip does, costs no trip upstream.
+    """
+
+    def test_rememberedThenAskedAgain(self) -> None:
+        """
+        A missing project asked for twice within the time costs one
+        upstream request; past the time upstream is asked again, and a
+        project that appeared there meanwhile is served from then on.
+        """
+        h = Harness([generated("foo")], revalidateFloor=60)
+        for _ in range(3):
+            self.assertEqual(h.get("/simple/private/", PIP).code, 404)
+            h.clock.advance(10)
+        self.assertEqual(h.index.requests["/simple/private/"], 1)
+        h.index.add(generated("private"))
+        h.clock.advance(31)
+        self.assertEqual(h.get("/simple/private/", PIP).code, 200)
+        self.assertEqual(h.index.requests["/simple/private/"], 2)
+        self.assertEqual(h.get("/simple/private/", PIP).code, 200)
+        self.assertEqual(h.index.requests["/simple/private/"], 2)
+
+    def test_fileOfAMissingProject(self) -> None:
+        """
+        A cold file of a project upstream has not (a lock file's link)
+        finds the 404 remembered too.
+        """
+        h = Harness([generated("foo")], notFoundTTL=120)
+        f = sdist("private", "1.0")
+        for _ in range(2):
+            self.assertEqual(h.get(filePath(f)).code, 404)
+            h.clock.advance(100)
+        self.assertEqual(h.index.requests["/simple/private/"], 1)
+
+    def test_gone(self) -> None:
+        """
+        A project that upstream no longer has, once it said so, is answered
+        404 without asking again within the time.
+        """
+        h = Harness([generated("foo")], ttl=30, revalidateFloor=60)
+        self.assertEqual(h.get("/simple/foo/", PIP).code, 200)
+        del h.index.projects["foo"]
+        h.clock.advance(31)
+        self.assertEqual(h.get("/simple/foo/", PIP).code, 404)
+        self.assertEqual(h.get("/simple/foo/", PIP).code, 404)
+        self.assertEqual(h.index.requests["/simple/foo/"], 2)
+
+    def test_zeroAsksEveryTime(self) -> None:
+        """
+        With --not-found-ttl 0, each request asks upstream.
+        """
+        h = Harness([generated("foo")], notFoundTTL=0)
+        for _ in range(3):
+            self.assertEqual(h.get("/simple/private/", PIP).code, 404)
+        self.assertEqual(h.index.requests["/simple/private/"], 3)
+
+
 class SmallFileTests(SynchronousTestCase):
     """
     A small cold file that fails gets a status and its reason; a large one

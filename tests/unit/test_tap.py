@@ -65,6 +65,18 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(upstream.idleTimeout, 7.0)
         self.assertEqual((mirror.files.clientTimeout, mirror.site.timeOut), (9.0, 9.0))
 
+    def test_notFoundTTL(self) -> None:
+        """
+        Upstream's 404s are remembered for the revalidation floor by
+        default, for --not-found-ttl when it is given (0: not at all).
+        """
+        for argv, seconds in ((["--revalidate-floor", "30"], 30.0), (["--not-found-ttl", "0"], 0.0),
+                              (["--not-found-ttl", "300"], 300.0)):
+            options = self.parse("-u", UP, "-d", tempfile.mkdtemp(), *argv)
+            mirror = list(makeService(options))[0]
+            self.assertEqual(mirror.pages._missing.seconds, seconds, argv)
+        self.assertUsage(["-u", UP, "--not-found-ttl", "-1"], "--not-found-ttl", "0 or more")
+
     def test_upstreamFromEnvironment(self) -> None:
         """
         The upstream may come from C{TAILMIRROR_UPSTREAM}; the option wins.
