@@ -15,12 +15,19 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HostnameCachingHTTPSPolicy,
+    HTTPConnectionPool,
+    _HTTP11ClientFactory,
+)
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
 from ..base import readInBulk, writeThrough
+from ._resolve import CachingResolver, ResolvingReactor
 
 __all__ = ["Clients", "NoCookies", "QuietPool", "UpstreamEndpoints", "loadTrustRoot"]
 
@@ -44,12 +51,15 @@ def loadTrustRoot(path: str) -> Any:
 class UpstreamEndpoints:
     """
     Where an L{Agent} connects for a URL, as its own default does (TLS for
-    https, checked by C{policy}), with connections that read in bulk.
+    https, checked by C{policy}), with connections that read in bulk; the
+    host's name resolved once a minute (L{CachingResolver}), not once a
+    connection, and the TLS settings (an OpenSSL context, the authorities
+    loaded into it) made once a host, not once a connection.
     """
 
     def __init__(self, reactor: Any, policy: IPolicyForHTTPS, connectTimeout: float | None = None) -> None:
-        self._reactor = reactor
-        self._policy = policy
+        self._reactor = ResolvingReactor(reactor, CachingResolver(reactor.nameResolver, reactor))
+        self._policy = HostnameCachingHTTPSPolicy(policy)
         self._connectTimeout = connectTimeout
 
     def endpointForURI(self, uri: Any) -> IStreamClientEndpoint:

@@ -16,8 +16,8 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPullProducer, IReactorSSL, ITCPTransport
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IPullProducer, IReactorPluggableNameResolver, IReactorSSL, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import PrivateCertificate
 from twisted.internet.threads import deferToThread
@@ -198,6 +198,42 @@ class TLSTests(TestCase):
         self.assertEqual(body.count(b"\n"), 1, body)
         self.assertEqual(sum(self.index.requests.values()), 0)
         self.assertNotIn("Traceback", log.text())
+
+    async def test_oneContextOneResolution(self) -> None:
+        """
+        Connections to an https upstream at once, six of them, share one
+        TLS context (the authorities loaded once) and one resolution of the
+        upstream's name.
+        """
+        self.index = FakeIndex([generated(f"p{i}") for i in range(6)])
+        port = self.serve(self.authority.serverPEM("localhost"))
+        made: list[bytes] = []
+        creator = BrowserLikePolicyForHTTPS.creatorForNetloc
+
+        def counting(policy: BrowserLikePolicyForHTTPS, host: bytes, number: int) -> Any:
+            made.append(host)
+            return creator(policy, host, number)
+
+        self.patch(BrowserLikePolicyForHTTPS, "creatorForNetloc", counting)
+        resolver = cast(IReactorPluggableNameResolver, reactor).nameResolver
+        resolve = resolver.resolveHostName
+        resolved: list[str] = []
+
+        def resolving(receiver: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+            if name != "127.0.0.1":  # the test's own requests to the mirror
+                resolved.append(name)
+            return resolve(receiver, name, *args, **kwargs)
+
+        self.patch(resolver, "resolveHostName", resolving)
+        settings = Settings(f"https://localhost:{port}/simple/", tempfile.mkdtemp(), caCerts=self.trusted)
+        _, base = startMirror(self, settings)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        answers = await gatherResults([treq.get(f"{base}/simple/p{i}/", pool=pool) for i in range(6)])
+        self.assertEqual([a.code for a in answers], [200] * 6)
+        for answer in answers:
+            await answer.content()
+        self.assertEqual(self.index.requests["/simple/p0/"], 1)
+        self.assertEqual((made, resolved), ([b"localhost"], ["localhost"]))
 
     async def test_untrustedAuthority(self) -> None:
         """
