@@ -492,6 +492,8 @@ def main(argv: list[str]) -> None:
                         help="be an index shaped like the PyTorch ones: HTML only, only the torch-like "
                         "projects, their files at another host (localhost, another port)")
     parser.add_argument("--no-ranges", action="store_true", help="answer a Range with the whole file")
+    parser.add_argument("--tls", metavar="PEM",
+                        help="serve HTTPS with this certificate and key, as localhost (absolute links too)")
     args = parser.parse_args(argv)
     if args.torch:
         _serveTorchLike(args.port, not args.no_ranges)
@@ -532,13 +534,21 @@ def main(argv: list[str]) -> None:
         index.add(FakeProject("big", [DiskFile(f"big-1.{i}.tar.gz", p) for i, p in enumerate(args.big)]))
     site = Site(index if not args.latency else Delayed(index, args.latency, reactor, args.files_at_once))
     site.log = lambda request: None  # type: ignore[method-assign]
-    endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1")
+    endpoint: Any = endpoints.TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1")
+    where = "http://127.0.0.1"
+    if args.tls:
+        from twisted.internet.ssl import PrivateCertificate
+
+        with open(args.tls, "rb") as pem:
+            options = PrivateCertificate.loadPEM(pem.read()).options()
+        endpoint = endpoints.SSL4ServerEndpoint(reactor, args.port, options, interface="127.0.0.1")
+        where = "https://localhost"
 
     def listening(port: Any) -> None:
         if args.absolute:
             for project in index.projects.values():
                 for f in project.files:
-                    f.href = f.href or f"http://127.0.0.1:{port.getHost().port}/files/{quote(f.filename)}"
+                    f.href = f.href or f"{where}:{port.getHost().port}/files/{quote(f.filename)}"
         print(port.getHost().port, flush=True)
 
     endpoint.listen(site).addCallback(listening)

@@ -62,27 +62,34 @@ def waitForHTTP(url: str, seconds: float = 30.0) -> None:
 
 class FakeUpstreamProcess:
     """
-    C{python -m tests.fakeindex} on 127.0.0.1.
+    C{python -m tests.fakeindex} on 127.0.0.1; over HTTPS as C{localhost}
+    with C{tls}, a pair of PEM files: the server's certificate and key, and
+    the authority that signed it.
     """
 
-    def __init__(self, *args: str, port: int = 0) -> None:
+    def __init__(self, *args: str, port: int = 0, tls: tuple[Path, Path] | None = None) -> None:
+        more = ("--tls", str(tls[0])) if tls is not None else ()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakeindex", "--port", str(port), *args],
+            [sys.executable, "-m", "tests.fakeindex", "--port", str(port), *args, *more],
             cwd=REPO,
             stdout=subprocess.PIPE,
             text=True,
         )
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())
-        self.url = f"http://127.0.0.1:{self.port}/simple/"
+        self.authority = None if tls is None else tls[1]
+        where = "http://127.0.0.1" if tls is None else "https://localhost"
+        self.url = f"{where}:{self.port}/simple/"
 
     def stats(self) -> dict[str, int]:
         """
         The requests it was sent, by path (C{/_stats}).
         """
         import json
+        import ssl
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stats", timeout=10) as r:
+        context = None if self.authority is None else ssl.create_default_context(cafile=str(self.authority))
+        with urllib.request.urlopen(self.url.replace("/simple/", "/_stats"), timeout=10, context=context) as r:
             return json.load(r)  # type: ignore[no-any-return]
 
     def stop(self) -> None:
@@ -142,25 +149,30 @@ def freshVenv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
-def pipInstall(python: Path, *args: str) -> None:
+def pipInstall(python: Path, *args: str, authority: Path | None = None) -> None:
     """
-    Install with pip into a venv: no cache, no configuration, no other index.
+    Install with pip into a venv: no cache, no configuration, no other index;
+    trusting the authority of an HTTPS index if given.
     """
+    trust = ("--cert", str(authority)) if authority is not None else ()
     result = run([
         sys.executable, "-m", "pip", "--python", str(python), "install",
-        "--no-cache-dir", "--disable-pip-version-check", *args,
+        "--no-cache-dir", "--disable-pip-version-check", *trust, *args,
     ])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def uvInstall(python: Path, *args: str) -> None:
+def uvInstall(python: Path, *args: str, authority: Path | None = None) -> None:
     """
-    Install with uv into a venv: no cache, no configuration, no other index.
+    Install with uv into a venv: no cache, no configuration, no other index;
+    trusting the authority of an HTTPS index if given (C{SSL_CERT_FILE},
+    which uv reads).
     """
+    env = cleanEnv() if authority is None else cleanEnv(SSL_CERT_FILE=str(authority))
     result = run([
         str(BIN / "uv"), "pip", "install", "--no-config", "--no-cache",
         "--python", str(python), *args,
-    ])
+    ], env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
