@@ -155,10 +155,12 @@ def pipInstall(python: Path, *args: str, authority: Path | None = None) -> None:
     trusting the authority of an HTTPS index if given.
     """
     trust = ("--cert", str(authority)) if authority is not None else ()
+    # requests takes REQUESTS_CA_BUNDLE, where a machine sets it, over --cert.
+    env = cleanEnv() if authority is None else cleanEnv(REQUESTS_CA_BUNDLE=str(authority))
     result = run([
         sys.executable, "-m", "pip", "--python", str(python), "install",
         "--no-cache-dir", "--disable-pip-version-check", *trust, *args,
-    ])
+    ], env=env)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
