@@ -153,6 +153,12 @@ def shardOfDigest(url: str, sha: str | None) -> tuple[str, str]:
     return (sha[:3], sha[3:16])
 
 
+#: Request paths an index remembers having parsed, at most (all forgotten
+#: at once past it): a warm file is asked for by the same path again and
+#: again.
+PARSED_KEPT = 4096
+
+
 class IndexLayout:
     """
     The file paths of one index, by its name.
@@ -166,6 +172,7 @@ class IndexLayout:
         self.pagesPath = "/simple/" if name == DEFAULT_INDEX else f"/{name}/simple/"
         #: The mirror's root, relative to one of its project pages.
         self.rootFromPage = "../" * self.pagesPath.count("/")
+        self._parsed: dict[bytes, FileKey | None] = {}
 
     def linkPath(self, filename: str, url: str, hashes: object) -> str:
         """
@@ -176,8 +183,20 @@ class IndexLayout:
 
     def parse(self, path: bytes) -> FileKey | None:
         """
-        The file a request path names, or L{None} when it cannot name one.
+        The file a request path names, or L{None} when it cannot name one;
+        read once, while L{PARSED_KEPT} paths are remembered.
         """
+        try:
+            return self._parsed[path]
+        except KeyError:
+            pass
+        key = self._parse(path)
+        if len(self._parsed) >= PARSED_KEPT:
+            self._parsed.clear()
+        self._parsed[path] = key
+        return key
+
+    def _parse(self, path: bytes) -> FileKey | None:
         segments = path.split(b"/")
         if len(segments) != 7:
             return None

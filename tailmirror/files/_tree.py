@@ -58,6 +58,11 @@ class OpenFile:
             self._onClose()
 
 
+#: Paths of files in the tree remembered, at most (all forgotten at once
+#: past it): a warm file is asked for again and again.
+PATHS_KEPT = 4096
+
+
 class FileTree:
     """
     The files of a cache directory, kept within its limits.
@@ -77,6 +82,7 @@ class FileTree:
         walk: Walk = walkHere,
     ) -> None:
         self.root = os.path.join(cacheDir, "+files")
+        self._paths: dict[FileKey, str] = {}
         self.tmp = os.path.join(cacheDir, "+tmp")
         self._clock = clock
         self._run = runInThread
@@ -122,9 +128,17 @@ class FileTree:
     def path(self, key: FileKey) -> str:
         """
         Where a file is in the tree: by its content, where a sha256 names
-        it (see L{FileKey.storeParts}).
+        it (see L{FileKey.storeParts}); worked out once, while
+        L{PATHS_KEPT} are remembered.
         """
-        return os.path.join(self.root, *key.storeParts)
+        try:
+            return self._paths[key]
+        except KeyError:
+            pass
+        if len(self._paths) >= PATHS_KEPT:
+            self._paths.clear()
+        path = self._paths[key] = os.path.join(self.root, *key.storeParts)
+        return path
 
     def has(self, key: FileKey) -> bool:
         """

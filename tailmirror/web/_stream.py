@@ -188,6 +188,12 @@ class Stream(Follower):
         while not self._paused and not self.done and self.offset < limit:
             if not self._request.startedWriting:
                 self._request.write(b"")  # the headers, before any byte of the body
+                if getattr(self._request, "chunked", False):
+                    # A body of a length not known (upstream did not say),
+                    # sent in chunks: their framing is the request's to
+                    # write, which the kernel's copy would leave out.
+                    self._socket = None
+                    return self._readAndWrite(limit)
             if turn <= 0 or holdsBytes(socket):
                 self._awaitRoom()
                 return False

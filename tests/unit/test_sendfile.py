@@ -8,6 +8,7 @@ a client joins; and to a TLS client by the other path, the same bytes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import tempfile
@@ -23,11 +24,12 @@ from twisted.internet.task import deferLater
 from twisted.internet.tcp import Connection
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
-from twisted.web.server import Site
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
 from tailmirror._mirror import Settings
 from tailmirror._service import MirrorService
-from tailmirror.base._layout import FileKey, parseFilePath
+from tailmirror.base._layout import FileKey, mirrorPath, parseFilePath
 from tailmirror.web import _stream
 
 from ..certs import Authority
@@ -81,6 +83,55 @@ def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     status, *lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
     return int(status.split()[1]), headers, body
+
+
+def _dechunked(body: bytes) -> bytes:
+    """
+    A chunked body's bytes; it fails if the framing is wrong.
+    """
+    out = b""
+    while True:
+        size, _, body = body.partition(b"\r\n")
+        length = int(size.split(b";")[0], 16)
+        if length == 0:
+            return out
+        out, body = out + body[:length], body[length:]
+        assert body[:2] == b"\r\n", "a chunk ends with CRLF"
+        body = body[2:]
+
+
+class _Unsized(Resource):
+    """
+    An upstream whose page gives no file's size, and that sends the file
+    without a length, in pieces a little apart.
+    """
+
+    isLeaf = True
+    filename = "foo-1.0.tar.gz"
+
+    def __init__(self, content: bytes) -> None:
+        super().__init__()
+        self.content = content
+
+    def render_GET(self, request: Any) -> Any:
+        if request.path == b"/simple/foo/":
+            request.setHeader("Content-Type", "application/vnd.pypi.simple.v1+json")
+            sha = hashlib.sha256(self.content).hexdigest()
+            entry = {"filename": self.filename, "url": f"../../files/{self.filename}", "hashes": {"sha256": sha}}
+            return json.dumps({"meta": {"api-version": "1.0"}, "name": "foo", "files": [entry]}).encode()
+        pieces = [self.content[i : i + MB] for i in range(0, len(self.content), MB)]
+
+        def next() -> None:
+            if request._disconnected:
+                return
+            if pieces:
+                request.write(pieces.pop(0))
+                reactor.callLater(0.05, next)
+            else:
+                request.finish()
+
+        next()
+        return NOT_DONE_YET
 
 
 class SendfileTests(TestCase):
@@ -205,6 +256,24 @@ class SendfileTests(TestCase):
         self.assertEqual((status, headers["tailmirror-cache"]), (200, "miss"))
         self.assertEqual(hashlib.sha256(body).hexdigest(), f.sha256)
         self.assertGreater(self.calls, 0)
+
+    async def test_lengthNotKnown(self) -> None:
+        """
+        A cold file whose length neither its page nor upstream tells goes to
+        the client in chunks as it arrives, their framing written by the
+        mirror: not by sendfile, which would leave it out.
+        """
+        content = os.urandom(3 * MB)
+        upstream = reactor.listenTCP(0, Site(_Unsized(content)), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
+        self.addCleanup(upstream.stopListening)
+        address = upstream.getHost()
+        assert isinstance(address, IPv4Address)
+        _, base = startMirror(self, Settings(f"http://127.0.0.1:{address.port}/simple/", tempfile.mkdtemp()))
+        path = "/" + mirrorPath(_Unsized.filename, "", {"sha256": hashlib.sha256(content).hexdigest()})
+        status, headers, body = _parse(await (await self.fetch(base, _request(path))).done)
+        self.assertEqual((status, headers.get("transfer-encoding")), (200, "chunked"))
+        self.assertEqual(_dechunked(body), content)
+        self.assertEqual(self.calls, 0)
 
     async def test_tlsClientOtherPath(self) -> None:
         """
