@@ -17,6 +17,7 @@ from ._disk import putInPlace, syncDirectory, writeAll
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._events import PAGE_OUTCOMES, REFRESH_OUTCOMES, UPSTREAM_OUTCOMES, Fanout, IMirrorEvents, NoEvents
 from ._idle import IdleTimer
+from ._json import JSONError, dumpJSON, loadJSON
 from ._layout import DEFAULT_INDEX, METADATA, PROVENANCE, PYPI, FileKey, IndexLayout, indexName, shardOf, shardOfDigest
 from ._memory import returnBigBlocks
 from ._names import canonicalName, noteUnreadable, safeFilename, usableSha256
@@ -38,6 +39,7 @@ __all__ = [
     "canonicalName",
     "Coalescer",
     "DEFAULT_INDEX",
+    "dumpJSON",
     "Fanout",
     "FileKey",
     "holdsBytes",
@@ -45,10 +47,12 @@ __all__ = [
     "IMirrorEvents",
     "IndexLayout",
     "indexName",
+    "JSONError",
+    "loadJSON",
     "METADATA",
     "NoEvents",
-    "NotFound",
     "noteUnreadable",
+    "NotFound",
     "offload",
     "PAGE_OUTCOMES",
     "plainConnection",
@@ -56,8 +60,8 @@ __all__ = [
     "putInPlace",
     "PYPI",
     "readInBulk",
-    "rememberHost",
     "REFRESH_OUTCOMES",
+    "rememberHost",
     "returnBigBlocks",
     "safeFilename",
     "sendInBulk",

@@ -35,7 +35,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ..base import syncDirectory, writeAll
+from ..base import loadJSON, syncDirectory, writeAll
 from ._records import Entry, JournalFile, checkedHeader, pageHeader, recordLine
 
 __all__ = ["Entry", "Journal"]
@@ -265,7 +265,7 @@ class Journal:
         @raise ValueError: if the bytes there are not the page.
         """
         data = self._read(entry)
-        page = json.loads(data)
+        page = loadJSON(data)
         if not isinstance(page, dict) or len(data) != entry.length:
             raise ValueError(f"journal record of {entry.name} is damaged")
         return page

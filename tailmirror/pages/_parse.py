@@ -10,7 +10,6 @@ dropped, and the reason for each is returned so that it can be logged.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import html5lib
 
-from ..base import safeFilename
+from ..base import loadJSON, safeFilename
 
 __all__ = ["MalformedPage", "ParsedPage", "checkHTML", "parseJSON", "parseHTML", "sniff"]
 
@@ -86,7 +85,7 @@ def parseJSON(body: bytes, pageURL: str, name: str) -> ParsedPage:
     @raise MalformedPage: if it is not JSON or not shaped like a project page.
     """
     try:
-        data = json.loads(body)
+        data = loadJSON(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise MalformedPage(f"not valid JSON: {e}") from None
     except RecursionError:

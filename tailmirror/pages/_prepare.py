@@ -8,7 +8,6 @@ policy has it served.  All of it is CPU work, run off the reactor thread
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -16,7 +15,7 @@ from typing import Any, Callable, TypeVar
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.logger import Logger
 
-from ..base import PYPI, SMALL_PAGE, IndexLayout, StoreError, UpstreamError
+from ..base import PYPI, SMALL_PAGE, IndexLayout, StoreError, UpstreamError, dumpJSON
 from ..upstream import Fetched
 from ._bodies import Body
 from ._journal import Journal
@@ -138,7 +137,7 @@ def preparePage(
         checkHTML(fetched.body, charset)
         parsed = parseHTML(fetched.body, fetched.url, name, charset)
     page = parsed.page
-    pageJSON = json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    pageJSON = dumpJSON(page)
     rendered = None if form is None else renderAs(form, name, page, policy or Policy(), now, layout)
     status = page.get("project-status")
     state = status.get("status") if isinstance(status, dict) and isinstance(status.get("status"), str) else None

@@ -9,7 +9,7 @@ import json
 from html import escape
 from typing import Any, Iterable
 
-from ..base import PROVENANCE, PYPI, IndexLayout, usableSha256
+from ..base import PROVENANCE, PYPI, IndexLayout, dumpJSON, usableSha256
 from ._links import metadataOffered
 
 __all__ = ["apiVersion", "renderProjectHTML", "renderProjectJSON", "renderRootHTML", "renderRootJSON"]
@@ -74,7 +74,7 @@ def renderProjectJSON(page: dict[str, Any], layout: IndexLayout = PYPI) -> bytes
     out = dict(page)
     out["meta"] = dict(page["meta"], **{"api-version": apiVersion(page)})
     out["files"] = files
-    return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return dumpJSON(out)
 
 
 def _hashAttribute(value: Any) -> str | None:
