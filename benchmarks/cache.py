@@ -35,9 +35,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import rss, wrk  # noqa: E402
-from benchmarks.files import curl, makeFile  # noqa: E402
+from benchmarks.files import curl, sizedFiles  # noqa: E402
 from tailmirror.base._layout import mirrorPath  # noqa: E402
-from tests.fakeindex import sdist  # noqa: E402
 from tests.processes import REPO, FakeUpstreamProcess, MirrorProcess  # noqa: E402
 
 FILES = int(os.environ.get("BENCH_FILES", "1000000"))
@@ -170,10 +169,7 @@ def checkout(revision: str, into: Path) -> Path:
 
 
 def warm(work: Path) -> None:
-    big = work / "files" / "big-1.0.tar.gz"
-    big.parent.mkdir()
-    bigSha = makeFile(big, 200 * MB)
-    small = sdist("sized", "1.0", size=MB)
+    big, bigSha, small = sizedFiles(work, 200 * MB)
     upstream = FakeUpstreamProcess("--projects", "0", "--big", str(big), "--sized", str(MB))
     before = checkout(BEFORE, work / "before")
     mirrors = {

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -45,3 +47,12 @@ def peakRSS(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def requireTools(script: str, *tools: str) -> None:
+    """
+    End the benchmark, saying what to install, if a tool it runs is missing.
+    """
+    for tool in tools:
+        if shutil.which(tool) is None:
+            sys.exit(f"{script} needs {tool}: apt-get install {tool}")

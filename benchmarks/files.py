@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,8 +36,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import common  # noqa: E402
-from benchmarks.common import rss, wrk  # noqa: E402
+from benchmarks.common import requireTools, rss, wrk  # noqa: E402
 from tailmirror.base._layout import mirrorPath  # noqa: E402
+from tests.fakeindex import FakeFile, sdist  # noqa: E402
 from tests.processes import BIN, FakeUpstreamProcess, MirrorProcess, freePort, waitForHTTP  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -57,6 +57,17 @@ def makeFile(path: Path, size: int) -> str:
             f.write(chunk)
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sizedFiles(work: Path, bigBytes: int) -> tuple[Path, str, FakeFile]:
+    """
+    The files the warm benchmarks fetch: a big one on disk under C{work}
+    (its path and sha256), which the fake upstream serves with C{--big}, and
+    the 1 MB sdist it serves with C{--sized}.
+    """
+    big = work / "files" / "big-1.0.tar.gz"
+    big.parent.mkdir()
+    return big, makeFile(big, bigBytes), sdist("sized", "1.0", size=MB)
 
 
 def curl(url: str, *args: str) -> dict[str, float]:
@@ -328,9 +339,7 @@ def small(setup: Setup) -> None:
 
 
 def main() -> None:
-    for tool in ("curl", "wrk"):
-        if shutil.which(tool) is None:
-            sys.exit(f"benchmarks/files.py needs {tool}: apt-get install {tool}")
+    requireTools("benchmarks/files.py", "curl", "wrk")
     only = set(sys.argv[1:]) or {"warm", "cold", "paced", "ttfb", "memory", "small"}
     sizes = {"1MB": MB, "200MB": 200 * MB}
     if "memory" in only:

@@ -36,15 +36,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import peakRSS, wrk  # noqa: E402
-from benchmarks.files import MB, curl, makeFile  # noqa: E402
+from benchmarks.common import peakRSS, requireTools, wrk  # noqa: E402
+from benchmarks.files import MB, curl, sizedFiles  # noqa: E402
 from tailmirror.base._layout import mirrorPath  # noqa: E402
-from tests.fakeindex import sdist  # noqa: E402
 from tests.processes import FakeUpstreamProcess, MirrorProcess, freePort, freshVenv, nginx, pipInstall, uvInstall, waitForHTTP  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -91,14 +89,9 @@ def spread(figures: list[float]) -> str:
 
 
 def main() -> None:
-    for tool in ("curl", "wrk"):
-        if shutil.which(tool) is None:
-            sys.exit(f"benchmarks/floor.py needs {tool}: apt-get install {tool}")
+    requireTools("benchmarks/floor.py", "curl", "wrk")
     work = Path(tempfile.mkdtemp(prefix="tailmirror-bench-floor-"))
-    big = work / "files" / "big-1.0.tar.gz"
-    big.parent.mkdir()
-    bigSha = makeFile(big, 50 * MB)
-    small = sdist("sized", "1.0", size=MB)
+    big, bigSha, small = sizedFiles(work, 50 * MB)
     upstream = FakeUpstreamProcess("--projects", "0", "--layered", PROJECTS, "--big", str(big), "--sized", str(MB))
     cache = work / "cache"
     mirror = MirrorProcess(upstream.url, cache, "--access-log", "off")

@@ -26,10 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.cache import checkout  # noqa: E402
-from benchmarks.common import SECONDS, wrk  # noqa: E402
-from benchmarks.files import MB, curl, makeFile  # noqa: E402
+from benchmarks.common import SECONDS, requireTools, wrk  # noqa: E402
+from benchmarks.files import MB, curl, sizedFiles  # noqa: E402
 from tailmirror.base._layout import mirrorPath  # noqa: E402
-from tests.fakeindex import sdist  # noqa: E402
 from tests.processes import REPO, FakeUpstreamProcess, MirrorProcess  # noqa: E402
 
 BEFORE = os.environ.get("BENCH_BEFORE", "f1aa3a4")
@@ -42,14 +41,9 @@ def spread(values: list[float]) -> str:
 
 
 def main() -> None:
-    for tool in ("curl", "wrk"):
-        if shutil.which(tool) is None:
-            sys.exit(f"benchmarks/observe.py needs {tool}: apt-get install {tool}")
+    requireTools("benchmarks/observe.py", "curl", "wrk")
     work = Path(tempfile.mkdtemp(prefix="tailmirror-bench-observe-"))
-    big = work / "files" / "big-1.0.tar.gz"
-    big.parent.mkdir()
-    bigSha = makeFile(big, 200 * MB)
-    small = sdist("sized", "1.0", size=MB)
+    big, bigSha, small = sizedFiles(work, 200 * MB)
     upstream = FakeUpstreamProcess("--projects", "3", "--files", "30", "--big", str(big), "--sized", str(MB))
     before = checkout(BEFORE, work / "before")
     then = f"before ({BEFORE})"

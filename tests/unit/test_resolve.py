@@ -13,16 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from tailmirror.upstream._resolve import RESOLVE_EVERY, CachingResolver
-
-
-@implementer(IHostResolution)
-class _Resolution:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def cancel(self) -> None:
-        pass
+from tailmirror.upstream._resolve import RESOLVE_EVERY, CachingResolver, _Known
 
 
 @implementer(IHostnameResolver)
@@ -42,7 +33,7 @@ class _Slow:
         addressTypes: Sequence[type[IAddress]] | None = None,
         transportSemantics: str = "TCP",
     ) -> IHostResolution:
-        resolution = _Resolution(hostName)
+        resolution = _Known(hostName)
         resolutionReceiver.resolutionBegan(resolution)
         self.asked.append((resolutionReceiver, hostName))
         return resolution
