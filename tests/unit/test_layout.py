@@ -173,3 +173,30 @@ def test_facesSayWhatTheyHold() -> None:
             assert sorted(module.__all__) == sorted(imported), wing
             for name in module.__all__:
                 assert hasattr(module, name), (wing, name)
+
+
+def test_everyWingShips() -> None:
+    """
+    The packages setup.cfg finds (as a build finds them) are every folder
+    of the package that holds modules, and the twistd plugin's folder,
+    which has no C{__init__.py}: a wing the build does not find is missing
+    only from an installed mirror, never from the checkout tests run in.
+    """
+    import configparser
+
+    from setuptools import find_namespace_packages
+
+    config = configparser.ConfigParser()
+    config.read(PACKAGE.parent / "setup.cfg")
+    assert config["options"]["packages"].strip() == "find_namespace:"
+    find = config["options.packages.find"]
+    found = set(
+        find_namespace_packages(
+            where=str(PACKAGE.parent), include=find["include"].split(), exclude=find["exclude"].split()
+        )
+    )
+    folders = {
+        ".".join(path.parent.relative_to(PACKAGE.parent).parts)
+        for path in [*PACKAGE.rglob("*.py"), PACKAGE.parent / "twisted" / "plugins" / "tailmirror_plugin.py"]
+    }
+    assert found == folders
