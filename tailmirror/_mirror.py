@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from .base import DEFAULT_INDEX, PYPI, Fanout, IMirrorEvents, IndexLayout
+from .base import DEFAULT_INDEX, PYPI, Fanout, IMirrorEvents, IndexLayout, RunInThread
 from .files import TOUCH_EVERY, FileStore, FileTree, Limits, Walk, diskSpace, walkHere
 from .observe import (
     CacheFacts,
@@ -258,7 +258,7 @@ def buildMirror(
     settings: Settings,
     client: Any,
     clock: IReactorTime,
-    runInThread: Callable[..., Deferred[Any]],
+    runInThread: RunInThread,
     subscribers: tuple[IMirrorEvents, ...] = (),
     space: Callable[[str], tuple[int, int]] = diskSpace,
     walk: Walk = walkHere,

@@ -21,7 +21,7 @@ from ._json import JSONError, dumpJSON, loadJSON
 from ._layout import DEFAULT_INDEX, METADATA, PROVENANCE, PYPI, FileKey, IndexLayout, indexName, shardOf, shardOfDigest
 from ._memory import returnBigBlocks
 from ._names import canonicalName, noteUnreadable, safeFilename, usableSha256
-from ._offload import SMALL_FILE, SMALL_PAGE, offload
+from ._offload import SMALL_FILE, SMALL_PAGE, RunInThread, offload
 from ._sockets import (
     BULK,
     holdsBytes,
@@ -63,6 +63,7 @@ __all__ = [
     "REFRESH_OUTCOMES",
     "rememberHost",
     "returnBigBlocks",
+    "RunInThread",
     "safeFilename",
     "sendInBulk",
     "shardOf",

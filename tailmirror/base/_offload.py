@@ -15,9 +15,13 @@ from typing import Any, Callable, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
-__all__ = ["SMALL_PAGE", "SMALL_FILE", "offload"]
+__all__ = ["RunInThread", "SMALL_PAGE", "SMALL_FILE", "offload"]
 
 T = TypeVar("T")
+
+#: How CPU and disk work leaves the reactor thread:
+#: C{runInThread(f, *args)} returns a L{Deferred} of C{f(*args)}.
+RunInThread = Callable[..., Deferred[Any]]
 
 #: A JSON project page of at most this many bytes is parsed and rendered on
 #: the reactor thread: a dozen files or so, well under a millisecond.  HTML
@@ -30,7 +34,7 @@ SMALL_FILE = 16 * 1024
 
 
 def offload(
-    runInThread: Callable[..., Deferred[Any]], small: bool, f: Callable[..., T], *args: Any
+    runInThread: RunInThread, small: bool, f: Callable[..., T], *args: Any
 ) -> Deferred[T]:
     """
     C{f(*args)}: at once, here, if the work is C{small}; else off the

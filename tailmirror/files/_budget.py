@@ -24,17 +24,17 @@ import os
 from collections import Counter
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..base import Signal, StoreError
+from ..base import RunInThread, Signal, StoreError
 from ._walk import DIRECTORY, Evicted, Stopped, Walk, sweep, walkHere
 
-__all__ = ["Budget", "Histogram", "Limits", "charge", "diskSpace", "formatSize"]
+__all__ = ["Budget", "Histogram", "Limits", "diskSpace", "formatSize", "inventory"]
 
 log = Logger()
 
@@ -48,7 +48,6 @@ BATCH = 1000
 #: (other programs may fill the filesystem).
 CHECK_EVERY = 30.0
 
-RunInThread = Callable[..., Deferred[Any]]
 
 
 def formatSize(n: float) -> str:

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseFailed
 
-from ..base import FileKey, IMirrorEvents, NotFound, Signal, StoreError, Unavailable, UpstreamError, writeAll
+from ..base import FileKey, IMirrorEvents, NotFound, RunInThread, Signal, StoreError, Unavailable, UpstreamError, writeAll
 from ..pages import FileLink
 from ..upstream import FileBody, Priority, Upstream, priorityOf, typeName
 from ._tree import FileTree, OpenFile
@@ -83,7 +83,7 @@ class Download:
         upstream: Upstream,
         tree: FileTree,
         clock: IReactorTime,
-        runInThread: Callable[..., Deferred[Any]],
+        runInThread: RunInThread,
         events: IMirrorEvents,
         fromWheel: Callable[[FileKey, FileLink, Priority], Awaitable[bytes]] | None = None,
         background: bool | Priority = False,

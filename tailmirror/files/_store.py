@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..base import DEFAULT_INDEX, FileKey, IMirrorEvents, NoEvents, NotFound, UpstreamError
+from ..base import DEFAULT_INDEX, FileKey, IMirrorEvents, NoEvents, NotFound, RunInThread, UpstreamError
 from ..pages import FileLink, projectsOf
 from ..upstream import Priority, Upstream, priorityOf
 from ._download import Download
@@ -52,7 +52,7 @@ class FileStore:
         pages: "ProjectPages",
         upstream: Upstream,
         clock: IReactorTime,
-        runInThread: Callable[..., Deferred[Any]],
+        runInThread: RunInThread,
         *,
         clientTimeout: float,
         events: IMirrorEvents | None = None,

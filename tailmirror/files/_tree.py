@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..base import PYPI, FileKey, IMirrorEvents, IndexLayout, NoEvents, StoreError, putInPlace
+from ..base import PYPI, FileKey, IMirrorEvents, IndexLayout, NoEvents, RunInThread, StoreError, putInPlace
 from ._budget import Budget, Limits, diskSpace
 from ._walk import Evicted, Walk, charge, walkHere
 from ._walker import usedBytes
@@ -72,7 +72,7 @@ class FileTree:
         self,
         cacheDir: str,
         clock: IReactorTime,
-        runInThread: Callable[..., Deferred[Any]],
+        runInThread: RunInThread,
         limits: Limits,
         events: IMirrorEvents | None = None,
         otherBytes: Callable[[], int] = lambda: 0,

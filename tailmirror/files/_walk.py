@@ -1,6 +1,6 @@
 """
 Walks of the cache's tree, for the disk budget: its count at start
-(L{inventory}) and eviction (L{sweep}), each in a thread, reading the tree
+(L{tailmirror.files._budget.inventory}) and eviction (L{sweep}), each in a thread, reading the tree
 in a child process (L{walkInChild}, which runs L{tailmirror.files._walker})
 so that they do not hold the reactor's interpreter lock.
 

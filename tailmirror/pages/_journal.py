@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ..base import loadJSON, syncDirectory, writeAll
+from ..base import RunInThread, loadJSON, syncDirectory, writeAll
 from ._records import Entry, JournalFile, checkedHeader, pageHeader, recordLine
 
 __all__ = ["Entry", "Journal"]
@@ -289,7 +288,7 @@ class Journal:
             and self._size - self._live > self._live
         )
 
-    async def compact(self, runInThread: Callable[..., Deferred[Any]]) -> tuple[int, int]:
+    async def compact(self, runInThread: RunInThread) -> tuple[int, int]:
         """
         Rewrite the journal with only its live records, atomically: the
         live records are copied to a new file off the reactor thread, the

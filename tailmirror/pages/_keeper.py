@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..base import StoreError
+from ..base import RunInThread, StoreError
 from ._journal import Journal
 
 __all__ = ["JournalKeeper", "SYNC_AFTER"]
@@ -32,7 +32,7 @@ class JournalKeeper:
     with C{runInThread} for the disk work.
     """
 
-    def __init__(self, journal: Journal, clock: IReactorTime, runInThread: Callable[..., Deferred[Any]]) -> None:
+    def __init__(self, journal: Journal, clock: IReactorTime, runInThread: RunInThread) -> None:
         self._journal = journal
         self._clock = clock
         self._run = runInThread

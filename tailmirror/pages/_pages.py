@@ -21,6 +21,7 @@ from ..base import (
     IndexLayout,
     NoEvents,
     NotFound,
+    RunInThread,
     Unavailable,
     UpstreamError,
     offload,
@@ -31,18 +32,17 @@ from ._health import UpstreamHealth
 from ._journal import Journal
 from ._keeper import JournalKeeper
 from ._linkindex import LINKS_KEPT, LinkIndex
-from ._missing import Missing
 from ._links import FileLink, projectsOf
+from ._missing import Missing
 from ._policy import QUARANTINED, Policy
 from ._prepare import DamagedCopy, Prepared, Rendering, Workshop, bodyDigest, renderAs
 from ._records import Entry
 from ._render import renderRootHTML, renderRootJSON
 from ._views import PageView, PerVersion
 
-__all__ = ["ProjectPages", "RunInThread"]
+__all__ = ["ProjectPages"]
 
 log = Logger()
-T = TypeVar("T")
 #: What a view makes of a page: a list of items, kept in a cache of items.
 S = TypeVar("S", bound=Sized)
 
@@ -56,9 +56,6 @@ RECHECK_AFTER = 10.0
 #: holds some sixty pages of four thousand files each.
 RENDER_CACHE_BYTES = 16 * 1024 * 1024
 
-#: How CPU and disk work leaves the reactor thread:
-#: C{runInThread(f, *args)} returns a L{Deferred} of C{f(*args)}.
-RunInThread = Callable[..., Deferred[Any]]
 
 
 

@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import DeferredSemaphore
 from twisted.logger import Logger
 
-from ..base import PYPI, SMALL_PAGE, IndexLayout, StoreError, UpstreamError, dumpJSON
+from ..base import PYPI, SMALL_PAGE, IndexLayout, RunInThread, StoreError, UpstreamError, dumpJSON
 from ..upstream import Fetched
 from ._bodies import Body
 from ._journal import Journal
@@ -158,7 +158,7 @@ class Workshop:
     and made something of.
     """
 
-    def __init__(self, journal: Journal, runInThread: Callable[..., Deferred[Any]]) -> None:
+    def __init__(self, journal: Journal, runInThread: RunInThread) -> None:
         self._journal = journal
         self._run = runInThread
         self._preparing = DeferredSemaphore(PREPARING)

@@ -41,7 +41,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ..base import SMALL_FILE, FileKey, IMirrorEvents, NoEvents, NotFound, StoreError, Unavailable, offload
+from ..base import SMALL_FILE, FileKey, IMirrorEvents, NoEvents, NotFound, RunInThread, StoreError, Unavailable, offload
 from ._choice import Candidate, candidatesOf, choose, requirementsOf
 from ._clients import Client, clientOf
 from ._picks import Picks
@@ -126,7 +126,7 @@ class Prefetcher(NoEvents):
         indexes: Mapping[str, "ProjectPages"],
         files: "FileStore",
         clock: IReactorTime,
-        runInThread: Callable[..., Deferred[Any]],
+        runInThread: RunInThread,
         *,
         mode: str = "metadata",
         depth: int = 4,
