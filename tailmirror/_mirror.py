@@ -30,8 +30,8 @@ from .observe import (
 )
 from .pages import RENDER_CACHE_BYTES, Journal, Policy, ProjectPages
 from .prefetch import Prefetcher
-from .upstream import Upstream
-from .web import AccessLog, MirrorSite, MirrorWeb
+from .upstream import Credentials, Upstream
+from .web import AccessLog, AnyOf, Guard, MirrorSite, MirrorWeb, checkerFor
 
 __all__ = ["DEFAULTS", "Index", "IndexSettings", "Mirror", "Settings", "buildMirror"]
 
@@ -51,6 +51,8 @@ class IndexSettings:
     ttl: float | None = None
     #: Its authorities, for https; L{None}: the mirror's.
     caCerts: str | None = None
+    #: What it is told to let the mirror in, if it asks (never shown).
+    credentials: Credentials | None = None
 
 
 @dataclass
@@ -84,6 +86,11 @@ class Settings:
     pageRequests: int = 32
     fileRequests: int = 64
     caCerts: str | None = None
+    #: What C{upstream} is told to let the mirror in, if it asks.
+    credentials: Credentials | None = None
+    #: Hosts (and ports; L{None}: any) files may come from besides the
+    #: upstreams' own, whatever their addresses (C{--allow-file-host}).
+    fileHosts: tuple[tuple[str, int | None], ...] = ()
     #: The most the cache directory may hold, in bytes; L{None}: no limit.
     maxSize: int | None = None
     #: Free space to keep: bytes, or a share of the filesystem below 1.
@@ -116,13 +123,16 @@ class Settings:
     prefetchRequests: int = 8
     #: Bytes of rendered pages kept in memory, at most.
     renderCacheBytes: int = RENDER_CACHE_BYTES
+    #: Who may read (C{--auth}): C{(kind, path)} of each file of
+    #: credentials; none, anyone who can connect.
+    auth: tuple[tuple[str, str], ...] = ()
 
     @property
     def allIndexes(self) -> tuple[IndexSettings, ...]:
         """
         Every index mirrored: C{upstream} as C{pypi} first, then the others.
         """
-        return (IndexSettings(DEFAULT_INDEX, self.upstream, self.ttl, self.caCerts), *self.indexes)
+        return (IndexSettings(DEFAULT_INDEX, self.upstream, self.ttl, self.caCerts, self.credentials), *self.indexes)
 
     def stateDir(self, name: str) -> str:
         """
@@ -287,6 +297,8 @@ def buildMirror(
             fileConcurrency=settings.fileRequests,
             idleTimeout=settings.idleTimeout,
             events=events,
+            credentials=each.credentials,
+            fileHosts=settings.fileHosts,
         )
         journal = Journal(os.path.join(settings.stateDir(each.name), "journal.jsonl"))
         layout = PYPI if each.name == DEFAULT_INDEX else IndexLayout(each.name)
@@ -341,6 +353,10 @@ def buildMirror(
             files.add(index.settings.name, index.pages, index.upstream)
         webs.append(MirrorWeb(index.pages, files, status, shownMetrics, index.layout, settings.accelRedirect))
     resource = webs[0].resource(webs[1:])
+    if settings.auth:
+        checkers = [checkerFor(kind, path, clock, runInThread) for kind, path in settings.auth]
+        bearer = any(kind == "tokens" for kind, _ in settings.auth)
+        resource = Guard(resource, checkers[0] if len(checkers) == 1 else AnyOf(checkers), clock, bearer)
     site = MirrorSite(resource, metrics, AccessLog(settings.accessLog), timeout=settings.clientTimeout, reactor=clock)
     mirror = Mirror(
         settings,

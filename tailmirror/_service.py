@@ -24,7 +24,7 @@ from ._mirror import Index, Settings, buildMirror
 from ._version import __version__
 from .base import IMirrorEvents, returnBigBlocks
 from .files import CacheLock, LockHeld, walkInChild
-from .upstream import Clients
+from .upstream import Clients, Reach, origin
 from .web import AccessLog, MetricsOnly, MirrorSite
 
 __all__ = ["Listening", "MirrorService", "Settings", "StartFailure", "TailmirrorService"]
@@ -77,7 +77,8 @@ class MirrorService(Service):
         self.cacheDir = settings.cacheDir
         self._lock = CacheLock(settings.cacheDir)
         # As many idle connections per host as requests run at once.
-        self._clients = Clients(reactor, settings.timeout, settings.pageRequests + settings.fileRequests)
+        reach = Reach([origin(each.upstream)[1:] for each in settings.allIndexes], settings.fileHosts)
+        self._clients = Clients(reactor, settings.timeout, settings.pageRequests + settings.fileRequests, reach)
         client = self._clients.clientFor(settings.caCerts)
         perIndex = {each.name: self._clients.clientFor(each.caCerts or settings.caCerts) for each in settings.indexes}
         limitMallocArenas()
@@ -289,6 +290,8 @@ class TailmirrorService(MultiService):
         super().__init__()
         self.mirror = mirror
         self.upstreamSource = upstreamSource
+        #: Warnings of the options' checks, logged after the first line.
+        self.warnings: list[str] = []
         mirror.setServiceParent(self)
 
     def listen(self, description: str, endpoint: Any) -> Listening:
@@ -335,14 +338,18 @@ class TailmirrorService(MultiService):
         The first line the mirror logs.
         """
         settings = self.mirror.settings
+        credentials = "" if settings.credentials is None else f", with {settings.credentials}"
         log.info(
-            "tailmirror {version} mirroring {upstream} (from {source}), listening on {addresses}; "
+            "tailmirror {version} mirroring {upstream} (from {source}{credentials}), listening on {addresses}; "
             "cache {cacheDir} ({limits})",
             version=__version__,
             upstream=settings.upstream,
             source=self.upstreamSource,
+            credentials=credentials,
             addresses=", ".join(s.address() for s in self.listening if s.option == "--listen")
             + "".join(f", metrics on {s.address()}metrics" for s in self.listening if s.option != "--listen"),
             cacheDir=os.path.abspath(settings.cacheDir),
             limits=settings.limits.describe(),
         )
+        for warning in self.warnings:
+            log.warn("{warning}", warning=warning)

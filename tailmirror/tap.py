@@ -17,85 +17,24 @@ from ._mirror import DEFAULTS, IndexSettings
 from ._pipindex import pipIndex
 from ._service import MirrorService, Settings, TailmirrorService
 from ._version import __version__
-from .base import DEFAULT_INDEX, canonicalName, indexName
+from ._values import (
+    count as _count,
+    credentialsFor,
+    named as _named,
+    noThreads as _noThreads,
+    seconds as _seconds,
+    sizeOrShare as _sizeOrShare,
+)
+from .base import DEFAULT_INDEX, canonicalName
 from .pages import parseDuration
 from .prefetch import MODES
-from .upstream import loadTrustRoot
+from .web import AUTH_FORMATS, checkerFor
+from .upstream import FILE_FORMAT, Credentials, loadTrustRoot, parseHostPort, withoutUserinfo
 
 __all__ = ["Options", "makeService"]
 
 DEFAULT_LISTEN = "tcp:3141:interface=127.0.0.1"
 UPSTREAM_ENV = "TAILMIRROR_UPSTREAM"
-
-
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def _count(option: str, value: str, units: bool = False, zero: bool = False) -> int:
-    """
-    A positive whole number (or 0, if C{zero}), with a K, M, G or T suffix
-    if C{units}; or a usage error naming the option.
-    """
-    text = value.strip().upper().removesuffix("IB").removesuffix("B") if units else value.strip()
-    unit = text[-1:] if units and text[-1:] in _UNITS else ""
-    try:
-        number = int(text[: len(text) - len(unit)]) * _UNITS[unit]
-    except ValueError:
-        number = -1
-    if number < 0 or (number == 0 and not zero):
-        what = "a positive size in bytes (K, M, G, T allowed)" if units else "a positive whole number"
-        raise usage.UsageError(f"--{option} takes {what}, not {value!r}")
-    return number
-
-
-def _sizeOrShare(option: str, value: str) -> int | float:
-    """
-    A size in bytes, or a percentage of the filesystem (C{5%}) as a share
-    below 1; or a usage error naming the option.
-    """
-    text = value.strip()
-    if not text.endswith("%"):
-        return _count(option, text, units=True, zero=True)
-    try:
-        share = float(text[:-1]) / 100
-    except ValueError:
-        share = -1.0
-    if not 0 <= share < 1:
-        raise usage.UsageError(f"--{option} takes a size or a percentage below 100%, not {value!r}")
-    return share
-
-
-def _seconds(option: str, value: str, zero: bool = False) -> float:
-    """
-    A positive number of seconds (or 0, if C{zero}), or a usage error
-    naming the option.
-    """
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not (number > 0 or (zero and number == 0)) or number == float("inf"):
-        what = "a number of seconds, 0 or more" if zero else "a positive number of seconds"
-        raise usage.UsageError(f"--{option} takes {what}, not {value!r}")
-    return number
-
-
-
-def _named(option: str, value: str, form: str, allowDefault: bool = False) -> tuple[str, str]:
-    """
-    C{NAME=VALUE} as an option gives it, the name an index's; or a usage
-    error naming the option.
-    """
-    name, equals, rest = value.partition("=")
-    name = name.strip()
-    if not equals or not rest.strip():
-        raise usage.UsageError(f"--{option} takes {form}, not {value!r}")
-    if not (allowDefault and name == DEFAULT_INDEX) and indexName(name) is None:
-        raise usage.UsageError(
-            f"--{option}: {name!r} cannot name an index: lower-case letters, digits, - and _, "
-            f"and not {DEFAULT_INDEX}, simple or root"
-        )
-    return name, rest.strip()
 
 
 class Options(usage.Options):
@@ -180,6 +119,14 @@ class Options(usage.Options):
             "(default: the system's).",
         ],
         [
+            "upstream-credentials",
+            None,
+            None,
+            "A file of the credentials to send --upstream, kept out of ps and the URL: "
+            f"{FILE_FORMAT}.  Without it, the URL's own user:password@, else netrc "
+            "($NETRC, else ~/.netrc) for its host.  Sent to that scheme, host and port only.",
+        ],
+        [
             "cooldown",
             None,
             None,
@@ -249,6 +196,11 @@ class Options(usage.Options):
         self["index"] = {}
         self["index-ttl"] = {}
         self["index-ca-certs"] = {}
+        self["index-credentials"] = {}
+        self["allow-file-host"] = []
+        self["auth"] = []
+        #: What the credentials' lookup has to say at start (never a secret).
+        self["start-warnings"] = []
 
     def opt_index(self, value: str) -> None:
         """
@@ -261,7 +213,9 @@ class Options(usage.Options):
             raise usage.UsageError(f"--index {name} is given twice")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise usage.UsageError(f"--index {name}= takes an http:// or https:// URL, not {url!r}")
+            raise usage.UsageError(
+                f"--index {name}= takes an http:// or https:// URL, not {withoutUserinfo(url)[0]!r}"
+            )
         self["index"][name] = url if url.endswith("/") else url + "/"
 
     def opt_index_ttl(self, value: str) -> None:
@@ -283,6 +237,44 @@ class Options(usage.Options):
         except (OSError, ValueError) as e:
             raise usage.UsageError(f"--index-ca-certs {name}= takes a PEM file of certificates: {e}") from None
         self["index-ca-certs"][name] = path
+
+    def opt_index_credentials(self, value: str) -> None:
+        """
+        NAME=PATH: a file of the credentials to send one index, as
+        --upstream-credentials takes (NAME pypi is --upstream's).
+        """
+        name, path = _named("index-credentials", value, "NAME=PATH", allowDefault=True)
+        self["index-credentials"][name] = path
+
+    def opt_auth(self, value: str) -> None:
+        """
+        KIND:PATH: only readers with credentials in this file may read the
+        mirror (every route; the metrics too, unless on --metrics-listen).
+        htpasswd:PATH holds NAME:HASH lines with bcrypt hashes, as
+        'htpasswd -B' writes them; tokens:PATH holds NAME:sha256:HEX lines,
+        the sha256 of each bearer token ('tailmirror token NAME' makes one),
+        a token taken as a bearer token or as the password of Basic
+        credentials.  Read again when it changes.  Repeat for both.
+        """
+        kind, colon, path = value.partition(":")
+        if not colon or kind not in AUTH_FORMATS or not path:
+            raise usage.UsageError(f"--auth takes htpasswd:PATH or tokens:PATH, not {value!r}")
+        self["auth"].append((kind, path))
+
+    def opt_allow_file_host(self, value: str) -> None:
+        """
+        HOST[:PORT]: files, metadata and provenance may be fetched from this
+        host (any port, without one) whatever address it resolves to
+        (repeat for more).  Without it, links to loopback, link-local and
+        private addresses are refused, but the upstream's own, and links
+        without a hash are taken from the upstream's host only.
+        """
+        try:
+            self["allow-file-host"].append(parseHostPort(value))
+        except ValueError:
+            raise usage.UsageError(
+                f"--allow-file-host takes HOST or HOST:PORT ([V6]:PORT), not {value!r}"
+            ) from None
 
     def opt_cooldown_exempt(self, name: str) -> None:
         """
@@ -321,6 +313,15 @@ class Options(usage.Options):
             if getattr(self, "parent", None) is None:
                 raise
             sys.exit(f"twistd tailmirror: {e} (twistd tailmirror --help lists the options)")
+
+    def _credentials(self, name: str, url: str) -> tuple[str, Credentials | None]:
+        """
+        An index's URL without its userinfo, and its credentials.
+        """
+        path, given = self["index-credentials"].get(name), f"--index-credentials {name}="
+        if path is None and name == DEFAULT_INDEX:
+            path, given = self["upstream-credentials"], "--upstream-credentials"
+        return credentialsFor(url, path if isinstance(path, str) else None, given, self["start-warnings"])
 
     def postOptions(self) -> None:
         """
@@ -362,10 +363,13 @@ class Options(usage.Options):
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise usage.UsageError(
-                f"--upstream takes an http:// or https:// URL, not {upstream!r}"
+                f"--upstream takes an http:// or https:// URL, not {withoutUserinfo(upstream)[0]!r}"
                 + ("" if self["upstream-source"] == "--upstream" else f" (from {self['upstream-source']})")
             )
+        upstream, self["credentials"] = self._credentials(DEFAULT_INDEX, upstream)
         self["upstream"] = upstream if upstream.endswith("/") else upstream + "/"
+        for name, url in list(self["index"].items()):
+            self["index"][name], self["index-credentials"][name] = self._credentials(name, url)
         self["ttl"] = _seconds("ttl", self["ttl"])
         self["revalidate-floor"] = _seconds("revalidate-floor", self["revalidate-floor"], zero=True)
         self["stale-after"] = _seconds("stale-after", self["stale-after"])
@@ -407,7 +411,23 @@ class Options(usage.Options):
         accel = self["accel-redirect"]
         if accel is not None and not (accel.startswith("/") and accel.endswith("/") and accel.isascii()):
             raise usage.UsageError(f"--accel-redirect takes a location that begins and ends with /, not {accel!r}")
-        for option in ("index-ttl", "index-ca-certs"):
+        for kind, path in self["auth"]:
+            try:
+                checker = checkerFor(kind, path, reactor, _noThreads)
+            except OSError as e:
+                raise usage.UsageError(f"--auth {kind}: cannot be read ({e.strerror}): {path}") from None
+            except ValueError as e:
+                raise usage.UsageError(f"--auth {kind}: {e}") from None
+            if not checker.names:
+                self["start-warnings"].append(f"--auth {kind}:{path} names no reader yet: nobody can read")
+        if self["auth"]:
+            for endpoint in self["listen"]:
+                if not endpoint.startswith("ssl:"):
+                    self["start-warnings"].append(
+                        f"--auth with plain HTTP on {endpoint}: readers' credentials cross the network "
+                        "unencrypted; listen on ssl:... (or behind a TLS front) beyond this host"
+                    )
+        for option in ("index-ttl", "index-ca-certs", "index-credentials"):
             for name in self[option]:
                 if name != DEFAULT_INDEX and name not in self["index"]:
                     raise usage.UsageError(f"--{option} {name}= names no index: give it with --index {name}=URL")
@@ -434,6 +454,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         pageRequests=options["page-requests"],
         fileRequests=options["file-requests"],
         caCerts=options["ca-certs"],
+        credentials=options["credentials"],
+        fileHosts=tuple(options["allow-file-host"]),
         maxSize=options["max-size"],
         minFree=options["min-free"],
         cooldown=options["cooldown"],
@@ -446,8 +468,15 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         prefetchDepth=options["prefetch-depth"],
         prefetchRequests=options["prefetch-requests"],
         renderCacheBytes=options["render-cache"],
+        auth=tuple(options["auth"]),
         indexes=tuple(
-            IndexSettings(name, url, options["index-ttl"].get(name), options["index-ca-certs"].get(name))
+            IndexSettings(
+                name,
+                url,
+                options["index-ttl"].get(name),
+                options["index-ca-certs"].get(name),
+                options["index-credentials"].get(name),
+            )
             for name, url in options["index"].items()
         ),
     )
@@ -456,6 +485,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if DEFAULT_INDEX in options["index-ca-certs"]:
         settings.caCerts = options["index-ca-certs"][DEFAULT_INDEX]
     top = TailmirrorService(MirrorService(reactor, settings), options["upstream-source"])
+    top.warnings.extend(options["start-warnings"])
     for endpoint in options["listen"]:
         top.listen(endpoint, serverFromString(reactor, endpoint))
     if settings.metricsListen is not None:

@@ -228,6 +228,10 @@ class FakeIndex(Resource):
         self.redirects: dict[str, str] = {}
         #: Whether a C{Range} of an in-memory file is answered with it alone.
         self.ranges = True
+        #: The C{Authorization} every request must carry (else a 401).
+        self.authorization: str | None = None
+        #: Requests that carried an C{Authorization} header, by path.
+        self.authorized: Counter[str] = Counter()
 
     def add(self, project: FakeProject) -> FakeProject:
         self.projects[project.name] = project
@@ -237,6 +241,15 @@ class FakeIndex(Resource):
         path = request.path.decode()
         self.requests[path] = self.requests[path] + 1
         self.lastHeaders = {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
+        if "authorization" in self.lastHeaders:
+            self.authorized[path] += 1
+        if path == "/_stats":
+            request.setHeader("Content-Type", "application/json")
+            return json.dumps(self.stats()).encode()
+        if self.authorization is not None and self.lastHeaders.get("authorization") != self.authorization:
+            request.setResponseCode(401)
+            request.setHeader("WWW-Authenticate", 'Basic realm="fake"')
+            return b"credentials needed"
         if path in self.redirects:
             request.redirect(self.redirects[path].encode())
             return b""
@@ -253,11 +266,17 @@ class FakeIndex(Resource):
             return self._page(request, parts[1])
         if len(parts) == 2 and parts[0] == "files":
             return self._file(request, unquote(parts[1]))
-        if path == "/_stats":
-            request.setHeader("Content-Type", "application/json")
-            return json.dumps(dict(self.requests)).encode()
         request.setResponseCode(404)
         return b"no such thing"
+
+    def stats(self) -> dict[str, int]:
+        """
+        Requests by path, and those that carried credentials as
+        C{authorized:<path>}.
+        """
+        counts = dict(self.requests)
+        counts.update({f"authorized:{k}": v for k, v in self.authorized.items()})
+        return counts
 
     def _page(self, request: Any, name: str) -> Any:
         project = self.projects.get(name)
@@ -492,6 +511,13 @@ def main(argv: list[str]) -> None:
                         help="be an index shaped like the PyTorch ones: HTML only, only the torch-like "
                         "projects, their files at another host (localhost, another port)")
     parser.add_argument("--no-ranges", action="store_true", help="answer a Range with the whole file")
+    parser.add_argument("--require", metavar="AUTHORIZATION",
+                        help="answer 401 to every request without this Authorization header")
+    parser.add_argument("--redirect", action="append", default=[], metavar="PATH=URL",
+                        help="answer PATH with a 302 to URL")
+    parser.add_argument("--link", action="append", default=[], metavar="PROJECT=URL",
+                        help="serve PROJECT with one file linked at URL (its name the URL's last part; "
+                        "hashed with the bytes of an sdist of that name)")
     parser.add_argument("--tls", metavar="PEM",
                         help="serve HTTPS with this certificate and key, as localhost (absolute links too)")
     args = parser.parse_args(argv)
@@ -528,6 +554,16 @@ def main(argv: list[str]) -> None:
             for f in project.files:
                 if f.filename in args.uploaded_now:
                     f.uploadTime = now
+    index.authorization = args.require
+    for each in args.redirect:
+        path, _, url = each.partition("=")
+        index.redirects[path] = url
+    for each in args.link:
+        name, _, url = each.partition("=")
+        linked = sdist(name, "1.0")
+        linked.filename = url.rstrip("/").rpartition("/")[2]
+        linked.href = url
+        index.add(FakeProject(name, [linked]))
     if args.sized:
         index.add(FakeProject("sized", [sdist("sized", "1.0", size=args.sized)]))
     if args.big:

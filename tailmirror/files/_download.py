@@ -159,6 +159,12 @@ class Download:
         started = self._clock.seconds()
         try:
             self._link = link = await self._resolve(self.key)
+            if link.algorithm is None:
+                # Nothing to check its bytes against: taken only from where
+                # the operator said files come from.
+                refusal = self._upstream.unhashedRefusal(link.url)
+                if refusal is not None:
+                    raise UpstreamError(502, refusal)
             self._reserved = self._tree.admit(link.size)
             # Made in a thread, while upstream is asked: on a busy disk even
             # making a file waits for other files' syncs, and the trip

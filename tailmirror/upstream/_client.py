@@ -17,6 +17,7 @@ from twisted.web.iweb import IResponse
 
 from .._version import __version__
 from ..base import IMirrorEvents, NoEvents, NotFound, UpstreamError
+from ._credentials import Credentials, origin
 from ._readers import CappedBody, Dropped, FileBody, FileSink, readBody, reasonOf
 from ._slots import Priority, Slots
 
@@ -114,10 +115,18 @@ class Upstream:
         fileConcurrency: int,
         idleTimeout: float,
         events: IMirrorEvents | None = None,
+        credentials: Credentials | None = None,
+        fileHosts: tuple[tuple[str, int | None], ...] = (),
     ) -> None:
         self._client = client
         self._events = events if events is not None else NoEvents()
         self.root = root if root.endswith("/") else root + "/"
+        self._origin = origin(self.root)
+        #: Said to upstream's own scheme, host and port, and nowhere else.
+        self.credentials = credentials
+        #: The other hosts (and ports: L{None}, any) the operator allows
+        #: files from (C{--allow-file-host}).
+        self.fileHosts = fileHosts
         self._clock = clock
         #: Seconds for a page fetch, whole, and for a file's headers.
         self.timeout = timeout
@@ -130,6 +139,33 @@ class Upstream:
         #: long downloads never keep project pages waiting.
         self.fileSlots = Slots(fileConcurrency)
 
+    def _headers(self, url: str, headers: dict[str, str]) -> dict[str, str]:
+        """
+        C{headers} for a request to C{url}, with the credentials if it goes
+        to upstream's own origin.  (A redirect elsewhere loses them: the
+        redirect agent drops C{Authorization} from a request to another
+        origin.)
+        """
+        if self.credentials is not None and _originOf(url) == self._origin:
+            headers["Authorization"] = self.credentials.authorization
+        return headers
+
+    def unhashedRefusal(self, url: str) -> str | None:
+        """
+        Why a link that names no hash to check may not be fetched from
+        C{url}: only upstream's own host, or one the operator allows, is
+        taken at its word.  L{None} if it may.
+        """
+        scheme, host, port = _originOf(url) or ("", "", 0)
+        if host == self._origin[1] or any(
+            host == allowed and wanted in (None, port) for allowed, wanted in self.fileHosts
+        ):
+            return None
+        return (
+            f"the link names no hash and {host or 'its host'} is not upstream's host: "
+            f"--allow-file-host {host}:{port} allows it"
+        )
+
     async def probeRoot(self) -> str | None:
         """
         Ask the root of upstream whether it is a Simple API index, reading
@@ -140,7 +176,7 @@ class Upstream:
         """
 
         async def ask() -> tuple[int, str, bytes]:
-            headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
+            headers = self._headers(self.root, {"Accept": ACCEPT, "User-Agent": USER_AGENT})
             response = await self._client.get(self.root, headers=headers, unbuffered=True)
             reader = CappedBody(ROOT_HEAD, head=True)
             response.deliverBody(reader)
@@ -262,8 +298,9 @@ class Upstream:
         began = self._clock.seconds()
 
         async def ask() -> Ranged | None:
-            headers = {"User-Agent": USER_AGENT, "Range": wanted, "Accept-Encoding": "identity"}
-            response = await self._client.get(urldefrag(url)[0], headers=headers, unbuffered=True)
+            target = urldefrag(url)[0]
+            headers = self._headers(target, {"User-Agent": USER_AGENT, "Range": wanted, "Accept-Encoding": "identity"})
+            response = await self._client.get(target, headers=headers, unbuffered=True)
             if response.code == 200:
                 response.deliverBody(Dropped())
                 return None
@@ -292,8 +329,9 @@ class Upstream:
         return d.addBoth(report)
 
     async def _openFile(self, url: str) -> IResponse:
+        where = urldefrag(url)[0]
         response: IResponse = await self._client.get(
-            urldefrag(url)[0], headers={"User-Agent": USER_AGENT}, unbuffered=True
+            where, headers=self._headers(where, {"User-Agent": USER_AGENT}), unbuffered=True
         )
         if response.code != 200:
             response.deliverBody(Protocol())
@@ -302,7 +340,7 @@ class Upstream:
 
     async def _fetch(self, name: str, etag: str | None) -> Fetched:
         url = self.pageURL(name)
-        headers = {"Accept": ACCEPT, "User-Agent": USER_AGENT}
+        headers = self._headers(url, {"Accept": ACCEPT, "User-Agent": USER_AGENT})
         if etag is not None:
             headers["If-None-Match"] = etag
         response = await self._within(self._client.get(url, headers=headers, unbuffered=True))
@@ -327,6 +365,16 @@ class Upstream:
             body,
             _header(response, b"x-pypi-last-serial"),
         )
+
+
+def _originOf(url: str) -> tuple[str, str, int] | None:
+    """
+    A URL's origin; L{None} for a URL with a port that is no number.
+    """
+    try:
+        return origin(url)
+    except ValueError:
+        return None
 
 
 def _outcome(e: BaseException) -> str:

@@ -1,8 +1,9 @@
 """
 How the mirror reaches an upstream: endpoints whose connections read in
 bulk and write through, TLS checked against the system's authorities or an
-operator's, pools of persistent connections that start and stop quietly,
-and one C{treq} client per set of authorities, without cookies.
+operator's, connections only where L{Reach} allows, pools of persistent
+connections that start and stop quietly, and one C{treq} client per set
+of authorities, without cookies.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, trustRootFromCertificates
+from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
@@ -27,6 +29,7 @@ from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
 from ..base import readInBulk, writeThrough
+from ._reach import GuardedResolver, Reach, Refused
 from ._resolve import CachingResolver, ResolvingReactor
 
 __all__ = ["Clients", "NoCookies", "QuietPool", "UpstreamEndpoints", "loadTrustRoot"]
@@ -54,11 +57,21 @@ class UpstreamEndpoints:
     https, checked by C{policy}), with connections that read in bulk; the
     host's name resolved once a minute (L{CachingResolver}), not once a
     connection, and the TLS settings (an OpenSSL context, the authorities
-    loaded into it) made once a host, not once a connection.
+    loaded into it) made once a host, not once a connection.  Each
+    connection goes only where C{reach} allows (L{Reach}), judged by the
+    addresses it is about to connect to.
     """
 
-    def __init__(self, reactor: Any, policy: IPolicyForHTTPS, connectTimeout: float | None = None) -> None:
-        self._reactor = ResolvingReactor(reactor, CachingResolver(reactor.nameResolver, reactor))
+    def __init__(
+        self,
+        reactor: Any,
+        policy: IPolicyForHTTPS,
+        connectTimeout: float | None = None,
+        reach: Reach | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._resolver = CachingResolver(reactor.nameResolver, reactor)
+        self._reach = reach if reach is not None else Reach()
         self._policy = HostnameCachingHTTPSPolicy(policy)
         self._connectTimeout = connectTimeout
 
@@ -70,12 +83,14 @@ class UpstreamEndpoints:
         if uri.scheme not in (b"http", b"https"):
             raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
 
-        def make() -> IStreamClientEndpoint:
+        def make() -> tuple[IStreamClientEndpoint, GuardedResolver]:
             kwargs: dict[str, Any] = {} if self._connectTimeout is None else {"timeout": self._connectTimeout}
-            endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port, **kwargs)
+            guard = GuardedResolver(self._resolver, self._reach)
+            reactor = ResolvingReactor(self._reactor, guard)
+            endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, host, uri.port, **kwargs)
             if uri.scheme == b"https":
                 endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port), endpoint)
-            return endpoint
+            return endpoint, guard
 
         return _Bulk(make)
 
@@ -90,7 +105,7 @@ class _Bulk:
     new context each.
     """
 
-    def __init__(self, make: Callable[[], IStreamClientEndpoint]) -> None:
+    def __init__(self, make: Callable[[], tuple[IStreamClientEndpoint, GuardedResolver]]) -> None:
         self._make = make
 
     def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
@@ -99,7 +114,13 @@ class _Bulk:
             writeThrough(protocol.transport)
             return protocol
 
-        return self._make().connect(factory).addCallback(tune)
+        def refused(failure: Failure) -> Failure:
+            if guard.refusal is not None:
+                return Failure(Refused(guard.refusal))
+            return failure
+
+        endpoint, guard = self._make()
+        return endpoint.connect(factory).addCallbacks(tune, refused)
 
 
 class NoCookies(IndexableCookieJar):
@@ -141,8 +162,10 @@ class Clients:
     Certificates are checked against the host name by service-identity.
     """
 
-    def __init__(self, reactor: Any, connectTimeout: float, persistent: int) -> None:
+    def __init__(self, reactor: Any, connectTimeout: float, persistent: int, reach: Reach | None = None) -> None:
         self._reactor = reactor
+        #: Where their connections may go.
+        self.reach = reach if reach is not None else Reach()
         self._connectTimeout = connectTimeout
         #: Idle connections kept per host: as many as requests run at once,
         #: so that a burst of clients (uv asks for dozens of pages at once)
@@ -167,7 +190,7 @@ class Clients:
             self._pools.append(pool)
             agent = Agent.usingEndpointFactory(
                 reactor,
-                UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trustRoot), self._connectTimeout),
+                UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(trustRoot), self._connectTimeout, self.reach),
                 pool=pool,
             )
             # treq's client asks for gzip and decodes it, and follows redirects.

@@ -20,6 +20,7 @@ from twisted.web.server import Site
 
 from ..base import rememberHost, writeThrough
 from ..observe import MirrorMetrics
+from ._guard import AVATAR
 
 __all__ = ["AccessLog", "MirrorSite", "routeOf", "PATH_MAX", "AGENT_MAX"]
 
@@ -51,9 +52,17 @@ def _clean(value: bytes | None, limit: int) -> str:
 
 
 #: An access line in the mirror's log, which has its own time stamps.
-_LINE = '{client} "{method} {path} {protocol}" {status} {bytes} "{referrer}" "{agent}"'
+_LINE = '{client} {user} "{method} {path} {protocol}" {status} {bytes} "{referrer}" "{agent}"'
 #: An access line in a file of its own: the combined log format.
-_FILE_LINE = '{client} - - {timestamp} "{method} {path} {protocol}" {status} {bytes} "{referrer}" "{agent}"\n'
+_FILE_LINE = '{client} - {user} {timestamp} "{method} {path} {protocol}" {status} {bytes} "{referrer}" "{agent}"\n'
+
+
+def _reader(request: Any) -> bytes | None:
+    """
+    The name that logged in for a request (C{--auth}), if any.
+    """
+    name = getattr(request, AVATAR, None)
+    return name.encode("utf-8", "backslashreplace") if name else None
 
 
 def routeOf(path: bytes) -> str:
@@ -110,6 +119,7 @@ class AccessLog:
         host = client.host if isinstance(client, (address.IPv4Address, address.IPv6Address)) else "-"
         facts = {
             "client": host,
+            "user": _clean(_reader(request), 64),
             "method": _clean(request.method, 16),
             "path": _clean(request.uri, PATH_MAX),
             "protocol": _clean(request.clientproto, 16),

@@ -31,7 +31,10 @@ def test_torchLikeIndex(main: FakeUpstreamProcess, tmp_path: Path, ranges: bool)
     them; each wheel comes from the file host once at most.
     """
     torch = FakeUpstreamProcess("--torch", *([] if ranges else ["--no-ranges"]))
-    mirror = MirrorProcess(main.url, tmp_path / "cache", "--index", f"torch={torch.url}")
+    # Its file host is on loopback, at another port: allowed by name.
+    mirror = MirrorProcess(
+        main.url, tmp_path / "cache", "--index", f"torch={torch.url}", "--allow-file-host", "localhost"
+    )
     torchURL = f"http://127.0.0.1:{mirror.port}/torch/simple/"
     try:
         python = freshVenv(tmp_path / "pip")

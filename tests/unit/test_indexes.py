@@ -45,8 +45,29 @@ class SeveralIndexesTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.torch = FakeIndex(torchLike("http://files.test/files/"))
         self.torch.forms = ("html",)
-        self.h = Harness(tree(), others={"torch": self.torch})
+        # Its links without a hash lead to another host: allowed here.
+        self.h = Harness(tree(), others={"torch": self.torch}, fileHosts=(("files.test", None),))
         self.addCleanup(self.h.mirror.close)
+
+    def test_unhashedOnlyFromAllowedHosts(self) -> None:
+        """
+        A link without a hash to check is fetched only from upstream's own
+        host or one the operator allows (C{--allow-file-host}): else a 502
+        whose line names the host and the option, and nothing asked of it.
+        A link with a hash is fetched from anywhere it resolves to that is
+        not refused.
+        """
+        h = Harness(tree(), others={"torch": self.torch})
+        self.addCleanup(h.mirror.close)
+        links = linksOf(h.get("/torch/simple/torchlike/", JSON))
+        bare = links["torchlike-2.0.0+cu118-py3-none-any.whl"]
+        got = h.get(os.path.normpath("/torch/simple/torchlike/" + bare["url"]))
+        self.assertEqual(got.code, 502)
+        self.assertIn(b"--allow-file-host files.test:80", got.body)
+        self.assertEqual(fileRequests(self.torch), 0)
+        hashed = links["torchlike-2.1.0+cu121-py3-none-any.whl"]
+        got = h.get(os.path.normpath("/torch/simple/torchlike/" + hashed["url"]))
+        self.assertEqual(got.code, 200)
 
     def test_ownPagesAndFiles(self) -> None:
         """

@@ -37,11 +37,16 @@ from tailmirror.observe._metrics import MirrorMetrics
 from tailmirror.web._stream import Stream
 from tailmirror._service import Settings
 from tailmirror.upstream._transport import loadTrustRoot
+from tailmirror.upstream import Reach
 from tailmirror.upstream._transport import UpstreamEndpoints
 
 from ..certs import Authority
 from ..fakeindex import FakeIndex, FakeProject, generated, sdist
 from ..harness import CapturedLog, startMirror
+
+#: The test servers are on loopback, which upstream connections are
+#: otherwise refused (their own upstream's address apart).
+LOOPBACK = Reach(allowed=[("127.0.0.1", None), ("localhost", None)])
 
 
 async def mirrorGet(
@@ -293,7 +298,7 @@ class BulkTests(TestCase):
         return address.port
 
     async def connect(self, url: str, policy: BrowserLikePolicyForHTTPS | None = None) -> Protocol:
-        endpoints = UpstreamEndpoints(reactor, policy or BrowserLikePolicyForHTTPS(), 5.0)
+        endpoints = UpstreamEndpoints(reactor, policy or BrowserLikePolicyForHTTPS(), 5.0, LOOPBACK)
         protocol = await endpoints.endpointForURI(URI.fromBytes(url.encode())).connect(Factory.forProtocol(Protocol))
         assert isinstance(protocol, Protocol)
         # A TCP transport, or TLS over one: both provide ITCPTransport.
@@ -344,7 +349,7 @@ class BulkTests(TestCase):
                 made.append(hostname)
                 return super().creatorForNetloc(hostname, port)
 
-        endpoints = UpstreamEndpoints(reactor, Counting(), 5.0)
+        endpoints = UpstreamEndpoints(reactor, Counting(), 5.0, LOOPBACK)
         uri = URI.fromBytes(f"https://localhost:{self.listen()}/".encode())
         for _ in range(3):
             endpoints.endpointForURI(uri)
@@ -355,7 +360,7 @@ class BulkTests(TestCase):
         self.assertEqual(made, [b"localhost"])
 
     def test_otherSchemes(self) -> None:
-        endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS())
+        endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(), reach=LOOPBACK)
         self.assertRaises(SchemeNotSupported, endpoints.endpointForURI, URI.fromBytes(b"ftp://127.0.0.1/"))
 
     async def test_bulkOverSockets(self) -> None:
@@ -418,7 +423,7 @@ class WriteThroughTests(TestCase):
         A connection of the mirror's to an upstream, and upstream's end of it.
         """
         listening, port = self.peer()
-        endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(), 5.0)
+        endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(), 5.0, LOOPBACK)
         uri = URI.fromBytes(f"http://127.0.0.1:{port}/".encode())
         protocol = await endpoints.endpointForURI(uri).connect(Factory.forProtocol(Protocol))
         assert isinstance(protocol, Protocol)
@@ -539,7 +544,7 @@ class WriteThroughTests(TestCase):
                 lost.callback(None)
 
         listening, port = self.peer()
-        endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(), 5.0)
+        endpoints = UpstreamEndpoints(reactor, BrowserLikePolicyForHTTPS(), 5.0, LOOPBACK)
         uri = URI.fromBytes(f"http://127.0.0.1:{port}/".encode())
         protocol = await endpoints.endpointForURI(uri).connect(Factory.forProtocol(Noting))
         assert isinstance(protocol, Noting)
