@@ -235,10 +235,29 @@ def _brokenHeader(rng: random.Random) -> tuple[str, bool]:
     ])
 
 
-def _randomRequest(rng: random.Random, known: list[str]) -> tuple[bytes, bool]:
+def _credentials(rng: random.Random, authorization: str) -> str:
+    """
+    An C{Authorization} header: mostly the right one, else wrong, broken
+    or hostile.
+    """
+    if rng.random() < 0.9:
+        return f"Authorization: {authorization}"
+    return "Authorization: " + rng.choice([
+        "Basic " + "QUJD" * rng.randint(1, 3000),
+        "Basic !!!",
+        "Basic",
+        "Bearer " + "x" * rng.randint(0, 5000),
+        "Bearer",
+        "Digest username=x",
+        authorization[:-1],
+        "\x00" * 10,
+    ])
+
+
+def _randomRequest(rng: random.Random, known: list[str], authorization: str | None = None) -> tuple[bytes, bool]:
     """
     A random request, and whether an answer is due (not for a request sent
-    in part).
+    in part); with C{authorization}, its credentials, mostly right.
     """
     kind = rng.random()
     if kind < 0.04:
@@ -252,6 +271,8 @@ def _randomRequest(rng: random.Random, known: list[str]) -> tuple[bytes, bool]:
     version = "HTTP/1.1" if rng.random() < 0.9 else rng.choice(["HTTP/1.0", "HTTP/9.9", "", "HTTP/1.1 x"])
     lines = [f"{method} {_randomPath(rng, known)} {version}".rstrip(), "Host: 127.0.0.1"]
     lines += [_oddHeader(rng) for _ in range(rng.randint(0, 3))]
+    if authorization is not None:
+        lines.append(_credentials(rng, authorization))
     due = True
     if rng.random() < 0.15:
         broken, due = _brokenHeader(rng)
@@ -285,14 +306,17 @@ def _exchange(port: int, request: bytes, due: bool) -> bytes:
         return received
 
 
-def fuzz(port: int, count: int, seed: int, known: list[str], figures: Figures) -> None:
+def fuzz(
+    port: int, count: int, seed: int, known: list[str], figures: Figures, authorization: str | None = None
+) -> None:
     """
-    Send C{count} random and hostile requests; note every status, and any
-    5xx not caused by upstream or traceback in an answer.
+    Send C{count} random and hostile requests (with C{authorization}, each
+    with credentials, mostly right); note every status, and any 5xx not
+    caused by upstream or traceback in an answer.
     """
     rng = random.Random(seed)
     for _ in range(count):
-        request, due = _randomRequest(rng, known)
+        request, due = _randomRequest(rng, known, authorization)
         answer = _exchange(port, request, due)
         figures.requests += 1
         if b"Traceback" in answer:
@@ -313,24 +337,24 @@ def fuzz(port: int, count: int, seed: int, known: list[str], figures: Figures) -
                 figures.problems.append(f"{status} for {request[:200]!r}")
 
 
-def healthy(port: int, known: list[str]) -> bool:
+def healthy(port: int, known: list[str], headers: dict[str, str] | None = None) -> bool:
     """
     Whether the mirror still answers its index and a file, right.
     """
-    status, _ = get(port, "/simple/")
+    status, _ = get(port, "/simple/", headers)
     if status != 200:
         return False
     for path in known:
-        status, _ = get(port, path)
+        status, _ = get(port, path, headers)
         if status != 200:
             return False
     return True
 
 
-def fileLinks(port: int, name: str) -> list[tuple[str, str]]:
+def fileLinks(port: int, name: str, headers: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """
     The mirror's links to a project's files, with their sha256.
     """
-    status, body = get(port, f"/simple/{name}/", {"Accept": JSON_ACCEPT})
+    status, body = get(port, f"/simple/{name}/", {"Accept": JSON_ACCEPT, **(headers or {})})
     assert status == 200, body
     return [(linkPath(f["url"]), f["hashes"]["sha256"]) for f in json.loads(body)["files"]]

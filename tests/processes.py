@@ -149,32 +149,32 @@ def freshVenv(path: Path) -> Path:
     return path / "bin" / "python"
 
 
-def pipInstall(python: Path, *args: str, authority: Path | None = None) -> None:
+def pipInstall(python: Path, *args: str, authority: Path | None = None, env: dict[str, str] | None = None) -> None:
     """
     Install with pip into a venv: no cache, no configuration, no other index;
-    trusting the authority of an HTTPS index if given.
+    trusting the authority of an HTTPS index if given; with C{env} besides.
     """
     trust = ("--cert", str(authority)) if authority is not None else ()
     # requests takes REQUESTS_CA_BUNDLE, where a machine sets it, over --cert.
-    env = cleanEnv() if authority is None else cleanEnv(REQUESTS_CA_BUNDLE=str(authority))
+    extra = dict(env or {}) if authority is None else dict(env or {}, REQUESTS_CA_BUNDLE=str(authority))
     result = run([
         sys.executable, "-m", "pip", "--python", str(python), "install",
         "--no-cache-dir", "--disable-pip-version-check", *trust, *args,
-    ], env=env)
+    ], env=cleanEnv(**extra))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def uvInstall(python: Path, *args: str, authority: Path | None = None) -> None:
+def uvInstall(python: Path, *args: str, authority: Path | None = None, env: dict[str, str] | None = None) -> None:
     """
     Install with uv into a venv: no cache, no configuration, no other index;
     trusting the authority of an HTTPS index if given (C{SSL_CERT_FILE},
-    which uv reads).
+    which uv reads); with C{env} besides.
     """
-    env = cleanEnv() if authority is None else cleanEnv(SSL_CERT_FILE=str(authority))
+    extra = dict(env or {}) if authority is None else dict(env or {}, SSL_CERT_FILE=str(authority))
     result = run([
         str(BIN / "uv"), "pip", "install", "--no-config", "--no-cache",
         "--python", str(python), *args,
-    ], env=env)
+    ], env=cleanEnv(**extra))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -206,17 +206,18 @@ def _isolated(project: Path, **extra: str) -> dict[str, str]:
                     XDG_DATA_HOME=str(home / "data"), **extra)
 
 
-def poetryInstall(directory: Path, index: str) -> Path:
+def poetryInstall(directory: Path, index: str, **env: str) -> Path:
     """
     C{poetry install} of a project whose only source is C{index} (a
-    primary source: Poetry then uses no other index); its venv's python.
+    primary source named C{mirror}: Poetry then uses no other index), with
+    C{env} besides; its venv's python.
     """
     project = _project(directory, (
         "[tool.poetry]\npackage-mode = false\n\n"
         f'[[tool.poetry.source]]\nname = "mirror"\nurl = "{index}"\npriority = "primary"\n'
     ))
-    env = _isolated(project, POETRY_VIRTUALENVS_IN_PROJECT="true", POETRY_NO_INTERACTION="1")
-    result = run([str(BIN / "poetry"), "install"], cwd=project, env=env)
+    environ = _isolated(project, POETRY_VIRTUALENVS_IN_PROJECT="true", POETRY_NO_INTERACTION="1", **env)
+    result = run([str(BIN / "poetry"), "install"], cwd=project, env=environ)
     assert result.returncode == 0, result.stdout + result.stderr
     return project / ".venv" / "bin" / "python"
 

@@ -79,13 +79,15 @@ def withoutUserinfo(url: str) -> tuple[str, Credentials | None]:
     return clean, Credentials.basic(unquote(user), unquote(password), "the URL")
 
 
-def credentialsFromNetrc(url: str, environ: Mapping[str, str] = os.environ) -> tuple[Credentials | None, str | None]:
+def credentialsFromNetrc(url: str, environ: Mapping[str, str] | None = None) -> tuple[Credentials | None, str | None]:
     """
     The credentials netrc gives for a URL's host: C{$NETRC}'s file if set,
     else C{~/.netrc}; and a warning if that file cannot be read (never its
     contents).
     """
-    path = environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    if environ is None:
+        environ = os.environ
+    path = environ.get("NETRC") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".netrc")
     if not os.path.exists(path):
         return None, None
     try:

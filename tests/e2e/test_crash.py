@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from ..chaos import Figures, fileLinks, fuzz, healthy, killAndRestart
-from ..processes import INSTALLED, FakeUpstreamProcess, MirrorProcess, freshVenv, imported, pipInstall
+from ..processes import INSTALLED, REPO, FakeUpstreamProcess, MirrorProcess, freshVenv, imported, pipInstall
 
 PROJECTS = [f"project{i}" for i in range(30)]
 
@@ -54,21 +56,35 @@ def test_killedAndRestarted(upstream: FakeUpstreamProcess, tmp_path: Path) -> No
         mirror.stop()
 
 
-def test_fuzz(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
+@pytest.mark.parametrize("auth", [False, True], ids=["open", "auth"])
+def test_fuzz(upstream: FakeUpstreamProcess, tmp_path: Path, auth: bool) -> None:
     """
     Two thousand random and hostile requests: no 5xx but upstream's 502
-    and 504, no traceback anywhere, and the mirror healthy afterwards.
+    and 504, no traceback anywhere, and the mirror healthy afterwards;
+    with C{--auth} too, the requests' credentials mostly right and
+    otherwise wrong, broken or hostile.
     """
-    mirror = MirrorProcess(upstream.url, tmp_path / "cache", "--client-timeout", "2")
+    args: list[str] = []
+    authorization = None
+    if auth:
+        made = subprocess.run([sys.executable, "-m", "tailmirror", "token", "fuzz"], check=True,
+                              capture_output=True, text=True, cwd=REPO)
+        (tmp_path / "tokens").write_text(made.stderr.splitlines()[-1] + "\n")
+        args = ["--auth", f"tokens:{tmp_path / 'tokens'}"]
+        authorization = f"Bearer {made.stdout.strip()}"
+    headers = {"Authorization": authorization} if authorization else {}
+    mirror = MirrorProcess(upstream.url, tmp_path / "cache", "--client-timeout", "2", *args)
     try:
-        known = [path for path, _ in fileLinks(mirror.port, "project1")[:2]]
+        known = [path for path, _ in fileLinks(mirror.port, "project1", headers)[:2]]
         figures = Figures()
-        fuzz(mirror.port, 2000, seed=4, known=known, figures=figures)
+        fuzz(mirror.port, 2000, seed=4, known=known, figures=figures, authorization=authorization)
         assert figures.problems == []
         assert (figures.not5xxUpstream, figures.tracebacks) == (0, 0)
         assert sum(figures.statuses.values()) > 1800
         assert {200, 400, 404, 405} <= set(figures.statuses)
-        assert healthy(mirror.port, known)
+        if auth:
+            assert figures.statuses[401] > 50, figures.statuses
+        assert healthy(mirror.port, known, headers)
         assert "Traceback" not in mirror.logText()
         # An idle connection is closed after the client timeout.
         with socket.create_connection(("127.0.0.1", mirror.port), timeout=20) as idle:

@@ -19,6 +19,8 @@ from typing import Any, Iterator
 import pytest
 
 
+from tailmirror.web._passwords import newToken
+
 from ..harness import JSON, linksOf
 from ..processes import (
     INSTALLED,
@@ -174,3 +176,48 @@ def test_filesKeptAlive(tmp_path: Path) -> None:
     assert [front for _, _, _, front in files] == ["ask", "accel"] * 3, files
     assert {host for _, _, host, _ in files} == {"mirror.example:8080"}, files
     assert len({port for port, _, _, _ in files}) <= 2, files
+
+
+def test_nginxInFrontOfAuth(upstream: FakeUpstreamProcess, tmp_path: Path) -> None:
+    """
+    Behind C{--auth}, nginx passes each client's credentials on, for pages
+    and for its questions about files: pip installs with them; a request
+    without them, or with wrong ones, is a 401 with the mirror's challenge,
+    even for a page and a warm file nginx has sent another reader.
+    """
+    token, line = newToken("reader")
+    (tmp_path / "tokens").write_text(line + "\n")
+    cache = tmp_path / "cache"
+    mirror = MirrorProcess(upstream.url, cache, "--accel-redirect", "/+accel/", "--auth", f"tokens:{tmp_path / 'tokens'}")
+    front: NginxProcess | None = None
+    right = {"Authorization": f"Bearer {token}"}
+    try:
+        front = NginxProcess(mirror.port, cache, tmp_path / "nginx")
+        python = freshVenv(tmp_path / "pip")
+        pipInstall(python, "--index-url", front.url.replace("://", f"://__token__:{token}@"), "alpha")
+        assert imported(python) == INSTALLED
+        page = f"http://127.0.0.1:{front.port}/simple/sized/"
+        _, _, body = fetch(page, {**JSON, **right})
+        assert fetch(page, {**JSON, **right})[1]["x-cache-status"] == "HIT"
+        [link] = linksOf(type("A", (), {"body": body})()).values()
+        url = f"http://127.0.0.1:{front.port}" + os.path.normpath("/simple/sized/" + link["url"])
+        fetch(url, right)
+        kept = cache / "+files" / urllib.request.url2pathname(url.split("/", 3)[3])
+        deadline = time.monotonic() + 10
+        while not kept.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fetch(url, right)[1]["tailmirror-cache"] == "hit"
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic bWU6bm8="}):
+            for where in (page, url, f"http://127.0.0.1:{front.port}/+status"):
+                with pytest.raises(urllib.error.HTTPError) as caught:
+                    fetch(where, {**JSON, **headers})
+                assert caught.value.code == 401, (where, headers)
+                challenges = " ".join(caught.value.headers.get_all("WWW-Authenticate") or [])
+                # (nginx passes on the first challenge of its question's 401 only.)
+                assert 'Basic realm="tailmirror"' in challenges, (where, challenges)
+        assert fetch(url, right)[1]["tailmirror-cache"] == "hit"
+    finally:
+        if front is not None:
+            front.stop()
+        mirror.stop()
+    assert "Traceback" not in mirror.logText()

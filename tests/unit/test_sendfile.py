@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import tempfile
 from typing import Any, cast
 
@@ -27,6 +28,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from tailmirror.web._passwords import newToken
 from tailmirror._mirror import Settings
 from tailmirror._service import MirrorService
 from tailmirror.base._layout import FileKey, mirrorPath, parseFilePath
@@ -296,6 +298,44 @@ class SendfileTests(TestCase):
         status, _, body = _parse(await client.done)
         self.assertEqual((status, hashlib.sha256(body).hexdigest()), (200, f.sha256))
         self.assertEqual(self.calls, 0)
+
+
+
+class SendfileBehindAuthTests(SendfileTests):
+    """
+    The same, behind C{--auth}: every request carries a bearer token, and
+    slow clients, ranges and TLS behave as without.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        token, line = newToken("reader")
+        tokens = os.path.join(tempfile.mkdtemp(), "tokens")
+        with open(tokens, "w") as f:
+            f.write(line + "\n")
+        self.auth = (("tokens", tokens),)
+        plainRequest = _request
+
+        def request(path: str, *headers: str, method: str = "GET") -> bytes:
+            return plainRequest(path, f"Authorization: Bearer {token}", *headers, method=method)
+
+        self.patch(sys.modules[__name__], "_request", request)
+
+    def mirror(self, *files: FakeFile, **settings: Any) -> tuple[MirrorService, str]:
+        mirror, base = super().mirror(*files, auth=self.auth, **settings)
+        return mirror, base
+
+    async def test_noCredentialsNoBytes(self) -> None:
+        """
+        Without the token, a warm file is a 401, and not a byte of it.
+        """
+        f = sdist("foo", "1.0", size=3 * MB)
+        mirror, base = self.mirror(f)
+        await self.warm(mirror, base, f)
+        client = await self.fetch(base, ("\r\n".join([f"GET {filePath(f)} HTTP/1.1", "Host: m", "Connection: close", "", ""])).encode())
+        status, headers, body = _parse(await client.done)
+        self.assertEqual(status, 401)
+        self.assertNotIn(f.content[:64], body)
 
 
 def test_sendfileOnThisPlatform() -> None:

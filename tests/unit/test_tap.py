@@ -193,3 +193,78 @@ class MakeServiceTests(SynchronousTestCase):
         mirror.startService()
         self.assertTrue(os.path.exists(os.path.join(cache, "journal.jsonl")))
         self.successResultOf(mirror.stopService())
+
+
+class AccessOptionsTests(SynchronousTestCase):
+    """
+    The options of read access, upstream credentials and reach.
+    """
+
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp()
+        self.patch(os, "environ", {"NETRC": os.path.join(self.dir, "netrc"), "HOME": self.dir})
+
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def write(self, name: str, text: str) -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_upstreamCredentials(self) -> None:
+        """
+        The URL's userinfo is taken off it (what is logged, shown and
+        journalled); a file, or netrc, gives them otherwise; never both a
+        file and the URL.
+        """
+        options = self.parse("-u", "http://me:s3cret@127.0.0.1:1/simple/")
+        self.assertEqual(options["upstream"], UP)
+        self.assertEqual(options["credentials"].source, "the URL")
+        self.assertIsNone(self.parse("-u", UP)["credentials"])
+        self.write("netrc", "machine 127.0.0.1 login me password s3cret\n")
+        self.assertEqual(self.parse("-u", UP)["credentials"].source, "netrc")
+        path = self.write("token", "bearer s3cret\n")
+        options = self.parse("-u", UP, "--upstream-credentials", path, "--index", "b=https://x:y@b.test/simple/")
+        self.assertEqual(options["credentials"].authorization, "Bearer s3cret")
+        self.assertEqual(options["index"]["b"], "https://b.test/simple/")
+        self.assertEqual(options["index-credentials"]["b"].source, "the URL")
+        options = self.parse("-u", UP, "--index", "b=https://b.test/simple/", "--index-credentials", f"b={path}")
+        self.assertEqual(options["index-credentials"]["b"].authorization, "Bearer s3cret")
+        service = makeService(options)
+        settings = list(service)[0].settings
+        self.assertEqual(settings.indexes[0].credentials.authorization, "Bearer s3cret")
+        self.assertNotIn("s3cret", repr(settings))
+        for argv, words in [
+            (["-u", "http://me:s3cret@127.0.0.1:1/simple/", "--upstream-credentials", path], ["one way"]),
+            (["-u", UP, "--upstream-credentials", self.write("bad", "s3cret\n")], ["--upstream-credentials", "line 1"]),
+            (["-u", UP, "--upstream-credentials", "/nonexistent"], ["cannot be read"]),
+            (["-u", UP, "--index-credentials", f"c={path}"], ["names no index"]),
+            (["-u", "ftp://me:s3cret@x.test/"], ["--upstream", "ftp://x.test/"]),
+        ]:
+            error = self.assertRaises(usage.UsageError, self.parse, *argv)
+            for word in words:
+                self.assertIn(word, str(error))
+            self.assertNotIn("s3cret", str(error))
+
+    def test_auth(self) -> None:
+        users = self.write("users", "alice:$2y$05$11N8hlytZ/RaXvKPuUX.gei4tOWhzDm.773g8RHsPrkxhgp9PisiC\n")
+        options = self.parse("-u", UP, "--auth", f"htpasswd:{users}", "--listen", "tcp:0")
+        self.assertEqual(options["auth"], [("htpasswd", users)])
+        self.assertTrue(any("plain HTTP" in w for w in options["start-warnings"]))
+        for argv, words in [
+            (["--auth", "basic:x"], ["htpasswd:PATH or tokens:PATH"]),
+            (["--auth", "tokens:/nonexistent"], ["cannot be read"]),
+            (["--auth", f"tokens:{self.write('t', 'nonsense')}"], ["NAME:sha256:HEX"]),
+            (["--allow-file-host", "a:b"], ["HOST or HOST:PORT"]),
+        ]:
+            error = self.assertRaises(usage.UsageError, self.parse, "-u", UP, *argv)
+            for word in words:
+                self.assertIn(word, str(error))
+        self.assertEqual(
+            self.parse("-u", UP, "--allow-file-host", "Files.Test", "--allow-file-host", "10.0.0.1:80")["allow-file-host"],
+            [("files.test", None), ("10.0.0.1", 80)],
+        )
