@@ -205,8 +205,10 @@ class HtpasswdChecker:
 
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:
+    # bcrypt reads 72 bytes of a password, as htpasswd -B hashed it; the
+    # library refuses a longer one rather than cut it.
     try:
-        return bcrypt.checkpw(password, hashed)
+        return bcrypt.checkpw(password[:72], hashed)
     except ValueError:
         return False
 
