@@ -97,6 +97,14 @@ class IMirrorEvents(Interface):
         nothing of it was kept.
         """
 
+    def policyRefused(kind: str, project: str, what: str) -> None:
+        """
+        The policy held back what a client asked for: a file, by a C{rule},
+        an C{advisory}, the C{cooldown} or the freeze date
+        (C{exclude-newer}); or a project outside the C{allow-only} list.
+        C{what} is the rule or the advisory's identifier, if any.
+        """
+
     def fileEvicted(key: FileKey, size: int) -> None:
         """
         A file was removed from the tree to keep the cache within its limits.
@@ -134,6 +142,9 @@ class NoEvents:
         pass
 
     def fileRefused(self, key: FileKey, status: int, reason: str, size: int, seconds: float) -> None:
+        pass
+
+    def policyRefused(self, kind: str, project: str, what: str) -> None:
         pass
 
     def fileEvicted(self, key: FileKey, size: int) -> None:
@@ -206,3 +217,4 @@ class Fanout:
     fileKept = _fanned("fileKept")
     fileRefused = _fanned("fileRefused")
     fileEvicted = _fanned("fileEvicted")
+    policyRefused = _fanned("policyRefused")

@@ -38,6 +38,9 @@ KINDS = ("page", "file", "range")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, float("inf"))
 
 
+#: Why the policy refuses, as the metrics count it.
+POLICY_REASONS = ("rule", "advisory", "cooldown", "exclude-newer", "allow-only")
+
 class StallMeter:
     """
     How late the reactor runs a timed call: a call every C{every} seconds
@@ -155,6 +158,15 @@ class MirrorMetrics(NoEvents):
             "Files that could not be had (download failed, or no room), by the status answered.",
             "status",
         )
+        self._policy = each(
+            counter(
+                "tailmirror_policy_refusals",
+                "What the policy held back of what clients asked for, by reason: a file by a rule, an advisory, "
+                "the cooldown or the freeze date (exclude-newer); a project outside the allow-only list.",
+                "reason",
+            ),
+            POLICY_REASONS,
+        )
         self.evicted = counter("tailmirror_evicted_files", "Files evicted to keep the cache within its limits.")
         self.evictedBytes = counter("tailmirror_evicted_bytes", "Bytes of the files evicted.")
         info = Gauge("tailmirror_build_info", "The mirror's version.", ["version"], registry=registry)
@@ -219,6 +231,11 @@ class MirrorMetrics(NoEvents):
 
     def fileRefused(self, key: FileKey, status: int, reason: str, size: int, seconds: float) -> None:
         self.refused.labels(str(status)).inc()
+
+    def policyRefused(self, kind: str, project: str, what: str) -> None:
+        counter = self._policy.get(kind)
+        if counter is not None:
+            counter.inc()
 
     def fileEvicted(self, key: FileKey, size: int) -> None:
         self.evicted.inc()

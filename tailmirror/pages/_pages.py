@@ -183,6 +183,8 @@ class ProjectPages:
         rendering = self._renders.cache.get((name, entry.serial, form))
         if rendering is None or rendering.until <= self._clock.seconds():
             return None
+        if rendering.generation != self.policy.generation:
+            return None  # the policy changed since
         self._events.pageServed(name, "fresh")
         return Served(rendering.body, self.ttl - self._age(entry), lastSerial=entry.lastSerial)
 
@@ -195,6 +197,10 @@ class ProjectPages:
         @raise NotFound: if upstream has no such project.
         @raise Unavailable: if upstream fails and there is no copy to serve.
         """
+        refusal = self.policy.projectRefusal(name)
+        if refusal is not None:
+            self._events.policyRefused("allow-only", name, "")
+            raise Unavailable(404, refusal)
         before = self._index.get(name)
         try:
             entry, stale, asked = await self._current(name, revalidate, form=form)
@@ -445,8 +451,9 @@ class ProjectPages:
         now = self._clock.seconds()
         key = (entry.name, entry.serial, form)
         kept = self._renders.cache.get(key)
-        if kept is not None and kept.until <= now:
-            self._renders.cache.discard(key)  # a file came out of its cooldown
+        if kept is not None and (kept.until <= now or kept.generation != self.policy.generation):
+            # A file came out of its cooldown, or the policy changed.
+            self._renders.cache.discard(key)
 
         def render(page: dict[str, Any]) -> Rendering:
             return renderAs(form, entry.name, page, self.policy, now, self.layout)
@@ -467,14 +474,12 @@ class ProjectPages:
     def refusal(self, key: FileKey) -> tuple[int, str] | None:
         """
         Why a file may not be served at all, whatever the tree holds: its
-        project is quarantined upstream (PEP 792).
+        project is quarantined upstream (PEP 792), or not on the allow-only
+        list.
         """
-        if not self._quarantined:
-            return None  # the warm path pays nothing while none is
-        for name in projectsOf(key.filename):
-            if name in self._quarantined:
-                return 404, f"project {name} is quarantined upstream; its files are not served"
-        return None
+        if not self._quarantined and not self.policy.rules.allowOnly:
+            return None  # the warm path pays nothing while neither is
+        return self.policy.filesRefusal(projectsOf(key.filename), self._quarantined)
 
     async def root(self) -> Rendered:
         """

@@ -1,9 +1,12 @@
 """
 What a fleet's installs are held to, applied when a page is served (never
-when it is stored, so a change of policy and a restart change what is
-served without refetching anything): a quarantined project (PEP 792)
-lists no files and serves none; a release cooldown hides files younger
-than it, on the pages and by their URLs.
+when it is stored, so a change of policy, a restart, a policy file edited
+or an advisory feed refreshed change what is served without refetching
+anything): a quarantined project (PEP 792) lists no files and serves none;
+a project outside the allow-only rules is not served; a file a rule or an
+advisory holds back, one younger than the release cooldown, or uploaded
+after the freeze date (C{--exclude-newer}), is left off the pages and
+refused by its URL.
 """
 
 from __future__ import annotations
@@ -12,11 +15,18 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+import threading
 from typing import Any
 
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
 
-__all__ = ["Policy", "View", "parseDuration", "timeOf", "uploadTime", "versionOf"]
+from ._advisories import Advisories, Advisory
+from ._rules import Rules
+
+__all__ = ["Held", "Policy", "View", "parseDuration", "timeOf", "uploadTime", "versionOf"]
+
+#: What C{--deny-advisories} takes.
+ADVISORY_MODES = ("malicious", "vulnerable", "off")
 
 #: The project status under which an index lists and serves no files.
 QUARANTINED = "quarantined"
@@ -99,6 +109,25 @@ class View:
     unknownTimes: bool = False
 
 
+@dataclass(frozen=True)
+class Held:
+    """
+    Why a file is held back: its C{kind} (C{rule}, C{advisory},
+    C{cooldown}, C{exclude-newer}), the line a client is answered with,
+    and until when (infinity: until the policy changes).
+    """
+
+    kind: str
+    line: str
+    until: float = math.inf
+    #: The rule, or the advisory's identifier.
+    what: str = ""
+
+
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass
 class Policy:
     """
@@ -107,13 +136,57 @@ class Policy:
     @ivar cooldown: seconds a release is hidden after its upload, or
         L{None} for no cooldown.
     @ivar allowUnknown: whether a file without an upload time is served
-        under a cooldown.
-    @ivar exempt: the normalized names of projects let through at once.
+        under a cooldown or a freeze date.
+    @ivar exempt: the normalized names of projects the cooldown lets
+        through at once.
+    @ivar excludeNewer: the freeze date, in Unix time: files uploaded
+        after it are held back; L{None} for none.
+    @ivar rules: the allow and deny rules, and the advisories waived.
+    @ivar advisories: the advisories of the feeds.
+    @ivar denyAdvisories: which advisories hold files back: C{malicious}
+        (those of malicious packages), C{vulnerable} (all) or C{off}.
     """
 
     cooldown: float | None = None
     allowUnknown: bool = True
     exempt: frozenset[str] = field(default_factory=frozenset)
+    excludeNewer: float | None = None
+    rules: Rules = field(default_factory=Rules)
+    advisories: Advisories = field(default_factory=Advisories)
+    denyAdvisories: str = "malicious"
+    #: Bumped at each change of the rules or the advisories: what was
+    #: rendered under an earlier one is rendered again.
+    generation: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        #: What the rules and advisories held back of the pages served,
+        #: by (kind, what, project): the versions.
+        self._held: dict[tuple[str, str, str], set[str]] = {}
+
+    def update(self, rules: Rules | None = None, advisories: Advisories | None = None) -> None:
+        """
+        Take new rules, or new advisories: pages are rendered again.
+        """
+        if rules is not None:
+            self.rules = rules
+        if advisories is not None:
+            self.advisories = advisories
+        with self._lock:
+            self._held = {}
+        self.generation += 1
+
+    @property
+    def filtersFiles(self) -> bool:
+        """
+        Whether a file may be held back by more than its project's status.
+        """
+        return (
+            self.cooldown is not None
+            or self.excludeNewer is not None
+            or bool(self.rules.deny or self.rules.allowOnly)
+            or (self.denyAdvisories != "off" and self.advisories.count > 0)
+        )
 
     def cools(self, name: str) -> bool:
         """
@@ -121,18 +194,101 @@ class Policy:
         """
         return self.cooldown is not None and name not in self.exempt
 
+    def projectRefusal(self, name: str) -> str | None:
+        """
+        Why a project is not served at all (the allow-only rules); L{None}
+        if it is.
+        """
+        return self.rules.projectRefusal(name)
+
+    def filesRefusal(self, names: list[str], quarantined: set[str]) -> tuple[int, str] | None:
+        """
+        Why no file of a project (whose name is one of C{names}) is served:
+        it is quarantined upstream, or not on the allow-only list.
+        """
+        for name in names:
+            if name in quarantined:
+                return 404, f"project {name} is quarantined upstream; its files are not served"
+        if self.rules.allowOnly and names and all(self.projectRefusal(name) for name in names):
+            return 404, f"{self.projectRefusal(names[0])}; its files are not served"
+        return None
+
+    def blocking(self, name: str, version: str | None) -> Advisory | None:
+        """
+        The advisory that holds back a version of a project, under
+        C{--deny-advisories}, unless waived.
+        """
+        if self.denyAdvisories == "off":
+            return None
+        waived = self.rules.waived
+        for advisory in self.advisories.affecting(name, version):
+            if self.denyAdvisories == "malicious" and not advisory.malicious:
+                continue
+            if waived and any(n in waived for n in advisory.names()):
+                continue
+            return advisory
+        return None
+
     def hides(self, name: str, uploaded: float | None, now: float) -> float | None:
         """
         Until when a file of C{name} uploaded at C{uploaded} is held back
-        by the cooldown (infinity for a file without an upload time that
-        is denied); L{None} if it is not.
+        by the cooldown or the freeze date (infinity for a file without an
+        upload time that is denied, or one after the freeze date); L{None}
+        if it is not.
         """
-        if self.cooldown is None or name in self.exempt:
+        held = self._timeHeld(name, uploaded, now)
+        return None if held is None else held.until
+
+    def _timeHeld(self, name: str, uploaded: float | None, now: float) -> Held | None:
+        cooling = self.cools(name)
+        if not cooling and self.excludeNewer is None:
             return None
         if uploaded is None:
-            return None if self.allowUnknown else math.inf
-        ends = uploaded + self.cooldown
-        return ends if ends > now else None
+            if self.allowUnknown:
+                return None
+            option = "--cooldown" if cooling else "--exclude-newer"
+            return Held("cooldown" if cooling else "exclude-newer",
+                        f"this release is held back by the mirror's {option}, its upload time is unknown")
+        if self.excludeNewer is not None and uploaded > self.excludeNewer:
+            return Held("exclude-newer",
+                        f"this file was uploaded after the mirror's --exclude-newer {_when(self.excludeNewer)}")
+        if cooling:
+            assert self.cooldown is not None
+            ends = uploaded + self.cooldown
+            if ends > now:
+                return Held("cooldown", f"this release is held back by the mirror's --cooldown, until {_when(ends)}",
+                            ends)
+        return None
+
+    def holds(self, name: str, filename: str, uploaded: float | None, now: float) -> Held | None:
+        """
+        Why a file of project C{name} is held back now; L{None} if it is
+        not.
+        """
+        version = versionOf(filename)
+        rule = self.rules.refusal(name, version) if self.rules.deny or self.rules.allowOnly else None
+        if rule is not None:
+            return Held("rule", f"this file is held back by the mirror's rule: {rule}", what=rule)
+        advisory = self.blocking(name, version) if self.advisories.count else None
+        if advisory is not None:
+            summary = f": {advisory.summary}" if advisory.summary else ""
+            return Held("advisory", f"this file is held back by advisory {advisory.id}{summary}", what=advisory.id)
+        return self._timeHeld(name, uploaded, now)
+
+    def heldBack(self) -> list[tuple[str, str, str, list[str]]]:
+        """
+        What the rules and advisories held back of the pages served since
+        the policy last changed: (kind, the rule or advisory, project,
+        versions).
+        """
+        with self._lock:
+            return sorted((kind, what, project, sorted(versions)) for (kind, what, project), versions in self._held.items())
+
+    def _note(self, held: Held, project: str, version: str | None) -> None:
+        if held.kind not in ("rule", "advisory"):
+            return
+        with self._lock:
+            self._held.setdefault((held.kind, held.what, project), set()).add(version or "?")
 
     def view(self, name: str, page: dict[str, Any], now: float) -> View:
         """
@@ -142,7 +298,12 @@ class Policy:
         status = page.get("project-status")
         if isinstance(status, dict) and status.get("status") == QUARANTINED:
             return View(dict(page, files=[]))
-        if not self.cools(name):
+        if not (
+            self.cools(name)
+            or self.excludeNewer is not None
+            or name in self.rules.names
+            or (self.denyAdvisories != "off" and name in self.advisories.byProject)
+        ):
             return View(page)
         kept, until, unknown = [], math.inf, False
         hiddenVersions: set[str] = set()
@@ -150,14 +311,15 @@ class Policy:
         for entry in page["files"]:
             uploaded = uploadTime(entry)
             unknown = unknown or uploaded is None
-            ends = self.hides(name, uploaded, now)
+            held = self.holds(name, entry["filename"], uploaded, now)
             version = versionOf(entry["filename"])
-            if ends is None:
+            if held is None:
                 kept.append(entry)
                 if version is not None:
                     keptVersions.add(version)
                 continue
-            until = min(until, ends)
+            self._note(held, name, version)
+            until = min(until, held.until)
             if version is not None:
                 hiddenVersions.add(version)
         if len(kept) == len(page["files"]):

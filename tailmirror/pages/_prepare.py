@@ -86,6 +86,8 @@ class Rendering:
     until: float = math.inf
     #: Whether the cooldown met a file without an upload time.
     unknownTimes: bool = False
+    #: The policy's generation it was rendered under.
+    generation: int = 0
 
     @property
     def size(self) -> int:
@@ -99,8 +101,9 @@ def renderAs(
     One form of a project page as C{policy} has it served at C{now}, its
     files linked in C{layout}.  CPU work: run it off the reactor thread.
     """
+    generation = policy.generation
     view = policy.view(name, page, now)
-    return Rendering(Body.of(RENDERERS[form](view.page, layout)), view.until, view.unknownTimes)
+    return Rendering(Body.of(RENDERERS[form](view.page, layout)), view.until, view.unknownTimes, generation)
 
 
 def preparePage(

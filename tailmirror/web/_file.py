@@ -6,8 +6,6 @@ checked first; a front's questions answered.
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -35,10 +33,6 @@ CACHE_HEADER = "Tailmirror-Cache"
 #: A cold file smaller than this is sent once it is whole and verified:
 #: its wait is short, and a failure is then an answer with a status.
 WHOLE_BELOW = 1024 * 1024
-
-
-def _when(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 async def _waitFor(request: Request, signal: Signal[Any]) -> bool:
@@ -119,32 +113,34 @@ class FileResource(Resource):
         refusal = pages.refusal(key)
         if refusal is not None:
             return askTheMirror(request) if front == "ask" else plain(request, *refusal)
-        if pages.policy.cooldown is not None:
-            d = ensureDeferred(self._unlessCooling(request, key, front))
+        if pages.policy.filtersFiles:
+            d = ensureDeferred(self._unlessHeld(request, key, front))
             d.addErrback(self._failed, request, key)
             return NOT_DONE_YET
         return self._serve(request, key, front)
 
-    async def _unlessCooling(self, request: Request, key: FileKey, front: str | None) -> None:
+    async def _unlessHeld(self, request: Request, key: FileKey, front: str | None) -> None:
         """
-        Serve a file unless its release is still in the cooldown: by its
-        link's upload time, on its project's page.  A file no page lists
-        any more (a pinned one) is served if the mirror has it.
+        Serve a file unless the policy holds it back (a rule, an advisory,
+        the cooldown, the freeze date): by its link on its project's page.
+        A file no page lists any more (a pinned one) is served if the
+        mirror has it.
         """
         try:
             link = await self._store.resolve(key)
         except (NotFound, Unavailable):
             link = None
-        ends = None
-        if link is not None and link.project is not None:
-            ends = self._store.pagesOf(key).policy.hides(link.project, link.uploaded, self._store.clock.seconds())
-        if ends is not None:
+        held, project = None, link.project if link is not None else None
+        if link is not None and project is not None:
+            policy = self._store.pagesOf(key).policy
+            held = policy.holds(project, key.filename, link.uploaded, self._store.clock.seconds())
+        if held is not None:
             if front == "ask":
                 askTheMirror(request)
                 request.finish()
                 return
-            until = "its upload time is unknown" if ends == math.inf else f"until {_when(ends)}"
-            respond(request, 403, f"this release is held back by the mirror's --cooldown, {until}")
+            self._store.events.policyRefused(held.kind, project or "", held.what)
+            respond(request, 403, held.line)
             return
         if not request.finished and not getattr(request, "_disconnected", False):
             answer = self._serve(request, key, front)
