@@ -28,7 +28,7 @@ from .observe import (
     SlotFacts,
     Snapshot,
 )
-from .pages import RENDER_CACHE_BYTES, Journal, Policy, ProjectPages
+from .pages import RENDER_CACHE_BYTES, Journal, Policy, PolicySources, ProjectPages, Rules
 from .prefetch import Prefetcher
 from .upstream import Credentials, Upstream
 from .web import AccessLog, AnyOf, Guard, MirrorSite, MirrorWeb, checkerFor
@@ -126,6 +126,18 @@ class Settings:
     #: Who may read (C{--auth}): C{(kind, path)} of each file of
     #: credentials; none, anyone who can connect.
     auth: tuple[tuple[str, str], ...] = ()
+    #: Files uploaded after this (Unix time) are held back; L{None}: none.
+    excludeNewer: float | None = None
+    #: The rules of the options (C{--deny}, C{--allow-only}, C{--waive}).
+    rules: Rules = field(default_factory=Rules)
+    #: A file of more rules, read again when it changes.
+    policyFile: str | None = None
+    #: Paths and URLs of advisories in the OSV format.
+    advisories: tuple[str, ...] = ()
+    #: Seconds between fetches of an advisory URL.
+    advisoriesRefresh: float = 6 * 3600.0
+    #: Which advisories hold files back: malicious, vulnerable or off.
+    denyAdvisories: str = "malicious"
 
     @property
     def allIndexes(self) -> tuple[IndexSettings, ...]:
@@ -188,6 +200,7 @@ class Mirror:
     site: MirrorSite
     indexes: dict[str, Index] = field(default_factory=dict)
     prefetch: Prefetcher | None = None
+    policySources: PolicySources | None = None
 
     def open(self) -> Deferred[None]:
         """
@@ -195,11 +208,16 @@ class Mirror:
         the tree (the L{Deferred} fires when it is counted).
 
         @raise OSError: if the cache directory cannot be used.
+        @raise SourceError: if a source of the policy cannot be read.
         """
         for name in self.indexes:
             os.makedirs(self.settings.stateDir(name), exist_ok=True)
+        if self.policySources is not None:
+            self.policySources.load()
         for index in self.indexes.values():
             index.pages.open()
+        if self.policySources is not None:
+            self.policySources.start()
         counted = self.tree.open()
         self.metrics.start()
         return counted
@@ -209,6 +227,8 @@ class Mirror:
         Stop the budget and close the journals, durably, and the access log.
         """
         self.metrics.stop()
+        if self.policySources is not None:
+            self.policySources.stop()
         if self.prefetch is not None:
             self.prefetch.stop()
         self.tree.close()
@@ -261,6 +281,7 @@ class Mirror:
             ),
             journal=JournalFacts(self.journal.size, self.journal.live, self.journal.compactions),
             prefetch=self.prefetch.figures() if self.prefetch is not None else None,
+            policy=self.policySources.figures() if self.policySources is not None else None,
         )
 
 
@@ -284,7 +305,25 @@ def buildMirror(
     metrics = MirrorMetrics(clock)
     status = MirrorStatus(clock)
     events = Fanout((LogEvents(), metrics, status, *subscribers))
-    policy = Policy(settings.cooldown, settings.cooldownAllowUnknown, frozenset(settings.cooldownExempt))
+    policy = Policy(
+        settings.cooldown,
+        settings.cooldownAllowUnknown,
+        frozenset(settings.cooldownExempt),
+        excludeNewer=settings.excludeNewer,
+        denyAdvisories=settings.denyAdvisories,
+        rules=settings.rules,
+    )
+    policySources = PolicySources(
+        policy,
+        clock,
+        runInThread,
+        rules=settings.rules,
+        policyFile=settings.policyFile,
+        advisories=settings.advisories,
+        refresh=settings.advisoriesRefresh,
+        client=client,
+        keepIn=settings.cacheDir,
+    )
     indexes: dict[str, Index] = {}
     for each in settings.allIndexes:
         upstream = Upstream(
@@ -372,6 +411,7 @@ def buildMirror(
         site,
         indexes,
         prefetch,
+        policySources,
     )
     metrics.watch(mirror.snapshot)
     status.watch(mirror.snapshot)

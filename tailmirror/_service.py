@@ -24,6 +24,7 @@ from ._mirror import Index, Settings, buildMirror
 from ._version import __version__
 from .base import IMirrorEvents, returnBigBlocks
 from .files import CacheLock, LockHeld, walkInChild
+from .pages import SourceError
 from .upstream import Clients, Reach, origin
 from .web import AccessLog, MetricsOnly, MirrorSite
 
@@ -135,6 +136,13 @@ class MirrorService(Service):
             raise StartFailure(f"--cache-dir cannot be written ({e.strerror}): {where}") from None
         try:
             self.mirror.open()
+        except SourceError as e:
+            self._lock.release()
+            raise StartFailure(str(e)) from None
+        except OSError as e:
+            self._lock.release()
+            raise StartFailure(f"--cache-dir cannot be written ({e.strerror}): {where}") from None
+        try:
             fd, probe = self.tree.temporary()
             os.close(fd)
             os.unlink(probe)

@@ -17,19 +17,12 @@ from ._mirror import DEFAULTS, IndexSettings
 from ._pipindex import pipIndex
 from ._service import MirrorService, Settings, TailmirrorService
 from ._version import __version__
-from ._values import (
-    count as _count,
-    credentialsFor,
-    named as _named,
-    noThreads as _noThreads,
-    seconds as _seconds,
-    sizeOrShare as _sizeOrShare,
-)
+from ._optiongroups import AccessOptions, PolicyOptions
+from ._values import count as _count, named as _named, seconds as _seconds, sizeOrShare as _sizeOrShare
 from .base import DEFAULT_INDEX, canonicalName
-from .pages import parseDuration
+from .pages import parseDuration, rulesOf
 from .prefetch import MODES
-from .web import AUTH_FORMATS, checkerFor
-from .upstream import FILE_FORMAT, Credentials, loadTrustRoot, parseHostPort, withoutUserinfo
+from .upstream import loadTrustRoot, withoutUserinfo
 
 __all__ = ["Options", "makeService"]
 
@@ -37,7 +30,7 @@ DEFAULT_LISTEN = "tcp:3141:interface=127.0.0.1"
 UPSTREAM_ENV = "TAILMIRROR_UPSTREAM"
 
 
-class Options(usage.Options):
+class Options(AccessOptions, PolicyOptions, usage.Options):
     """
     The options of C{twistd tailmirror}.
     """
@@ -119,14 +112,6 @@ class Options(usage.Options):
             "(default: the system's).",
         ],
         [
-            "upstream-credentials",
-            None,
-            None,
-            "A file of the credentials to send --upstream, kept out of ps and the URL: "
-            f"{FILE_FORMAT}.  Without it, the URL's own user:password@, else netrc "
-            "($NETRC, else ~/.netrc) for its host.  Sent to that scheme, host and port only.",
-        ],
-        [
             "cooldown",
             None,
             None,
@@ -196,11 +181,12 @@ class Options(usage.Options):
         self["index"] = {}
         self["index-ttl"] = {}
         self["index-ca-certs"] = {}
-        self["index-credentials"] = {}
-        self["allow-file-host"] = []
-        self["auth"] = []
-        #: What the credentials' lookup has to say at start (never a secret).
+        #: What the checks have to say at start (never a secret).
         self["start-warnings"] = []
+        self.startAccess()
+        self.startPolicy()
+        # An option's method's docstring, folded to one line for --help.
+        self.docs = {name: " ".join(doc.split()) if doc else doc for name, doc in self.docs.items()}
 
     def opt_index(self, value: str) -> None:
         """
@@ -237,44 +223,6 @@ class Options(usage.Options):
         except (OSError, ValueError) as e:
             raise usage.UsageError(f"--index-ca-certs {name}= takes a PEM file of certificates: {e}") from None
         self["index-ca-certs"][name] = path
-
-    def opt_index_credentials(self, value: str) -> None:
-        """
-        NAME=PATH: a file of the credentials to send one index, as
-        --upstream-credentials takes (NAME pypi is --upstream's).
-        """
-        name, path = _named("index-credentials", value, "NAME=PATH", allowDefault=True)
-        self["index-credentials"][name] = path
-
-    def opt_auth(self, value: str) -> None:
-        """
-        KIND:PATH: only readers with credentials in this file may read the
-        mirror (every route; the metrics too, unless on --metrics-listen).
-        htpasswd:PATH holds NAME:HASH lines with bcrypt hashes, as
-        'htpasswd -B' writes them; tokens:PATH holds NAME:sha256:HEX lines,
-        the sha256 of each bearer token ('tailmirror token NAME' makes one),
-        a token taken as a bearer token or as the password of Basic
-        credentials.  Read again when it changes.  Repeat for both.
-        """
-        kind, colon, path = value.partition(":")
-        if not colon or kind not in AUTH_FORMATS or not path:
-            raise usage.UsageError(f"--auth takes htpasswd:PATH or tokens:PATH, not {value!r}")
-        self["auth"].append((kind, path))
-
-    def opt_allow_file_host(self, value: str) -> None:
-        """
-        HOST[:PORT]: files, metadata and provenance may be fetched from this
-        host (any port, without one) whatever address it resolves to
-        (repeat for more).  Without it, links to loopback, link-local and
-        private addresses are refused, but the upstream's own, and links
-        without a hash are taken from the upstream's host only.
-        """
-        try:
-            self["allow-file-host"].append(parseHostPort(value))
-        except ValueError:
-            raise usage.UsageError(
-                f"--allow-file-host takes HOST or HOST:PORT ([V6]:PORT), not {value!r}"
-            ) from None
 
     def opt_cooldown_exempt(self, name: str) -> None:
         """
@@ -313,15 +261,6 @@ class Options(usage.Options):
             if getattr(self, "parent", None) is None:
                 raise
             sys.exit(f"twistd tailmirror: {e} (twistd tailmirror --help lists the options)")
-
-    def _credentials(self, name: str, url: str) -> tuple[str, Credentials | None]:
-        """
-        An index's URL without its userinfo, and its credentials.
-        """
-        path, given = self["index-credentials"].get(name), f"--index-credentials {name}="
-        if path is None and name == DEFAULT_INDEX:
-            path, given = self["upstream-credentials"], "--upstream-credentials"
-        return credentialsFor(url, path if isinstance(path, str) else None, given, self["start-warnings"])
 
     def postOptions(self) -> None:
         """
@@ -366,10 +305,10 @@ class Options(usage.Options):
                 f"--upstream takes an http:// or https:// URL, not {withoutUserinfo(upstream)[0]!r}"
                 + ("" if self["upstream-source"] == "--upstream" else f" (from {self['upstream-source']})")
             )
-        upstream, self["credentials"] = self._credentials(DEFAULT_INDEX, upstream)
+        upstream, self["credentials"] = self.credentialsOf(DEFAULT_INDEX, upstream)
         self["upstream"] = upstream if upstream.endswith("/") else upstream + "/"
         for name, url in list(self["index"].items()):
-            self["index"][name], self["index-credentials"][name] = self._credentials(name, url)
+            self["index"][name], self["index-credentials"][name] = self.credentialsOf(name, url)
         self["ttl"] = _seconds("ttl", self["ttl"])
         self["revalidate-floor"] = _seconds("revalidate-floor", self["revalidate-floor"], zero=True)
         self["stale-after"] = _seconds("stale-after", self["stale-after"])
@@ -411,22 +350,8 @@ class Options(usage.Options):
         accel = self["accel-redirect"]
         if accel is not None and not (accel.startswith("/") and accel.endswith("/") and accel.isascii()):
             raise usage.UsageError(f"--accel-redirect takes a location that begins and ends with /, not {accel!r}")
-        for kind, path in self["auth"]:
-            try:
-                checker = checkerFor(kind, path, reactor, _noThreads)
-            except OSError as e:
-                raise usage.UsageError(f"--auth {kind}: cannot be read ({e.strerror}): {path}") from None
-            except ValueError as e:
-                raise usage.UsageError(f"--auth {kind}: {e}") from None
-            if not checker.names:
-                self["start-warnings"].append(f"--auth {kind}:{path} names no reader yet: nobody can read")
-        if self["auth"]:
-            for endpoint in self["listen"]:
-                if not endpoint.startswith("ssl:"):
-                    self["start-warnings"].append(
-                        f"--auth with plain HTTP on {endpoint}: readers' credentials cross the network "
-                        "unencrypted; listen on ssl:... (or behind a TLS front) beyond this host"
-                    )
+        self.checkAccess(reactor)
+        self.checkPolicy()
         for option in ("index-ttl", "index-ca-certs", "index-credentials"):
             for name in self[option]:
                 if name != DEFAULT_INDEX and name not in self["index"]:
@@ -469,6 +394,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         prefetchRequests=options["prefetch-requests"],
         renderCacheBytes=options["render-cache"],
         auth=tuple(options["auth"]),
+        excludeNewer=options["exclude-newer"],
+        rules=rulesOf(options["deny"], options["allow-only"], options["waive"]),
+        policyFile=options["policy-file"],
+        advisories=tuple(options["advisories"]),
+        advisoriesRefresh=options["advisories-refresh"],
+        denyAdvisories=options["deny-advisories"],
         indexes=tuple(
             IndexSettings(
                 name,

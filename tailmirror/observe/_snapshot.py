@@ -103,6 +103,8 @@ class Snapshot:
     journal: JournalFacts
     #: What the prefetch did (L{tailmirror.prefetch.Prefetcher.figures}).
     prefetch: dict[str, Any] | None
+    #: What the policy holds (L{tailmirror.pages.PolicySources.figures}).
+    policy: dict[str, Any] | None = None
 
     @property
     def projectsKnown(self) -> int:

@@ -166,6 +166,7 @@ class MirrorStatus(NoEvents):
             },
             "downloads": downloads,
             "prefetch": facts.prefetch,
+            "policy": facts.policy,
         }
 
     def json(self) -> bytes:
@@ -285,6 +286,7 @@ def renderHTML(facts: dict[str, Any]) -> str:
     else:
         downloads = '<p class="muted">None.</p>'
     prefetch = _prefetchTable(facts["prefetch"])
+    policy = _policyTables(facts.get("policy"))
     uptime = _duration(facts["uptimeSeconds"])
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -309,9 +311,46 @@ This page reloads every 10 s; <a href="?format=json">JSON</a>.</p>
 {downloads}
 <h2>Prefetch</h2>
 {prefetch}
+<h2>Policy</h2>
+{policy}
 </body>
 </html>
 """
+
+
+def _policyTables(policy: dict[str, Any] | None) -> str:
+    """
+    The rules and advisories, their sources, and what they held back.
+    """
+    if policy is None:
+        return '<p class="muted">None.</p>'
+    rows = [
+        _row(label, escape(", ".join(policy[key])) or '<span class="muted">none</span>')
+        for label, key in (("Deny", "deny"), ("Allow only", "allowOnly"), ("Waived", "waived"))
+    ]
+    if policy["policyFile"]:
+        trouble = policy["policyFileError"]
+        state = f'<span class="bad">cannot be read again: {escape(trouble)}</span>' if trouble else "read"
+        rows.append(_row("Policy file", f"<code>{escape(policy['policyFile'])}</code> ({state})"))
+    rows.append(_row("Advisories", f"{policy['advisories']:,}, held back: {escape(policy['denyAdvisories'])}"))
+    for source in policy["sources"]:
+        error = source["error"]
+        state = (
+            f'<span class="bad">failed: {escape(error)}; the last good copy holds</span>' if error
+            else f'<span class="ok">{source["advisories"]:,} advisories</span>'
+        )
+        loaded = _when(source["loaded"]) or "never"
+        rows.append(_row("", f"<code>{escape(source['source'])}</code>: {state}, read {escape(loaded)}"))
+    held = "".join(
+        f"<tr><td>{escape(h['kind'])}</td><td><code>{escape(h['what'])}</code></td>"
+        f"<td>{escape(h['project'])}</td><td>{escape(', '.join(h['versions']))}</td></tr>"
+        for h in policy["heldBack"]
+    )
+    heldTable = (
+        "<table><tr><th>Held back by</th><th></th><th>Project</th><th>Versions</th></tr>" + held + "</table>"
+        if held else '<p class="muted">Nothing held back by a rule or an advisory in the pages served.</p>'
+    )
+    return "<table>" + "".join(rows) + "</table>" + heldTable
 
 
 def _prefetchTable(figures: dict[str, Any] | None) -> str:

@@ -15,7 +15,7 @@ It stands on the ground floor only (L{tailmirror.base}).
 from ._client import Fetched, Ranged, Upstream, judgeRoot
 from ._credentials import FILE_FORMAT, Credentials, credentialsFromFile, credentialsFromNetrc, origin, withoutUserinfo
 from ._reach import Reach, Refused, parseHostPort
-from ._readers import FileBody, FileSink, typeName
+from ._readers import FileBody, FileSink, readBody, typeName
 from ._slots import Priority, Slots, priorityOf
 from ._transport import Clients, NoCookies, UpstreamEndpoints, loadTrustRoot
 
@@ -42,5 +42,6 @@ __all__ = [
     "judgeRoot",
     "loadTrustRoot",
     "priorityOf",
+    "readBody",
     "typeName",
 ]
