@@ -228,6 +228,8 @@ class FakeIndex(Resource):
         self.redirects: dict[str, str] = {}
         #: Whether a C{Range} of an in-memory file is answered with it alone.
         self.ranges = True
+        #: Other documents served by path (advisory feeds), with ETags.
+        self.feeds: dict[str, bytes] = {}
         #: The C{Authorization} every request must carry (else a 401).
         self.authorization: str | None = None
         #: Requests that carried an C{Authorization} header, by path.
@@ -259,6 +261,13 @@ class FakeIndex(Resource):
         if self.failWith is not None:
             request.setResponseCode(self.failWith)
             return b"failing on purpose"
+        if path in self.feeds:
+            etag = '"' + hashlib.sha256(self.feeds[path]).hexdigest()[:16] + '"'
+            request.setHeader("ETag", etag)
+            if request.getHeader("if-none-match") == etag:
+                request.setResponseCode(304)
+                return b""
+            return self.feeds[path]
         parts = path.strip("/").split("/")
         if path == "/simple/":
             return self._root(request)
@@ -518,6 +527,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--link", action="append", default=[], metavar="PROJECT=URL",
                         help="serve PROJECT with one file linked at URL (its name the URL's last part; "
                         "hashed with the bytes of an sdist of that name)")
+    parser.add_argument("--feed", action="append", default=[], metavar="PATH=FILE",
+                        help="serve FILE's bytes at PATH, with an ETag (an advisory feed)")
     parser.add_argument("--tls", metavar="PEM",
                         help="serve HTTPS with this certificate and key, as localhost (absolute links too)")
     args = parser.parse_args(argv)
@@ -555,6 +566,10 @@ def main(argv: list[str]) -> None:
                 if f.filename in args.uploaded_now:
                     f.uploadTime = now
     index.authorization = args.require
+    for each in args.feed:
+        path, _, file = each.partition("=")
+        with open(file, "rb") as f:
+            index.feeds[path] = f.read()
     for each in args.redirect:
         path, _, url = each.partition("=")
         index.redirects[path] = url
