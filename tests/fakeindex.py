@@ -567,9 +567,9 @@ def main(argv: list[str]) -> None:
                     f.uploadTime = now
     index.authorization = args.require
     for each in args.feed:
-        path, _, file = each.partition("=")
-        with open(file, "rb") as f:
-            index.feeds[path] = f.read()
+        path, _, document = each.partition("=")
+        with open(document, "rb") as feed:
+            index.feeds[path] = feed.read()
     for each in args.redirect:
         path, _, url = each.partition("=")
         index.redirects[path] = url
