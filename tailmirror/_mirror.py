@@ -28,7 +28,7 @@ from .observe import (
     SlotFacts,
     Snapshot,
 )
-from .pages import RENDER_CACHE_BYTES, Journal, Policy, PolicySources, ProjectPages, Rules
+from .pages import RENDER_CACHE_BYTES, Journal, LegacyJSON, Policy, PolicySources, ProjectPages, Rules
 from .prefetch import Prefetcher
 from .upstream import Credentials, Upstream
 from .web import AccessLog, AnyOf, Guard, MirrorSite, MirrorWeb, checkerFor
@@ -390,7 +390,11 @@ def buildMirror(
         index.pages.onDelisted = tree.pin
         if index is not main:
             files.add(index.settings.name, index.pages, index.upstream)
-        webs.append(MirrorWeb(index.pages, files, status, shownMetrics, index.layout, settings.accelRedirect))
+        legacy = LegacyJSON(index.pages, index.upstream, clock, runInThread)
+        legacy.metadataOf = files.keptMetadata
+        webs.append(
+            MirrorWeb(index.pages, files, status, shownMetrics, index.layout, settings.accelRedirect, legacy)
+        )
     resource = webs[0].resource(webs[1:])
     if settings.auth:
         checkers = [checkerFor(kind, path, clock, runInThread) for kind, path in settings.auth]

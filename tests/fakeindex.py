@@ -228,6 +228,8 @@ class FakeIndex(Resource):
         self.redirects: dict[str, str] = {}
         #: Whether a C{Range} of an in-memory file is answered with it alone.
         self.ranges = True
+        #: Whether it answers the legacy JSON API (C{/pypi/<name>/json}).
+        self.jsonAPI = False
         #: Other documents served by path (advisory feeds), with ETags.
         self.feeds: dict[str, bytes] = {}
         #: The C{Authorization} every request must carry (else a 401).
@@ -275,8 +277,54 @@ class FakeIndex(Resource):
             return self._page(request, parts[1])
         if len(parts) == 2 and parts[0] == "files":
             return self._file(request, unquote(parts[1]))
+        if self.jsonAPI and parts[0] == "pypi" and parts[-1] == "json" and len(parts) in (3, 4):
+            return self._jsonAPI(request, parts[1], parts[2] if len(parts) == 4 else None)
         request.setResponseCode(404)
         return b"no such thing"
+
+    def _jsonAPI(self, request: Any, name: str, version: str | None) -> bytes:
+        """
+        The legacy JSON API of a project, as the public index gives it
+        (file URLs here absolute paths, resolved against the document's).
+        """
+        from packaging.version import Version
+
+        from tailmirror.pages import versionOf
+
+        project = self.projects.get(name)
+        if project is None:
+            request.setResponseCode(404)
+            return b'{"message": "Not Found"}'
+        releases: dict[str, list[dict[str, Any]]] = {}
+        for f in project.files:
+            each = versionOf(f.filename)
+            if each is not None:
+                releases.setdefault(each, []).append({
+                    "filename": f.filename, "url": f"/files/{quote(f.filename)}",
+                    "digests": {"sha256": f.sha256, "md5": hashlib.md5(f.content).hexdigest()},
+                    "size": f.size, "upload_time_iso_8601": f.uploadTime, "yanked": bool(f.yanked),
+                    "packagetype": "bdist_wheel" if f.filename.endswith(".whl") else "sdist",
+                })
+        latest = version or max(releases, key=Version)
+        if latest not in releases:
+            request.setResponseCode(404)
+            return b'{"message": "Not Found"}'
+        document: dict[str, Any] = {
+            "info": {"name": name, "version": latest, "summary": f"the fake {name}"},
+            "last_serial": 7,
+            "urls": releases[latest],
+            "vulnerabilities": [{"id": "PYSEC-0", "aliases": [], "summary": "upstream's own"}],
+        }
+        if version is None:
+            document["releases"] = releases
+        body = json.dumps(document).encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        request.setHeader("ETag", etag)
+        request.setHeader("Content-Type", "application/json")
+        if request.getHeader("if-none-match") == etag:
+            request.setResponseCode(304)
+            return b""
+        return body
 
     def stats(self) -> dict[str, int]:
         """
@@ -527,6 +575,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--link", action="append", default=[], metavar="PROJECT=URL",
                         help="serve PROJECT with one file linked at URL (its name the URL's last part; "
                         "hashed with the bytes of an sdist of that name)")
+    parser.add_argument("--json-api", action="store_true", help="answer the legacy JSON API too")
     parser.add_argument("--feed", action="append", default=[], metavar="PATH=FILE",
                         help="serve FILE's bytes at PATH, with an ETag (an advisory feed)")
     parser.add_argument("--tls", metavar="PEM",
@@ -566,6 +615,7 @@ def main(argv: list[str]) -> None:
                 if f.filename in args.uploaded_now:
                     f.uploadTime = now
     index.authorization = args.require
+    index.jsonAPI = args.json_api
     for each in args.feed:
         path, _, document = each.partition("=")
         with open(document, "rb") as feed:

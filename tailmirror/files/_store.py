@@ -23,12 +23,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ..base import DEFAULT_INDEX, FileKey, IMirrorEvents, NoEvents, NotFound, RunInThread, UpstreamError
+from ..base import DEFAULT_INDEX, FileKey, IMirrorEvents, NoEvents, NotFound, RunInThread, Unavailable, UpstreamError
 from ..pages import FileLink, projectsOf
 from ..upstream import Priority, Upstream, priorityOf
 from ._download import Download
 from ._tree import FileTree
-from ._wheel import RANGED_MAX, TAIL, Need, NoMetadata, Sparse, metadataFromZip
+from ._wheel import METADATA_MAX, RANGED_MAX, TAIL, Need, NoMetadata, Sparse, metadataFromZip
 
 if TYPE_CHECKING:
     from ..pages import ProjectPages
@@ -169,6 +169,28 @@ class FileStore:
         if found is None:
             raise UpstreamError(503, "the wheel was evicted as soon as it was kept; try again")
         return found
+
+    async def keptMetadata(self, key: FileKey) -> bytes | None:
+        """
+        The core metadata file C{key} names, if the tree keeps it (or its
+        wheel); L{None} if not.  Nothing is fetched.
+        """
+        file = self.tree.openFile(key)
+        if file is not None:
+
+            def read() -> bytes:
+                with os.fdopen(os.dup(file.fd), "rb") as f:
+                    return f.read(METADATA_MAX)
+
+            try:
+                data: bytes = await self.runInThread(read)
+                return data
+            finally:
+                file.close()
+        try:
+            return await self._fromTree(replace(key, metadata=False))
+        except Unavailable:
+            return None
 
     async def _fromTree(self, wheel: FileKey) -> bytes | None:
         """

@@ -17,6 +17,7 @@ It stands on the upstream wing and the ground floor.
 
 from ._bodies import Body, Served
 from ._journal import Journal
+from ._legacy import LegacyJSON
 from ._links import FileLink, metadataOffered, projectsOf
 from ._pages import RENDER_CACHE_BYTES, ProjectPages
 from ._advisories import Advisories, Advisory, readAdvisories
@@ -43,6 +44,7 @@ __all__ = [
     "Body",
     "FileLink",
     "Journal",
+    "LegacyJSON",
     "metadataOffered",
     "PageView",
     "parseDuration",

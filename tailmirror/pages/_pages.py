@@ -310,6 +310,12 @@ class ProjectPages:
         entry, _, _ = await self._current(name, revalidate, form=form, background=background)
         return entry
 
+    async def pageNow(self, name: str) -> tuple[dict[str, Any], str | None]:
+        """A page as upstream gave it (refreshed if not fresh), and its serial."""
+        entry, _, _ = await self._current(name, revalidate=False)
+        page: dict[str, Any] = await self._workshop.readBack(entry, lambda page: page)
+        return page, entry.lastSerial
+
     async def findLink(self, name: str, key: FileKey) -> FileLink | None:
         """
         The link on a project's page that C{key} names, or L{None}.  A page
@@ -437,9 +443,7 @@ class ProjectPages:
         return entry
 
     def compact(self) -> Deferred[None]:
-        """
-        Compact the journal, unless a compaction runs already.
-        """
+        """Compact the journal, unless a compaction runs already."""
         return self._keeper.compact()
 
     async def _rendered(self, entry: Entry, form: str) -> Body:
@@ -473,9 +477,8 @@ class ProjectPages:
 
     def refusal(self, key: FileKey) -> tuple[int, str] | None:
         """
-        Why a file may not be served at all, whatever the tree holds: its
-        project is quarantined upstream (PEP 792), or not on the allow-only
-        list.
+        Why a file may not be served at all, whatever the tree holds: its project
+        is quarantined upstream (PEP 792), or not on the allow-only list.
         """
         if not self._quarantined and not self.policy.rules.allowOnly:
             return None  # the warm path pays nothing while neither is

@@ -338,6 +338,35 @@ class Upstream:
             raise UpstreamError(502, f"upstream answered {response.code} for the file")
         return response
 
+    def fetchDocument(self, url: str, etag: str | None = None) -> Deferred[Fetched]:
+        """
+        Ask upstream for another document than a project page (its JSON
+        API's), conditionally if we have its ETag, capped as pages are.
+
+        @return: a L{Deferred} firing with L{Fetched} (200 or 304), or
+            failing with L{NotFound} (a 404 or 410) or L{UpstreamError}.
+        """
+
+        async def ask() -> Fetched:
+            headers = self._headers(url, {"Accept": "application/json", "User-Agent": USER_AGENT})
+            if etag is not None:
+                headers["If-None-Match"] = etag
+            response = await self._within(self._client.get(url, headers=headers, unbuffered=True))
+            idle = (self._clock, self.idleTimeout)
+            if response.code == 304 and etag is not None:
+                await readBody(response, self.maxPageBytes, idle)
+                return Fetched(304, url, etag)
+            if response.code in (404, 410):
+                response.deliverBody(Protocol())
+                raise NotFound(url)
+            if response.code != 200:
+                response.deliverBody(Protocol())
+                raise UpstreamError(502, f"upstream answered {response.code} for its JSON API")
+            body = await readBody(response, self.maxPageBytes, idle)
+            return Fetched(200, url, _header(response, b"etag"), (_header(response, b"content-type") or "").lower(), body)
+
+        return Deferred.fromCoroutine(self.pageSlots.run(lambda: self._within(ask(), deadline=False), False))
+
     async def _fetch(self, name: str, etag: str | None) -> Fetched:
         url = self.pageURL(name)
         headers = self._headers(url, {"Accept": ACCEPT, "User-Agent": USER_AGENT})

@@ -24,10 +24,11 @@ from zope.interface import implementer
 from ..base import PYPI, IndexLayout, NotFound, Unavailable, canonicalName
 from ..files import FileStore
 from ..observe import CONTENT_TYPE as METRICS_TYPE, MirrorMetrics, MirrorStatus
-from ..pages import Body, ProjectPages, Served
+from ..pages import Body, LegacyJSON, ProjectPages, Served
 from ._answers import answerFor, etagMatches, header, plain
 from ._file import ALLOW, FileResource
 from ._front import askTheMirror, fromFront
+from ._legacy import isJSONAPI, sendLegacy
 from ._negotiate import Form, contentType, negotiate
 
 __all__ = ["MetricsOnly", "MirrorWeb"]
@@ -244,7 +245,9 @@ class MirrorWeb:
         metrics: MirrorMetrics | None,
         layout: IndexLayout = PYPI,
         accelRedirect: str | None = None,
+        legacy: LegacyJSON | None = None,
     ) -> None:
+        self._legacy = legacy
         self._pages = pages
         self._files = files
         self._status = status
@@ -336,6 +339,25 @@ class MirrorWeb:
             return plain(request, 404, "the metrics are served on the endpoint of --metrics-listen")
         return sendMetrics(request, self._metrics)
 
+    @app.route("/pypi/<name>/json", methods=_READ)
+    async def legacyProject(self, request: IRequest, name: str) -> bytes:
+        """
+        The legacy JSON API of a project (L{LegacyJSON}).
+        """
+        return await self._legacyJSON(request, name, None)
+
+    @app.route("/pypi/<name>/<version>/json", methods=_READ)
+    async def legacyVersion(self, request: IRequest, name: str, version: str) -> bytes:
+        """
+        The legacy JSON API of one version of a project.
+        """
+        return await self._legacyJSON(request, name, version)
+
+    async def _legacyJSON(self, request: IRequest, name: str, version: str | None) -> bytes:
+        if self._legacy is None:
+            return plain(request, 404, "not found")
+        return await sendLegacy(request, self._legacy, name, version)
+
     @app.route("/<path:anything>", methods=_READ)
     def elsewhere(self, request: IRequest, anything: str) -> bytes:
         """
@@ -420,7 +442,7 @@ class Front(Resource):
                 index, within = other, slash + rest
                 request.prepath = [first]
                 request.postpath = request.postpath[1:]
-            elif first == self._alias[1:] and slash:
+            elif first == self._alias[1:] and slash and not isJSONAPI(rest):
                 return self._unaliased(request, slash + rest)
         body = self._fresh(request, index, within)
         if body is not None:

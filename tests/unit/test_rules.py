@@ -18,7 +18,7 @@ from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._optiongroups import parseDate
-from tailmirror.pages import Advisories, parsePolicyFile, parseRule, readAdvisories, rulesOf
+from tailmirror.pages import Advisories, parsePolicyFile, parseRule, readAdvisories, rulesOf, versionOf
 from tailmirror.pages._advisories import parseOSV
 
 from ..fakeindex import FakeProject, sdist
@@ -294,3 +294,77 @@ class FeedTests(SynchronousTestCase):
         again = h.restart(advisories=("http://upstream.test/feeds/pypi.zip",))
         self.addCleanup(lambda: again.mirror.close())
         self.assertEqual(listed(again.get("/simple/evil-pkg/", JSON)), [])
+
+
+class LegacyJSONTests(SynchronousTestCase):
+    """
+    The legacy JSON API: passed through with its URLs the mirror's and the
+    policy applied, or made from the page where upstream has none.
+    """
+
+    def harness(self, jsonAPI: bool, **settings: Any) -> Harness:
+        root = Path(tempfile.mkdtemp())
+        (root / "GHSA-aaaa.json").write_text(json.dumps(osv(
+            "GHSA-aaaa", "requests", events=[{"introduced": "0"}, {"fixed": "2.32.0"}], summary="Leaks headers")))
+        h = Harness(projects() + [FakeProject("alpha-wheel", [])], advisories=(str(root),), **settings)
+        h.index.jsonAPI = jsonAPI
+        self.addCleanup(h.mirror.close)
+        return h
+
+    def test_passedThrough(self) -> None:
+        h = self.harness(True, rules=rulesOf(deny=["requests==2.31.0"]))
+        answer = h.get("/pypi/requests/json")
+        self.assertEqual(answer.code, 200)
+        document = json.loads(answer.body)
+        self.assertEqual(sorted(document["releases"]), ["2.30.0", "2.32.0"])
+        [f] = document["releases"]["2.30.0"]
+        self.assertEqual(f["url"], "http://mirror.test" + filePath(h.index.projects["requests"].files[0]))
+        self.assertEqual(h.get(f["url"][len("http://mirror.test"):]).body, h.index.projects["requests"].files[0].content)
+        self.assertEqual(document["info"]["version"], "2.32.0")
+        self.assertEqual(document["info"]["summary"], "the fake requests")
+        self.assertEqual([v["id"] for v in document["vulnerabilities"]], ["PYSEC-0"])
+        version = json.loads(h.get("/pypi/requests/2.30.0/json").body)
+        self.assertEqual({v["id"] for v in version["vulnerabilities"]}, {"PYSEC-0", "GHSA-aaaa"})
+        # Conditional requests; upstream asked once within the TTL.
+        again = h.get("/pypi/requests/json", {"If-None-Match": answer.header("etag") or ""})
+        self.assertEqual(again.code, 304)
+        self.assertEqual(h.index.requests["/pypi/requests/json"], 1)
+        h.clock.advance(h.settings.ttl + 1)
+        self.assertEqual(h.get("/pypi/requests/json").body, answer.body)
+        self.assertEqual(h.index.lastHeaders.get("if-none-match", "")[:1], '"')
+        h.index.failWith = 503
+        h.clock.advance(h.settings.ttl + 1)
+        self.assertEqual(h.get("/pypi/requests/json").body, answer.body, "stale while upstream fails")
+
+    def test_synthesized(self) -> None:
+        """
+        Where upstream has no JSON API, it is made from the project page,
+        and the core metadata the mirror keeps.
+        """
+        from ..wheels import tree
+
+        h = Harness(tree(), clock=policyClock())
+        self.addCleanup(h.mirror.close)
+        alpha = h.index.projects["alpha"]
+        newest = [f for f in alpha.files if f.filename.endswith(".whl")][-1]
+        self.assertEqual(h.get(filePath(newest, metadata=True)).code, 200)
+        document = json.loads(h.get("/pypi/alpha/json").body)
+        self.assertEqual(h.index.requests["/pypi/alpha/json"], 1)
+        self.assertEqual(document["info"]["name"], "alpha")
+        self.assertEqual(document["info"]["version"], "1.1")
+        self.assertTrue(document["info"]["requires_dist"])
+        self.assertEqual(sorted(document["releases"]), sorted({versionOf(f.filename) for f in alpha.files}))
+        urls = {f["filename"]: f["url"] for f in document["urls"]}
+        self.assertEqual(urls[newest.filename], "http://mirror.test" + filePath(newest))
+        self.assertEqual(json.loads(h.get("/pypi/alpha/1.0/json").body)["info"]["version"], "1.0")
+        self.assertEqual(h.get("/pypi/alpha/9.9/json").code, 404)
+        self.assertEqual(h.get("/pypi/nothing-here/json").code, 404)
+        moved = h.get("/pypi/Alpha/json")
+        self.assertEqual((moved.code, moved.header("location")), (301, "../alpha/json"))
+
+    def test_policy(self) -> None:
+        h = self.harness(False, rules=rulesOf(allowOnly=["requests"]), denyAdvisories="vulnerable")
+        self.assertEqual(h.get("/pypi/urllib3/json").code, 404)
+        document = json.loads(h.get("/pypi/requests/json").body)
+        self.assertEqual(sorted(document["releases"]), ["2.32.0"])
+        self.assertEqual(document["info"]["version"], "2.32.0")
