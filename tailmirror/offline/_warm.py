@@ -37,6 +37,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from ..base import canonicalName, noteUnreadable
 from ..pages import versionOf
+from ..upstream import credentialsFromNetrc, origin, withoutUserinfo
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -298,7 +299,14 @@ class Warmer:
     """
 
     def __init__(self, mirror: str, jobs: int, out: TextIO, timeout: float = 600.0) -> None:
+        # A mirror run with --auth: credentials from the URL, else netrc,
+        # sent to the mirror alone, and the URL shown without them.
+        mirror, credentials = withoutUserinfo(mirror)
+        if credentials is None:
+            credentials, _ = credentialsFromNetrc(mirror)
+        self._credentials = credentials
         self.mirror = mirror if mirror.endswith("/") else mirror + "/"
+        self._origin = origin(self.mirror)
         self.jobs = jobs
         self.out = out
         self.timeout = timeout
@@ -307,6 +315,9 @@ class Warmer:
 
     def _open(self, url: str, accept: str = "*/*") -> Any:
         request = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": USER_AGENT})
+        if self._credentials is not None and origin(url) == self._origin:
+            # Not carried over to a redirect, which may lead elsewhere.
+            request.add_unredirected_header("Authorization", self._credentials.authorization)
         return urllib.request.urlopen(request, timeout=self.timeout)
 
     def page(self, project: str) -> dict[str, Any]:

@@ -111,6 +111,12 @@ def test_clientsWithCredentials(upstream: FakeUpstreamProcess, tmp_path: Path) -
         python = poetryInstall(tmp_path / "poetry", mirror.url, POETRY_HTTP_BASIC_MIRROR_USERNAME="ci",
                                POETRY_HTTP_BASIC_MIRROR_PASSWORD=token)
         assert imported(python) == INSTALLED
+        # The warm command reads such a mirror with the URL's credentials.
+        (tmp_path / "requirements.txt").write_text("gamma==2.0\n")
+        warmed = run([sys.executable, "-m", "tailmirror", "warm", str(tmp_path / "requirements.txt"),
+                      "--mirror", withUserinfo(mirror.url, "alice", PASSWORD)], cwd=REPO, env=cleanEnv())
+        assert warmed.returncode == 0, warmed.stdout + warmed.stderr
+        assert PASSWORD not in warmed.stdout + warmed.stderr
         log = mirror.logText()
         readersSeen = {line.split('"')[0].split()[-1] for line in log.splitlines() if '"GET /' in line}
         assert {"alice", "ci", "-"} <= readersSeen, readersSeen
