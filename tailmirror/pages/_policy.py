@@ -188,6 +188,17 @@ class Policy:
             or (self.denyAdvisories != "off" and self.advisories.count > 0)
         )
 
+    def mayHold(self, names: list[str]) -> bool:
+        """
+        Whether a file of a project (whose name is one of C{names}) may be
+        held back: a warm file of any other costs no lookup of its link.
+        """
+        if self.cooldown is not None or self.excludeNewer is not None:
+            return True
+        ruled = self.rules.names
+        advised = self.advisories.byProject if self.denyAdvisories != "off" else {}
+        return any(name in ruled or name in advised for name in names)
+
     def cools(self, name: str) -> bool:
         """
         Whether the cooldown applies to a project.

@@ -17,6 +17,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from ..base import PYPI, FileKey, IndexLayout, NotFound, Signal, Unavailable
 from ..files import Download, FileStore, OpenFile
+from ..pages import projectsOf
 from ._answers import answerFor, etagMatches, header, plain, refuse, respond
 from ._front import ACCEL_HEADER, ANSWER_KEPT, FILE_HEADER, askTheMirror, fromFront, plainPlace
 from ._stream import Stream, parseRange
@@ -113,7 +114,7 @@ class FileResource(Resource):
         refusal = pages.refusal(key)
         if refusal is not None:
             return askTheMirror(request) if front == "ask" else plain(request, *refusal)
-        if pages.policy.filtersFiles:
+        if pages.policy.filtersFiles and pages.policy.mayHold(projectsOf(key.filename)):
             d = ensureDeferred(self._unlessHeld(request, key, front))
             d.addErrback(self._failed, request, key)
             return NOT_DONE_YET
