@@ -19,7 +19,7 @@ from ._service import MirrorService, Settings, TailmirrorService
 from ._version import __version__
 from ._optiongroups import AccessOptions, PolicyOptions
 from ._values import count as _count, named as _named, seconds as _seconds, sizeOrShare as _sizeOrShare
-from .base import DEFAULT_INDEX, canonicalName
+from .base import DEFAULT_INDEX, canonicalName, defaultCacheDir
 from .pages import parseDuration, rulesOf
 from .prefetch import MODES
 from .upstream import loadTrustRoot, withoutUserinfo
@@ -48,7 +48,13 @@ class Options(AccessOptions, PolicyOptions, usage.Options):
             f"The Simple API root URL of the index to mirror (or ${UPSTREAM_ENV}; "
             "default: the index pip on this host uses).",
         ],
-        ["cache-dir", "d", ".cache/tailmirror", "Where the journal and the files live."],
+        [
+            "cache-dir",
+            "d",
+            None,
+            "Where the journal and the files live (default: $XDG_CACHE_HOME/tailmirror, "
+            "else ~/.cache/tailmirror).",
+        ],
         ["ttl", None, f"{DEFAULTS.ttl:g}", "Seconds a project page stays fresh before it is revalidated."],
         [
             "revalidate-floor",
@@ -334,6 +340,8 @@ class Options(AccessOptions, PolicyOptions, usage.Options):
                 raise usage.UsageError(
                     f"--ca-certs takes a PEM file of certificates: {e}"
                 ) from None
+        if self["cache-dir"] is None:
+            self["cache-dir"] = defaultCacheDir()
         if not self["cache-dir"]:
             raise usage.UsageError("--cache-dir takes a directory path")
         if self["cooldown"] is not None:

@@ -13,7 +13,7 @@ It imports nothing else of the mirror's.
 """
 
 from ._coalesce import Coalescer, Signal
-from ._disk import putInPlace, syncDirectory, writeAll
+from ._disk import defaultCacheDir, putInPlace, syncDirectory, writeAll
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._events import PAGE_OUTCOMES, REFRESH_OUTCOMES, UPSTREAM_OUTCOMES, Fanout, IMirrorEvents, NoEvents
 from ._idle import IdleTimer
@@ -35,6 +35,7 @@ from ._sockets import (
 )
 
 __all__ = [
+    "defaultCacheDir",
     "BULK",
     "canonicalName",
     "Coalescer",

@@ -7,7 +7,22 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["putInPlace", "syncDirectory", "writeAll"]
+from typing import Mapping
+
+__all__ = ["defaultCacheDir", "putInPlace", "syncDirectory", "writeAll"]
+
+
+def defaultCacheDir(environ: Mapping[str, str] | None = None) -> str:
+    """
+    Where a mirror keeps its cache when not told: the user's cache
+    directory (C{$XDG_CACHE_HOME/tailmirror}, else
+    C{~/.cache/tailmirror}), the same from wherever it is started.
+    """
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):
+        base = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "tailmirror")
 
 
 def writeAll(fd: int, data: bytes) -> None:

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..base import METADATA, PROVENANCE, FileKey, canonicalName, shardOf
+from ..base import METADATA, PROVENANCE, FileKey, canonicalName, defaultCacheDir, shardOf
 from ..pages import Journal, renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
 
 __all__ = ["Export", "export", "main"]
@@ -167,7 +167,8 @@ def main(argv: list[str]) -> int:
         "for any web server or a file:// URL: pip install --index-url file://DIR/simple/ ...",
     )
     parser.add_argument("dir", help="where the export goes (made if need be; a second run adds what is new)")
-    parser.add_argument("--cache-dir", default=".cache/tailmirror", help="the mirror's --cache-dir")
+    parser.add_argument("--cache-dir", default=defaultCacheDir(),
+                        help="the mirror's --cache-dir (default: its own default, %(default)s)")
     parser.add_argument("--project", action="append", metavar="NAME", help="export only this project (repeatable)")
     args = parser.parse_args(argv)
     projects = None

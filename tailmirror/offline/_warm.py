@@ -292,6 +292,15 @@ class Tally:
     lock: Lock = field(default_factory=Lock)
 
 
+_PASS = "pass the mirror's Simple API root with --mirror, such as http://buildhost:3141/simple/"
+
+
+class NotAnIndex(Exception):
+    """
+    The URL given as the mirror's is not a Simple index.
+    """
+
+
 class Warmer:
     """
     Asks a mirror for pages and files, a few at a time, and tells how it
@@ -385,10 +394,34 @@ class Warmer:
             )
             self.out.flush()
 
+    def checkIndex(self) -> None:
+        """
+        Make sure the mirror's URL is its Simple API root: the mirror's own
+        root leads there.
+
+        @raise NotAnIndex: if it answers, but not as a Simple index.
+        """
+        if urllib.parse.urlsplit(self.mirror).path in ("", "/"):
+            self.mirror += "simple/"
+        try:
+            with self._open(self.mirror, JSON_TYPE) as response:
+                kind = (response.headers.get("Content-Type") or "").lower()
+                head = response.read(64 * 1024).lower()
+        except urllib.error.HTTPError as e:
+            raise NotAnIndex(f"{self.mirror} answered {e.code}, not a Simple index: {_PASS}") from None
+        except (urllib.error.URLError, OSError):
+            return  # unreachable: each request says so
+        if "application/vnd.pypi.simple" in kind or b"pypi:repository-version" in head:
+            return
+        raise NotAnIndex(f"{self.mirror} is not a Simple index ({kind or 'no content type'}): {_PASS}")
+
     def warm(self, wanted: list[Wanted]) -> Tally:
         """
         Fetch every page, then every file (with its metadata) they pin.
+
+        @raise NotAnIndex: if the mirror's URL is not a Simple index.
         """
+        self.checkIndex()
         byProject: dict[str, Wanted] = {}
         for w in wanted:
             if w.project in byProject:
@@ -466,6 +499,9 @@ def main(argv: list[str]) -> int:
     except (Unreadable, OSError) as e:
         print(f"tailmirror warm: {e}", file=sys.stderr)
         return 1
+    except NotAnIndex as e:
+        print(f"tailmirror warm: {e}", file=sys.stderr)
+        return 2
     seconds = time.monotonic() - tally.started
     print(
         f"warmed in {seconds:.1f} s: {tally.fetched} fetched from upstream, {tally.cached} already cached, "

@@ -153,6 +153,27 @@ def test_warmFailures(tmp_path: Path) -> None:
     assert "the page of nonesuch: 404" in result.stderr
 
 
+def test_warmTheMirrorsRoot(tmp_path: Path) -> None:
+    """
+    The mirror's root is taken for its Simple API root; a URL that is no
+    Simple index is said in one line (exit status 2), not a 404 for each
+    project.
+    """
+    upstream = FakeUpstreamProcess("--projects", "0", "--tree")
+    mirror = MirrorProcess(upstream.url, tmp_path / "cache")
+    try:
+        req = write(tmp_path / "requirements.txt", "gamma==2.0\n")
+        root = warmCommand(str(req), "--mirror", mirror.url.replace("/simple/", "/"))
+        assert root.returncode == 0, root.stdout + root.stderr
+        wrong = warmCommand(str(req), "--mirror", mirror.url.replace("/simple/", "/+status"))
+    finally:
+        mirror.stop()
+        upstream.stop()
+    assert wrong.returncode == 2, wrong.stdout + wrong.stderr
+    assert wrong.stderr.count("\n") == 1 and "not a Simple index" in wrong.stderr, wrong.stderr
+    assert "the page of gamma" not in wrong.stderr
+
+
 def test_exportInstalls(warmed: Path, tmp_path: Path) -> None:
     """
     An export of the warmed cache: pip and uv install from it as a file://

@@ -9,6 +9,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._service import Listening, MirrorService
+from tailmirror.base import defaultCacheDir
 from tailmirror.tap import DEFAULT_LISTEN, UPSTREAM_ENV, Options, makeService
 
 UP = "http://127.0.0.1:1/simple/"
@@ -39,12 +40,22 @@ class OptionsTests(SynchronousTestCase):
         options = self.parse("--upstream", "http://127.0.0.1:1/simple")
         self.assertEqual(options["upstream"], UP)
         self.assertEqual(options["listen"], [DEFAULT_LISTEN])
-        self.assertEqual(options["cache-dir"], ".cache/tailmirror")
+        self.assertEqual(options["cache-dir"], defaultCacheDir())
         self.assertEqual((options["ttl"], options["timeout"]), (900.0, 15.0))
         self.assertEqual((options["idle-timeout"], options["client-timeout"]), (30.0, 60.0))
         self.assertEqual(options["max-page-size"], 64 * 1024 * 1024)
         self.assertEqual((options["page-requests"], options["file-requests"]), (32, 64))
         self.assertIsNone(options["ca-certs"])
+
+    def test_cacheDirByDefault(self) -> None:
+        """
+        Without --cache-dir, the user's cache directory, wherever the mirror
+        is started from.
+        """
+        self.patch(os, "environ", {"XDG_CACHE_HOME": "/var/cache/me", "HOME": "/home/me"})
+        self.assertEqual(self.parse("-u", UP)["cache-dir"], "/var/cache/me/tailmirror")
+        self.patch(os, "environ", {"HOME": "/home/me", "XDG_CACHE_HOME": "relative"})
+        self.assertEqual(self.parse("-u", UP)["cache-dir"], "/home/me/.cache/tailmirror")
 
     def test_capsAndLimits(self) -> None:
         """
