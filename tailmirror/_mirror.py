@@ -19,6 +19,7 @@ from .base import DEFAULT_INDEX, PYPI, Fanout, IMirrorEvents, IndexLayout, RunIn
 from .files import TOUCH_EVERY, FileStore, FileTree, Limits, Walk, diskSpace, walkHere
 from .observe import (
     CacheFacts,
+    Health,
     DownloadFacts,
     IndexFacts,
     JournalFacts,
@@ -201,6 +202,7 @@ class Mirror:
     indexes: dict[str, Index] = field(default_factory=dict)
     prefetch: Prefetcher | None = None
     policySources: PolicySources | None = None
+    health: Health = field(default_factory=Health)
 
     def open(self) -> Deferred[None]:
         """
@@ -220,6 +222,7 @@ class Mirror:
             self.policySources.start()
         counted = self.tree.open()
         self.metrics.start()
+        self.health.opened = True
         return counted
 
     def close(self) -> None:
@@ -304,6 +307,7 @@ def buildMirror(
     """
     metrics = MirrorMetrics(clock)
     status = MirrorStatus(clock)
+    health = Health()
     events = Fanout((LogEvents(), metrics, status, *subscribers))
     policy = Policy(
         settings.cooldown,
@@ -393,7 +397,7 @@ def buildMirror(
         legacy = LegacyJSON(index.pages, index.upstream, clock, runInThread)
         legacy.metadataOf = files.keptMetadata
         webs.append(
-            MirrorWeb(index.pages, files, status, shownMetrics, index.layout, settings.accelRedirect, legacy)
+            MirrorWeb(index.pages, files, status, shownMetrics, index.layout, settings.accelRedirect, legacy, health)
         )
     resource = webs[0].resource(webs[1:])
     if settings.auth:
@@ -416,6 +420,11 @@ def buildMirror(
         indexes,
         prefetch,
         policySources,
+        health,
+    )
+    health.parts["upstream"] = lambda: (
+        None if status.lastFailure is None or (status.lastSuccess or 0) > status.lastFailure
+        else f"upstream failing: {status.lastFailureReason}"
     )
     metrics.watch(mirror.snapshot)
     status.watch(mirror.snapshot)

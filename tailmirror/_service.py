@@ -100,7 +100,7 @@ class MirrorService(Service):
         self.site = self.mirror.site
         #: The metrics endpoint's site, for C{--metrics-listen}.
         self.metricsSite = MirrorSite(
-            MetricsOnly(self.mirror.metrics),
+            MetricsOnly(self.mirror.metrics, self.mirror.health),
             self.mirror.metrics,
             AccessLog("off"),
             timeout=settings.clientTimeout,

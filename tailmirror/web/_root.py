@@ -23,11 +23,12 @@ from zope.interface import implementer
 
 from ..base import PYPI, IndexLayout, NotFound, Unavailable, canonicalName
 from ..files import FileStore
-from ..observe import CONTENT_TYPE as METRICS_TYPE, MirrorMetrics, MirrorStatus
+from ..observe import Health, MirrorMetrics, MirrorStatus
 from ..pages import Body, LegacyJSON, ProjectPages, Served
 from ._answers import answerFor, etagMatches, header, plain
 from ._file import ALLOW, FileResource
 from ._front import askTheMirror, fromFront
+from ._observers import MetricsOnly, sendHealth, sendMetrics
 from ._legacy import isJSONAPI, sendLegacy
 from ._negotiate import Form, contentType, negotiate
 
@@ -198,36 +199,6 @@ def wantsJSON(request: IRequest) -> bool:
     return parse_accept_header(accept).best_match(["text/html", "application/json"]) == "application/json"
 
 
-def sendMetrics(request: IRequest, metrics: MirrorMetrics) -> bytes:
-    """
-    The metrics, in the Prometheus text format.
-    """
-    request.setHeader("Content-Type", METRICS_TYPE)
-    request.setHeader("Cache-Control", "no-store")
-    return metrics.render()
-
-
-class MetricsOnly(Resource):
-    """
-    The resource of the metrics endpoint (C{--metrics-listen}): the
-    metrics at C{/metrics} and C{/+metrics}, and nothing else.
-    """
-
-    isLeaf = True
-
-    def __init__(self, metrics: MirrorMetrics) -> None:
-        super().__init__()
-        self._metrics = metrics
-
-    def render(self, request: IRequest) -> bytes:
-        if request.method not in (b"GET", b"HEAD"):
-            request.setHeader("Allow", ALLOW)
-            return plain(request, 405, f"only {ALLOW} here")
-        if request.path not in (b"/metrics", b"/+metrics"):
-            return plain(request, 404, "only the metrics are here, at /metrics")
-        return sendMetrics(request, self._metrics)
-
-
 class MirrorWeb:
     """
     The routes of the mirror.
@@ -246,8 +217,10 @@ class MirrorWeb:
         layout: IndexLayout = PYPI,
         accelRedirect: str | None = None,
         legacy: LegacyJSON | None = None,
+        health: Health | None = None,
     ) -> None:
         self._legacy = legacy
+        self._health = health
         self._pages = pages
         self._files = files
         self._status = status
@@ -338,6 +311,22 @@ class MirrorWeb:
         if self._metrics is None:
             return plain(request, 404, "the metrics are served on the endpoint of --metrics-listen")
         return sendMetrics(request, self._metrics)
+
+    @app.route("/+health/live", methods=_READ)
+    def live(self, request: IRequest) -> bytes:
+        """
+        The liveness probe: the process answers.
+        """
+        return sendHealth(request, self._health.live() if self._health else (200, b'{"status": "live"}\n'))
+
+    @app.route("/+health/ready", methods=_READ)
+    def ready(self, request: IRequest) -> bytes:
+        """
+        The readiness probe: the mirror serves (and what is degraded).
+        """
+        if self._health is None:
+            return plain(request, 404, "not found")
+        return sendHealth(request, self._health.ready())
 
     @app.route("/pypi/<name>/json", methods=_READ)
     async def legacyProject(self, request: IRequest, name: str) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import json
 import tempfile
 from pathlib import Path
 
@@ -218,3 +219,40 @@ class UpstreamCredentialsTests(SynchronousTestCase):
         self.assertEqual(h.index.authorized["/files/there-1.0.tar.gz"], 0)
         self.assertEqual(h.index.authorized["/simple/there/"], 1)
         self.assertNotIn("s3cret", repr(h.settings))
+
+
+class ProbeTests(SynchronousTestCase):
+    def test_probes(self) -> None:
+        """
+        /+health/live and /+health/ready answer probes: ready once the
+        journal is replayed, degraded (still 200) with the reason while
+        upstream fails; behind --auth on the mirror's endpoints, open on
+        the metrics endpoint's.
+        """
+        import treq
+        from treq.testing import StubTreq
+
+        from tailmirror.observe import Health
+        from tailmirror.web import MetricsOnly
+
+        h = Harness(tree())
+        self.addCleanup(h.mirror.close)
+        self.assertEqual(json.loads(h.get("/+health/live").body), {"status": "live"})
+        ready = h.get("/+health/ready")
+        self.assertEqual((ready.code, json.loads(ready.body)["status"]), (200, "ready"))
+        h.index.failWith = 503
+        h.get("/simple/alpha/")
+        degraded = json.loads(h.get("/+health/ready").body)
+        self.assertEqual(degraded["status"], "degraded")
+        self.assertIn("upstream failing", degraded["reasons"]["upstream"])
+        self.assertEqual(Health().ready()[0], 503)
+        users = Path(tempfile.mkdtemp()) / "users"
+        htpasswd(users, alice=PASSWORD)
+        guarded = Harness(tree(), auth=(("htpasswd", str(users)),))
+        self.addCleanup(guarded.mirror.close)
+        self.assertEqual(guarded.get("/+health/ready").code, 401)
+        probes = StubTreq(MetricsOnly(guarded.mirror.metrics, guarded.mirror.health))
+        answer: list[object] = []
+        probes.get(  # type: ignore[attr-defined]"http://metrics.test/+health/ready").addCallback(treq.json_content).addCallback(answer.append)
+        probes.flush()
+        self.assertEqual(answer, [{"status": "ready", "journal": "replayed"}])
