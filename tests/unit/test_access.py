@@ -253,6 +253,7 @@ class ProbeTests(SynchronousTestCase):
         self.assertEqual(guarded.get("/+health/ready").code, 401)
         probes = StubTreq(MetricsOnly(guarded.mirror.metrics, guarded.mirror.health))
         answer: list[object] = []
-        probes.get(  # type: ignore[attr-defined]"http://metrics.test/+health/ready").addCallback(treq.json_content).addCallback(answer.append)
+        asked = probes.get("http://metrics.test/+health/ready")  # type: ignore[attr-defined]
+        asked.addCallback(treq.json_content).addCallback(answer.append)
         probes.flush()
         self.assertEqual(answer, [{"status": "ready", "journal": "replayed"}])
