@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from .base import DEFAULT_INDEX, PYPI, Fanout, IMirrorEvents, IndexLayout, RunInThread
-from .files import TOUCH_EVERY, FileStore, FileTree, Limits, Walk, diskSpace, walkHere
+from .files import TOUCH_EVERY, Bucket, FileStore, FileTree, Fleet, FleetUpstream, Limits, Walk, diskSpace, walkHere
 from .observe import (
     CacheFacts,
     Health,
@@ -139,6 +139,14 @@ class Settings:
     advisoriesRefresh: float = 6 * 3600.0
     #: Which advisories hold files back: malicious, vulnerable or off.
     denyAdvisories: str = "malicious"
+    #: The fleet's bucket, C{s3://BUCKET[/PREFIX]}; L{None}: none.
+    store: str | None = None
+    #: The S3-compatible service's URL; L{None}: AWS's.
+    storeEndpoint: str | None = None
+    #: Whether a file in the bucket is answered with a redirect to it.
+    storeRedirect: bool = False
+    #: Where clients read the bucket's objects, for the redirects.
+    storePublicURL: str | None = None
 
     @property
     def allIndexes(self) -> tuple[IndexSettings, ...]:
@@ -179,6 +187,9 @@ class Index:
     upstream: Upstream
     journal: Journal
     pages: ProjectPages
+    #: The upstream as pages and files ask it: through the fleet's bucket
+    #: where there is one.
+    asked: Any = None
 
 
 @dataclass
@@ -285,6 +296,7 @@ class Mirror:
             journal=JournalFacts(self.journal.size, self.journal.live, self.journal.compactions),
             prefetch=self.prefetch.figures() if self.prefetch is not None else None,
             policy=self.policySources.figures() if self.policySources is not None else None,
+            store=self.files.fleet.figures() if self.files.fleet is not None else None,
         )
 
 
@@ -297,6 +309,7 @@ def buildMirror(
     space: Callable[[str], tuple[int, int]] = diskSpace,
     walk: Walk = walkHere,
     clients: Mapping[str, Any] = {},
+    bucket: Bucket | None = None,
 ) -> Mirror:
     """
     A mirror of C{settings.upstream}, and of C{settings.indexes}, over
@@ -308,6 +321,10 @@ def buildMirror(
     metrics = MirrorMetrics(clock)
     status = MirrorStatus(clock)
     health = Health()
+    fleet = (
+        None if bucket is None
+        else Fleet(bucket, clock, runInThread, redirect=settings.storeRedirect, publicURL=settings.storePublicURL)
+    )
     events = Fanout((LogEvents(), metrics, status, *subscribers))
     policy = Policy(
         settings.cooldown,
@@ -343,11 +360,12 @@ def buildMirror(
             credentials=each.credentials,
             fileHosts=settings.fileHosts,
         )
+        asked: Any = upstream if fleet is None else FleetUpstream(upstream, fleet, each.name)
         journal = Journal(os.path.join(settings.stateDir(each.name), "journal.jsonl"))
         layout = PYPI if each.name == DEFAULT_INDEX else IndexLayout(each.name)
         pages = ProjectPages(
             journal,
-            upstream,
+            asked,
             clock,
             runInThread,
             ttl=each.ttl if each.ttl is not None else settings.ttl,
@@ -360,7 +378,7 @@ def buildMirror(
             layout=layout,
             renderCacheBytes=settings.renderCacheBytes,
         )
-        indexes[each.name] = Index(each, layout, upstream, journal, pages)
+        indexes[each.name] = Index(each, layout, upstream, journal, pages, asked)
     tree = FileTree(
         settings.cacheDir,
         clock,
@@ -375,8 +393,14 @@ def buildMirror(
     )
     main = indexes[DEFAULT_INDEX]
     files = FileStore(
-        tree, main.pages, main.upstream, clock, runInThread, clientTimeout=settings.clientTimeout, events=events
+        tree, main.pages, main.asked, clock, runInThread, clientTimeout=settings.clientTimeout, events=events
     )
+    if fleet is not None:
+        fleet.attach(tree)
+        files.fleet = fleet
+        fleet.redownload = lambda key: files.download(key, background=True)
+        events.subscribe(fleet)
+        health.parts["store"] = fleet.health
     prefetch = Prefetcher(
         {name: index.pages for name, index in indexes.items()},
         files,
@@ -393,7 +417,7 @@ def buildMirror(
     for index in indexes.values():
         index.pages.onDelisted = tree.pin
         if index is not main:
-            files.add(index.settings.name, index.pages, index.upstream)
+            files.add(index.settings.name, index.pages, index.asked)
         legacy = LegacyJSON(index.pages, index.upstream, clock, runInThread)
         legacy.metadataOf = files.keptMetadata
         webs.append(

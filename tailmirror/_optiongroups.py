@@ -21,7 +21,7 @@ from .pages import ADVISORY_MODES, POLICY_FILE_FORMAT, parseDuration, parsePolic
 from .upstream import FILE_FORMAT, Credentials, parseHostPort
 from .web import AUTH_FORMATS, checkerFor
 
-__all__ = ["AccessOptions", "PolicyOptions", "parseDate"]
+__all__ = ["AccessOptions", "PolicyOptions", "StoreOptions", "parseDate"]
 
 # The mixins are usage.Options to the type checker; at run time, plain
 # classes before it in the Options' bases.
@@ -251,3 +251,60 @@ class PolicyOptions(_Group):
                 raise usage.UsageError(f"--policy-file cannot be read ({e.strerror}): {self['policy-file']}") from None
             except (ValueError, UnicodeDecodeError) as e:
                 raise usage.UsageError(f"--policy-file: {e}") from None
+
+
+class StoreOptions(_Group):
+    """
+    A bucket of object storage shared by a fleet of mirrors.
+    """
+
+    optParameters = [
+        [
+            "store",
+            None,
+            None,
+            "s3://BUCKET[/PREFIX]: keep the files (and each project's latest page) in this bucket too, "
+            "shared by a fleet of mirrors: a file is looked for on local disk, then in the bucket, then "
+            "upstream.  Region and credentials come from AWS's standard chain (environment, "
+            "~/.aws/credentials and config, an instance or pod role).",
+        ],
+        ["store-endpoint", None, None, "The URL of an S3-compatible service (MinIO, Ceph RGW, Garage, ...)."],
+        [
+            "store-public-url",
+            None,
+            None,
+            "With --store-redirect: send clients here (a CDN, a public bucket) followed by the object's "
+            "key, rather than to a presigned URL.",
+        ],
+    ]
+    optFlags = [
+        [
+            "store-redirect",
+            None,
+            "Answer a warm file that is in the bucket with a 307 to it (a presigned URL, or "
+            "--store-public-url), so its bytes never pass through this node; for clients that "
+            "reach the bucket.",
+        ],
+    ]
+
+    def checkStore(self) -> None:
+        """
+        Check the store's options (the bucket itself is checked at start).
+        """
+        from urllib.parse import urlsplit
+
+        from .files import parseStore
+
+        if self["store"] is not None:
+            try:
+                parseStore(self["store"])
+            except ValueError:
+                raise usage.UsageError(f"--store takes s3://BUCKET[/PREFIX], not {self['store']!r}") from None
+        elif self["store-endpoint"] or self["store-redirect"] or self["store-public-url"]:
+            raise usage.UsageError("--store-endpoint, --store-redirect and --store-public-url need --store")
+        for option in ("store-endpoint", "store-public-url"):
+            value = self[option]
+            if value is not None:
+                parts = urlsplit(value)
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise usage.UsageError(f"--{option} takes an http:// or https:// URL, not {value!r}")

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from ._mirror import Index, Settings, buildMirror
 from ._version import __version__
 from .base import IMirrorEvents, returnBigBlocks
-from .files import CacheLock, LockHeld, walkInChild
+from .files import Bucket, BucketError, CacheLock, LockHeld, parseStore, walkInChild
 from .pages import SourceError
 from .upstream import Clients, Reach, origin
 from .web import AccessLog, MetricsOnly, MirrorSite
@@ -78,7 +78,11 @@ class MirrorService(Service):
         self.cacheDir = settings.cacheDir
         self._lock = CacheLock(settings.cacheDir)
         # As many idle connections per host as requests run at once.
-        reach = Reach([origin(each.upstream)[1:] for each in settings.allIndexes], settings.fileHosts)
+        allowed = list(settings.fileHosts)
+        if settings.storeEndpoint:
+            # The store's presigned URLs, which the mirror reads objects by.
+            allowed.append(origin(settings.storeEndpoint)[1:])
+        reach = Reach([origin(each.upstream)[1:] for each in settings.allIndexes], allowed)
         self._clients = Clients(reactor, settings.timeout, settings.pageRequests + settings.fileRequests, reach)
         client = self._clients.clientFor(settings.caCerts)
         perIndex = {each.name: self._clients.clientFor(each.caCerts or settings.caCerts) for each in settings.indexes}
@@ -88,11 +92,20 @@ class MirrorService(Service):
         def runInThread(f: Any, *args: Any) -> Any:
             return deferToThreadPool(reactor, pool, f, *args)
 
+        self._bucket: Bucket | None = None
+        self._bucketError: str | None = None
+        if settings.store is not None:
+            try:
+                name, prefix = parseStore(settings.store)
+                self._bucket = Bucket(name, prefix, settings.storeEndpoint)
+            except (ValueError, BucketError) as e:
+                self._bucketError = str(e)
         # The tree's walks (its count at start, eviction) run in a child
         # process: in a thread, a big tree's walk would hold the interpreter
         # lock from the reactor for most of a minute.
         self.mirror = buildMirror(
-            settings, client, reactor, runInThread, subscribers, walk=walkInChild, clients=perIndex
+            settings, client, reactor, runInThread, subscribers, walk=walkInChild, clients=perIndex,
+            bucket=self._bucket,
         )
         self.pages = self.mirror.pages
         self.files = self.mirror.files
@@ -116,6 +129,13 @@ class MirrorService(Service):
         """
         # Before the journal's pages are read: see _memory.
         returnBigBlocks()
+        if self._bucketError is not None:
+            raise StartFailure(f"--store: {self._bucketError}")
+        if self._bucket is not None:
+            try:
+                self._bucket.check()
+            except BucketError as e:
+                raise StartFailure(f"--store {self.settings.store}: {e}") from None
         # The reason comes before the path: daemonized, twistd's parent
         # shows only the line's first hundred bytes.
         where = self.cacheDir

@@ -17,7 +17,7 @@ from ._mirror import DEFAULTS, IndexSettings
 from ._pipindex import pipIndex
 from ._service import MirrorService, Settings, TailmirrorService
 from ._version import __version__
-from ._optiongroups import AccessOptions, PolicyOptions
+from ._optiongroups import AccessOptions, PolicyOptions, StoreOptions
 from ._values import count as _count, named as _named, seconds as _seconds, sizeOrShare as _sizeOrShare
 from .base import DEFAULT_INDEX, canonicalName, defaultCacheDir
 from .pages import parseDuration, rulesOf
@@ -30,7 +30,7 @@ DEFAULT_LISTEN = "tcp:3141:interface=127.0.0.1"
 UPSTREAM_ENV = "TAILMIRROR_UPSTREAM"
 
 
-class Options(AccessOptions, PolicyOptions, usage.Options):
+class Options(AccessOptions, PolicyOptions, StoreOptions, usage.Options):
     """
     The options of C{twistd tailmirror}.
     """
@@ -360,6 +360,7 @@ class Options(AccessOptions, PolicyOptions, usage.Options):
             raise usage.UsageError(f"--accel-redirect takes a location that begins and ends with /, not {accel!r}")
         self.checkAccess(reactor)
         self.checkPolicy()
+        self.checkStore()
         for option in ("index-ttl", "index-ca-certs", "index-credentials"):
             for name in self[option]:
                 if name != DEFAULT_INDEX and name not in self["index"]:
@@ -408,6 +409,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         advisories=tuple(options["advisories"]),
         advisoriesRefresh=options["advisories-refresh"],
         denyAdvisories=options["deny-advisories"],
+        store=options["store"],
+        storeEndpoint=options["store-endpoint"],
+        storeRedirect=bool(options["store-redirect"]),
+        storePublicURL=options["store-public-url"],
         indexes=tuple(
             IndexSettings(
                 name,

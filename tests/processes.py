@@ -104,7 +104,8 @@ class MirrorProcess:
     """
 
     def __init__(
-        self, upstream: str, cacheDir: str | Path, *args: str, port: int | None = None, repo: Path = REPO
+        self, upstream: str, cacheDir: str | Path, *args: str, port: int | None = None, repo: Path = REPO,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = port or freePort()
         self.url = f"http://127.0.0.1:{self.port}/simple/"
@@ -115,7 +116,7 @@ class MirrorProcess:
             "--listen", f"tcp:{self.port}:interface=127.0.0.1", *args,
         ]
         self.started = time.monotonic()
-        self.process = subprocess.Popen(self.command, env=dict(os.environ, PYTHONPATH=str(repo)))
+        self.process = subprocess.Popen(self.command, env=dict(os.environ, PYTHONPATH=str(repo), **(env or {})))
         waitForHTTP(self.url)
         self.ready = time.monotonic() - self.started
 
@@ -138,7 +139,8 @@ def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     Run a client command with a clean environment, capturing its output.
     """
     kwargs.setdefault("env", cleanEnv())
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, **kwargs)
+    kwargs.setdefault("timeout", 300)
+    return subprocess.run(command, capture_output=True, text=True, **kwargs)
 
 
 def freshVenv(path: Path) -> Path:
@@ -320,3 +322,45 @@ def tool(name: str, package: str) -> str:
             pytest.fail(f"{name} is missing: .ci/packages installs {package}")
         pytest.skip(f"{name} is not installed (bash .ci/packages installs {package})")
     return found
+
+
+class S3Process:
+    """
+    A real S3 API server on 127.0.0.1 (moto's, in server mode), with one
+    bucket; the environment a mirror reads its credentials from.
+    """
+
+    def __init__(self, where: Path, bucket: str = "fleet-test") -> None:
+        self.port = freePort()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.bucket = bucket
+        self.log = where / f"s3-{self.port}.log"
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(
+                [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)], stdout=out, stderr=out
+            )
+        waitForHTTP(self.endpoint + "/")
+        self.env = {
+            "AWS_ACCESS_KEY_ID": "fleet", "AWS_SECRET_ACCESS_KEY": "fleet-secret", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+        self.client().create_bucket(Bucket=bucket)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id="fleet", aws_secret_access_key="fleet-secret",
+            region_name="us-east-1",
+        )
+
+    def keys(self, prefix: str = "") -> dict[str, int]:
+        """
+        The bucket's objects, by key: their sizes.
+        """
+        found = self.client().list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])
+        return {o["Key"]: o["Size"] for o in found}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)

@@ -31,6 +31,7 @@ from ._tree import FileTree
 from ._wheel import METADATA_MAX, RANGED_MAX, TAIL, Need, NoMetadata, Sparse, metadataFromZip
 
 if TYPE_CHECKING:
+    from ._fleet import Fleet
     from ..pages import ProjectPages
 
 __all__ = ["FileStore"]
@@ -66,6 +67,8 @@ class FileStore:
         #: Seconds a client may take nothing of a file being sent to it.
         self.clientTimeout = clientTimeout
         self._downloads: dict[tuple[str, ...], Download] = {}
+        #: The fleet's bucket this node shares (C{--store}), if any.
+        self.fleet: "Fleet | None" = None
 
     def add(self, name: str, pages: "ProjectPages", upstream: Upstream) -> None:
         """

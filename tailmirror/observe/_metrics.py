@@ -350,6 +350,19 @@ class _StateCollector:
         )
         compactions.add_metric([], journal.compactions)
         yield compactions
+        store = facts.store
+        if store is not None:
+            yield _gauge("tailmirror_store_healthy", "Whether the fleet's bucket (--store) answers.",
+                         1 if store["healthy"] else 0)
+            yield _gauge("tailmirror_store_puts_pending", "Files waiting to be put in the bucket.", store["pendingPuts"])
+            for name, key, documentation in (
+                ("tailmirror_store_puts", "puts", "Files put in the bucket."),
+                ("tailmirror_store_put_failures", "failedPuts", "Puts in the bucket that failed (and are retried)."),
+                ("tailmirror_store_reads", "readFromBucket", "Cold files read from the bucket, not upstream."),
+            ):
+                family = CounterMetricFamily(name, documentation)
+                family.add_metric([], store[key])
+                yield family
         figures = facts.prefetch
         if figures is not None and figures["mode"] != "off":
             for name, key, documentation in (

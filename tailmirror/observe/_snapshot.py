@@ -105,6 +105,8 @@ class Snapshot:
     prefetch: dict[str, Any] | None
     #: What the policy holds (L{tailmirror.pages.PolicySources.figures}).
     policy: dict[str, Any] | None = None
+    #: The fleet's bucket, and how it does (L{tailmirror.files.Fleet.figures}).
+    store: dict[str, Any] | None = None
 
     @property
     def projectsKnown(self) -> int:

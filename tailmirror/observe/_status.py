@@ -167,6 +167,7 @@ class MirrorStatus(NoEvents):
             "downloads": downloads,
             "prefetch": facts.prefetch,
             "policy": facts.policy,
+            "store": facts.store,
         }
 
     def json(self) -> bytes:
@@ -287,6 +288,7 @@ def renderHTML(facts: dict[str, Any]) -> str:
         downloads = '<p class="muted">None.</p>'
     prefetch = _prefetchTable(facts["prefetch"])
     policy = _policyTables(facts.get("policy"))
+    store = _storeTable(facts.get("store"))
     uptime = _duration(facts["uptimeSeconds"])
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -313,9 +315,32 @@ This page reloads every 10 s; <a href="?format=json">JSON</a>.</p>
 {prefetch}
 <h2>Policy</h2>
 {policy}
+<h2>Store</h2>
+{store}
 </body>
 </html>
 """
+
+
+def _storeTable(store: dict[str, Any] | None) -> str:
+    """
+    The fleet's bucket, and how it does.
+    """
+    if store is None:
+        return '<p class="muted">None: this node keeps its files on its own disk.</p>'
+    state = (
+        '<span class="ok">answering</span>' if store["healthy"]
+        else f'<span class="bad">failing: {escape(store["failing"] or "")}</span>; serving from disk and upstream'
+    )
+    rows = [
+        _row("Bucket", f"<code>{escape(store['bucket'])}</code>" + (
+            f" at <code>{escape(store['endpoint'])}</code>" if store["endpoint"] else "")),
+        _row("State", state),
+        _row("Puts", f"{store['puts']:,} done, {store['pendingPuts']:,} pending, {store['failedPuts']:,} failed"),
+        _row("Read from the bucket", f"{store['readFromBucket']:,} files"),
+        _row("Redirects", "on" if store["redirect"] else "off"),
+    ]
+    return "<table>" + "".join(rows) + "</table>"
 
 
 def _policyTables(policy: dict[str, Any] | None) -> str:

@@ -444,9 +444,11 @@ class Prefetcher(NoEvents):
         """
         Download a distribution in the background, unless the tree has it or
         a download of it runs; a failure is only logged (a client asking
-        for it then meets it itself).
+        for it then meets it itself).  Not where clients are sent to the
+        fleet's bucket for files (C{--store-redirect}).
         """
-        if self._files.downloading(key) or self._files.tree.has(key):
+        fleet = self._files.fleet
+        if self._files.downloading(key) or self._files.tree.has(key) or (fleet is not None and fleet.redirect):
             return
         Deferred.fromCoroutine(self._download(key)).addErrback(
             lambda f: log.debug("prefetch of {file} failed: {reason}", file=key.filename, reason=f.value)

@@ -159,6 +159,15 @@ class FileResource(Resource):
         self._store.events.fileWanted(key, None if agent is None else agent.decode("latin-1"), peer)
         if front == "ask":
             return self._answer(request, key)
+        fleet = self._store.fleet
+        if fleet is not None and fleet.redirect and front is None:
+            # --store-redirect: a file in the bucket is read from there.
+            if key.storeParts in fleet.known:
+                return self._toBucket(request, key, fleet.urlOf(key.storeParts))
+            if not self._tree.has(key):
+                d = ensureDeferred(self._bucketOrCold(request, key))
+                d.addErrback(self._failed, request, key)
+                return NOT_DONE_YET
         try:
             file = self._tree.openFile(key)
         except OSError as e:
@@ -170,6 +179,35 @@ class FileResource(Resource):
         d = ensureDeferred(self._cold(request, key))
         d.addErrback(self._failed, request, key)
         return NOT_DONE_YET
+
+    def _toBucket(self, request: Request, key: FileKey, url: str) -> bytes:
+        """
+        Send a client to the file's object in the bucket: its bytes never
+        pass through this node.
+        """
+        request.setResponseCode(307)
+        request.setHeader("Location", url)
+        request.setHeader("Cache-Control", "no-store")
+        request.setHeader(CACHE_HEADER, "bucket")
+        request.setHeader("Content-Length", "0")
+        self._store.events.fileServed(key, 0, True)
+        return b""
+
+    async def _bucketOrCold(self, request: Request, key: FileKey) -> None:
+        """
+        A file this node has not: to the bucket if it is there, else
+        fetched as a cold file.
+        """
+        fleet = self._store.fleet
+        assert fleet is not None
+        url = await fleet.locate(key)
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        if url is not None:
+            request.write(self._toBucket(request, key, url))
+            request.finish()
+            return
+        await self._cold(request, key)
 
     def _answer(self, request: Request, key: FileKey) -> Any:
         """
