@@ -7,6 +7,7 @@ site-wide pip and uv setting shut out.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -241,6 +242,7 @@ def pdmInstall(directory: Path, index: str) -> Path:
 
 
 NGINX_CONF = REPO / "contrib" / "nginx" / "tailmirror.conf"
+NGINX_FLEET_CONF = REPO / "contrib" / "nginx" / "tailmirror-fleet.conf"
 
 
 class NginxProcess:
@@ -249,18 +251,30 @@ class NginxProcess:
     but for its paths and ports, in front of a mirror on 127.0.0.1.
     """
 
-    def __init__(self, mirrorPort: int, cacheDir: str | Path, where: Path, port: int | None = None) -> None:
+    def __init__(
+        self, mirrorPort: int, cacheDir: str | Path, where: Path, port: int | None = None,
+        fleet: list[int] | None = None,
+    ) -> None:
         self.port = port or freePort()
         self.url = f"http://127.0.0.1:{self.port}/simple/"
         where.mkdir(parents=True, exist_ok=True)
         self.where = where
-        shipped = NGINX_CONF.read_text()
-        for old, new in [
-            ("/var/cache/nginx/tailmirror", str(where / "pages")),
-            ("server 127.0.0.1:3141;", f"server 127.0.0.1:{mirrorPort};"),
-            ("listen 80;", f"listen 127.0.0.1:{self.port};"),
-            ("/var/cache/tailmirror", str(Path(cacheDir))),
-        ]:
+        if fleet is None:
+            shipped = NGINX_CONF.read_text()
+            changes = [
+                ("/var/cache/nginx/tailmirror", str(where / "pages")),
+                ("server 127.0.0.1:3141;", f"server 127.0.0.1:{mirrorPort};"),
+                ("listen 80;", f"listen 127.0.0.1:{self.port};"),
+                ("/var/cache/tailmirror", str(Path(cacheDir))),
+            ]
+        else:
+            # The fleet's tier, contrib/nginx/tailmirror-fleet.conf, in front
+            # of the nodes at these ports.
+            shipped = NGINX_FLEET_CONF.read_text()
+            servers = "".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=10s;\n" for p in fleet)
+            shipped = re.sub(r"(    server 127\.0\.0\.1:314\d [^\n]*\n)+", lambda m: servers, shipped)
+            changes = [("listen 80;", f"listen 127.0.0.1:{self.port};")]
+        for old, new in changes:
             assert old in shipped, old
             shipped = shipped.replace(old, new)
         (where / "tailmirror.conf").write_text(shipped)
@@ -281,7 +295,7 @@ class NginxProcess:
             text=True,
         )
         try:
-            waitForHTTP(f"http://127.0.0.1:{self.port}/+status", 15)
+            waitForHTTP(f"http://127.0.0.1:{self.port}/+health/live", 15)
         except BaseException:
             self.stop()
             raise

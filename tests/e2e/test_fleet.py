@@ -245,3 +245,104 @@ def test_startFailures(s3: S3Process, tmp_path: Path) -> None:
         line = result.stderr.strip().splitlines()[-1]
         assert "--store" in line, line
         assert ("does not exist" in line) if bucket == "no-such-bucket" else ("credentials" in line), line
+
+
+def test_tierBehindNginx(s3: S3Process, tmp_path: Path) -> None:
+    """
+    Three nodes sharing the bucket behind real nginx (as
+    contrib/nginx/tailmirror-fleet.conf configures it): pip installs the
+    tree through the tier while the node serving it is killed, and
+    completes through the others; uv installs through what is left.
+    """
+    import signal
+
+    from ..processes import NginxProcess
+
+    upstream = FakeUpstreamProcess("--projects", "0", "--tree", "--latency", "0.3")
+    nodes = [node(upstream, s3, tmp_path / f"n{i}") for i in range(3)]
+    front: NginxProcess | None = None
+    try:
+        front = NginxProcess(0, tmp_path, tmp_path / "nginx", fleet=[n.port for n in nodes])
+        python = freshVenv(tmp_path / "pip")
+        done: list[BaseException | None] = []
+
+        def install() -> None:
+            try:
+                pipInstall(python, "--index-url", front.url if front else "", "alpha")
+                done.append(None)
+            except BaseException as e:
+                done.append(e)
+
+        worker = threading.Thread(target=install)
+        worker.start()
+        waitFor(lambda: any('"GET /simple/' in n.logText() for n in nodes))
+        time.sleep(0.5)
+        victim = max(nodes, key=lambda n: n.logText().count('"GET /'))
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait(10)
+        worker.join(120)
+        assert done == [None], done
+        assert imported(python) == INSTALLED
+        python = freshVenv(tmp_path / "uv")
+        uvInstall(python, "--index-url", front.url, "alpha", "gamma")
+        assert imported(python) == INSTALLED
+        for each in nodes:
+            if each is not victim:
+                assert "Traceback" not in each.logText()
+    finally:
+        if front is not None:
+            front.stop()
+        for each in nodes:
+            if each.process.poll() is None:
+                each.stop()
+        upstream.stop()
+
+
+def test_nodeUnit(s3: S3Process, tmp_path: Path) -> None:
+    """
+    contrib/systemd/tailmirror-node.service passes C{systemd-analyze
+    verify}; its command line, with the environment file's variables as
+    systemd puts them in, runs a node that installs through the bucket.
+    """
+    import os
+    import shlex
+    import subprocess
+
+    from ..processes import freePort, tool, waitForHTTP
+
+    unit = (REPO / "contrib" / "systemd" / "tailmirror-node.service").read_text()
+    copy = tmp_path / "tailmirror-node.service"
+    copy.write_text(unit.replace("/opt/tailmirror/bin/twistd", str(BIN / "twistd")))
+    verified = subprocess.run([tool("systemd-analyze", "systemd"), "verify", str(copy)], capture_output=True,
+                              text=True, timeout=60)
+    assert verified.returncode == 0 and not (verified.stdout + verified.stderr).strip(), verified.stdout + verified.stderr
+    upstream = FakeUpstreamProcess("--projects", "0", "--tree")
+    port = freePort()
+    variables = {"TAILMIRROR_STORE": f"s3://{s3.bucket}/unit",
+                 "TAILMIRROR_NODE_OPTIONS": f"--store-endpoint {s3.endpoint}"}
+    line = unit.replace("\\\n", " ").split("ExecStart=", 1)[1].splitlines()[0]
+    words = []
+    for word in shlex.split(line):
+        if word == "$TAILMIRROR_NODE_OPTIONS":
+            words += variables["TAILMIRROR_NODE_OPTIONS"].split()
+        else:
+            words.append(word.replace("${TAILMIRROR_STORE}", variables["TAILMIRROR_STORE"])
+                         .replace("/opt/tailmirror/bin/twistd", str(BIN / "twistd"))
+                         .replace("/var/lib/tailmirror", str(tmp_path / "cache"))
+                         .replace("tcp:3141", f"tcp:{port}:interface=127.0.0.1"))
+    log = tmp_path / "node.log"
+    words[1:1] = ["--logfile", str(log)]
+    process = subprocess.Popen(words, env=dict(os.environ, PYTHONPATH=str(REPO), TAILMIRROR_UPSTREAM=upstream.url,
+                                               **s3.env))
+    try:
+        url = f"http://127.0.0.1:{port}/simple/"
+        waitForHTTP(url)
+        python = freshVenv(tmp_path / "venv")
+        pipInstall(python, "--index-url", url, "alpha")
+        assert imported(python) == INSTALLED
+        waitFor(lambda: any(k.startswith("unit/root/pypi/+f/") for k in s3.keys()))
+    finally:
+        process.terminate()
+        process.wait(20)
+        upstream.stop()
+    assert "Traceback" not in log.read_text()
