@@ -261,7 +261,12 @@ class Fleet(NoEvents):
             return None
         if taken:
             self.leases[parts] = lease
-            return None
+            # Its holder may have put it, and let the lease go, between the
+            # look above and the lease: look again.
+            found = await self.locate(key)
+            if found is not None:
+                self._release(parts)
+            return found
         deadline = self._clock.seconds() + self.waitForOthers
         while self._clock.seconds() < deadline:
             await deferLater(self._clock, POLL_EVERY, lambda: None)
