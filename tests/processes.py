@@ -341,21 +341,39 @@ def tool(name: str, package: str) -> str:
 class S3Process:
     """
     A real S3 API server on 127.0.0.1 (moto's, in server mode), with one
-    bucket; the environment a mirror reads its credentials from.
+    bucket; the environment a mirror reads its credentials from.  With
+    C{checked}, it checks credentials as S3 does: only a key it made (an
+    IAM user's, allowed every S3 action) is taken.
     """
 
-    def __init__(self, where: Path, bucket: str = "fleet-test") -> None:
+    def __init__(self, where: Path, bucket: str = "fleet-test", checked: bool = False) -> None:
         self.port = freePort()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.bucket = bucket
         self.log = where / f"s3-{self.port}.log"
+        environment = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="4") if checked else None
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(
-                [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)], stdout=out, stderr=out
+                [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)], stdout=out, stderr=out,
+                env=environment,
             )
         waitForHTTP(self.endpoint + "/")
+        self.key, self.secret = "fleet", "fleet-secret"
+        if checked:
+            import json
+
+            import boto3
+
+            iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1",
+                               aws_access_key_id="setup", aws_secret_access_key="setup")
+            iam.create_user(UserName="node")
+            made = iam.create_access_key(UserName="node")["AccessKey"]
+            self.key, self.secret = made["AccessKeyId"], made["SecretAccessKey"]
+            iam.put_user_policy(UserName="node", PolicyName="s3", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            }))
         self.env = {
-            "AWS_ACCESS_KEY_ID": "fleet", "AWS_SECRET_ACCESS_KEY": "fleet-secret", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
         self.client().create_bucket(Bucket=bucket)
@@ -364,7 +382,7 @@ class S3Process:
         import boto3
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id="fleet", aws_secret_access_key="fleet-secret",
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.key, aws_secret_access_key=self.secret,
             region_name="us-east-1",
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import threading
 import time
 import urllib.error
@@ -228,23 +229,41 @@ def test_redirects(s3: S3Process, tmp_path: Path) -> None:
         upstream.stop()
 
 
-def test_startFailures(s3: S3Process, tmp_path: Path) -> None:
+def test_startFailures(tmp_path: Path) -> None:
     """
-    A bucket that does not exist, or no credentials: one line naming the
-    option, exit status 1.
+    Wrong credentials, a bucket that does not exist, or no credentials: one
+    line naming the option and why, exit status 1; right ones start.
     """
+    s3 = S3Process(tmp_path, checked=True)
     env = cleanEnv(PYTHONPATH=str(REPO))
-    for bucket, extra in (("no-such-bucket", s3.env), (s3.bucket, {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                                                                   "AWS_CONFIG_FILE": "/dev/null",
-                                                                   "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})):
-        result = run([str(BIN / "twistd"), "-n", "--pidfile=", "tailmirror", "--upstream", "http://127.0.0.1:1/simple/",
-                      "--cache-dir", str(tmp_path / "c"), "--listen", "tcp:0:interface=127.0.0.1",
-                      "--store", f"s3://{bucket}", "--store-endpoint", s3.endpoint],
-                     env={**{k: v for k, v in env.items() if not k.startswith("AWS_")}, **extra}, timeout=60)
+    wrong = dict(s3.env, AWS_SECRET_ACCESS_KEY="not-the-secret")
+    none = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    cases = [(s3.bucket, wrong, "denies these credentials"), ("no-such-bucket", s3.env, "does not exist"),
+             (s3.bucket, none, "credentials")]
+    try:
+        upstream = FakeUpstreamProcess("--projects", "0", "--tree")
+        right = node(upstream, s3, tmp_path / "right")
+        right.stop()
+        upstream.stop()
+        runs = [(bucket, extra, words, _start(s3, bucket, extra, env, tmp_path)) for bucket, extra, words in cases]
+    finally:
+        s3.stop()
+    for bucket, extra, words, result in runs:
         assert result.returncode == 1, result.stdout + result.stderr
         line = result.stderr.strip().splitlines()[-1]
-        assert "--store" in line, line
-        assert ("does not exist" in line) if bucket == "no-such-bucket" else ("credentials" in line), line
+        assert "--store" in line and words in line, line
+        assert "not-the-secret" not in result.stdout + result.stderr
+
+
+def _start(s3: S3Process, bucket: str, extra: dict[str, str], env: dict[str, str], tmp_path: Path) -> "subprocess.CompletedProcess[str]":
+    """
+    C{twistd tailmirror} started with a store: how it went.
+    """
+    return run([str(BIN / "twistd"), "-n", "--pidfile=", "tailmirror", "--upstream", "http://127.0.0.1:1/simple/",
+                "--cache-dir", str(tmp_path / "c"), "--listen", "tcp:0:interface=127.0.0.1",
+                "--store", f"s3://{bucket}", "--store-endpoint", s3.endpoint],
+               env={**{k: v for k, v in env.items() if not k.startswith("AWS_")}, **extra}, timeout=60)
 
 
 def test_tierBehindNginx(s3: S3Process, tmp_path: Path) -> None:
