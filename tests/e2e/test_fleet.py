@@ -365,3 +365,28 @@ def test_nodeUnit(s3: S3Process, tmp_path: Path) -> None:
         process.wait(20)
         upstream.stop()
     assert "Traceback" not in log.read_text()
+
+
+def test_leases(s3: S3Process) -> None:
+    """
+    A lease is one node's until it lets it go, or until it expires (its
+    holder died mid-download): then another node takes it over.
+    """
+    import io
+    import time as clock
+
+    from tailmirror.files import Bucket
+
+    first = Bucket(s3.bucket, "leases/", s3.endpoint, client=s3.client())
+    second = Bucket(s3.bucket, "leases/", s3.endpoint, client=s3.client())
+    assert first.lease("a" * 64) is True
+    assert second.lease("a" * 64) is False
+    first.release("a" * 64)
+    assert second.lease("a" * 64) is True
+    assert first.lease("b" * 64, seconds=0.5) is True
+    clock.sleep(1)
+    assert second.lease("b" * 64) is True, "an expired lease is taken over"
+    assert first.conditional is True and second.conditional is True
+    assert first.upload("leases/obj", io.BytesIO(b"bytes"), 5) is True
+    assert second.upload("leases/obj", io.BytesIO(b"other"), 5) is False, "never over an object"
+    assert s3.client().get_object(Bucket=s3.bucket, Key="leases/obj")["Body"].read() == b"bytes"
