@@ -188,6 +188,8 @@ def test_bucketStopped(s3: S3Process, tmp_path: Path) -> None:
         assert ready["status"] == "degraded" and "store" in ready["reasons"], ready
         with urllib.request.urlopen(mirror.url.replace("/simple/", "/+metrics"), timeout=30) as r:
             assert b"tailmirror_store_healthy 0.0" in r.read()
+        with urllib.request.urlopen(mirror.url.replace("/simple/", "/+status"), timeout=30) as r:
+            assert b"failing:" in r.read()
         assert mirror.logText().count("the store fails") == 1
         assert "Traceback" not in mirror.logText()
     finally:
