@@ -369,7 +369,7 @@ class TailmirrorService(MultiService):
         credentials = "" if settings.credentials is None else f", with {settings.credentials}"
         log.info(
             "tailmirror {version} mirroring {upstream} (from {source}{credentials}), listening on {addresses}; "
-            "cache {cacheDir} ({limits})",
+            "cache {cacheDir} ({limits}){store}",
             version=__version__,
             upstream=settings.upstream,
             source=self.upstreamSource,
@@ -378,6 +378,8 @@ class TailmirrorService(MultiService):
             + "".join(f", metrics on {s.address()}metrics" for s in self.listening if s.option != "--listen"),
             cacheDir=os.path.abspath(settings.cacheDir),
             limits=settings.limits.describe(),
+            store="" if settings.store is None else f"; store {settings.store}"
+            + ("" if settings.storeEndpoint is None else f" at {settings.storeEndpoint}"),
         )
         for warning in self.warnings:
             log.warn("{warning}", warning=warning)
