@@ -101,7 +101,7 @@ class Bucket:
                 import boto3
                 from botocore.config import Config
             except ImportError:  # pragma: no cover - an install without the extra
-                raise BucketError("--store needs boto3: pip install 'tailmirror[s3]'") from None
+                raise BucketError("--store needs boto3, which the install did not bring: pip install boto3") from None
             config = Config(
                 retries={"max_attempts": 3, "mode": "standard"},
                 connect_timeout=5,
