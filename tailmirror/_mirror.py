@@ -310,11 +310,13 @@ def buildMirror(
     walk: Walk = walkHere,
     clients: Mapping[str, Any] = {},
     bucket: Bucket | None = None,
+    storeThreads: RunInThread | None = None,
 ) -> Mirror:
     """
     A mirror of C{settings.upstream}, and of C{settings.indexes}, over
     C{client} (a C{treq} HTTP client; an index in C{clients}, by name, over
-    its own), its time from C{clock}, its disk and CPU work through
+    its own), its files also in C{bucket} (through C{storeThreads}), its
+    time from C{clock}, its disk and CPU work through
     C{runInThread}, its events to C{subscribers}, its free space read by
     C{space} and its tree walked by C{walk}.
     """
@@ -323,7 +325,10 @@ def buildMirror(
     health = Health()
     fleet = (
         None if bucket is None
-        else Fleet(bucket, clock, runInThread, redirect=settings.storeRedirect, publicURL=settings.storePublicURL)
+        else Fleet(
+            bucket, clock, storeThreads or runInThread, redirect=settings.storeRedirect,
+            publicURL=settings.storePublicURL,
+        )
     )
     events = Fanout((LogEvents(), metrics, status, *subscribers))
     policy = Policy(

@@ -18,6 +18,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import CannotListenError
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 from twisted.logger import Logger
 
 from ._mirror import Index, Settings, buildMirror
@@ -43,6 +44,9 @@ class StartFailure(Exception):
 # its line: keep the class's name short.
 StartFailure.__module__ = "tailmirror"
 
+
+#: Threads for the store's calls (uploads, reads of pages, leases) at once.
+STORE_THREADS = 8
 
 #: glibc's C{mallopt} parameter for the most malloc arenas.
 _M_ARENA_MAX = -8
@@ -94,6 +98,14 @@ class MirrorService(Service):
 
         self._bucket: Bucket | None = None
         self._bucketError: str | None = None
+        #: The store's calls block for as long as a big file's upload
+        #: takes: they have threads of their own, so that pages are never
+        #: kept waiting for the pool behind them.
+        self._storePool = ThreadPool(minthreads=0, maxthreads=STORE_THREADS, name="tailmirror-store")
+
+        def inStoreThread(f: Any, *args: Any) -> Any:
+            return deferToThreadPool(reactor, self._storePool, f, *args)
+
         if settings.store is not None:
             try:
                 name, prefix = parseStore(settings.store)
@@ -105,7 +117,7 @@ class MirrorService(Service):
         # lock from the reactor for most of a minute.
         self.mirror = buildMirror(
             settings, client, reactor, runInThread, subscribers, walk=walkInChild, clients=perIndex,
-            bucket=self._bucket,
+            bucket=self._bucket, storeThreads=inStoreThread,
         )
         self.pages = self.mirror.pages
         self.files = self.mirror.files
@@ -136,6 +148,7 @@ class MirrorService(Service):
                 self._bucket.check()
             except BucketError as e:
                 raise StartFailure(f"--store {self.settings.store}: {e}") from None
+            self._storePool.start()
         # The reason comes before the path: daemonized, twistd's parent
         # shows only the line's first hundred bytes.
         where = self.cacheDir
@@ -224,6 +237,8 @@ class MirrorService(Service):
         if wasRunning:
             self.mirror.close()
             self._lock.release()
+        if self._storePool.started:
+            self._storePool.stop()
         return self._clients.close()
 
 
