@@ -162,9 +162,8 @@ class FileResource(Resource):
         fleet = self._store.fleet
         if fleet is not None and fleet.redirect and front is None:
             # --store-redirect: a file in the bucket is read from there.
-            if key.storeParts in fleet.known:
-                return self._toBucket(request, key, fleet.urlOf(key.storeParts))
-            if not self._tree.has(key):
+            # (Presigning may refresh the store's credentials: in a thread.)
+            if key.storeParts in fleet.known or not self._tree.has(key):
                 d = ensureDeferred(self._bucketOrCold(request, key))
                 d.addErrback(self._failed, request, key)
                 return NOT_DONE_YET
@@ -195,8 +194,8 @@ class FileResource(Resource):
 
     async def _bucketOrCold(self, request: Request, key: FileKey) -> None:
         """
-        A file this node has not: to the bucket if it is there, else
-        fetched as a cold file.
+        A file in the bucket: a client is sent there; else served from this
+        node's tree, or fetched as a cold file.
         """
         fleet = self._store.fleet
         assert fleet is not None
@@ -206,6 +205,10 @@ class FileResource(Resource):
         if url is not None:
             request.write(self._toBucket(request, key, url))
             request.finish()
+            return
+        file = self._tree.openFile(key)
+        if file is not None:
+            self._fromDisk(request, key, file)  # the bucket failed us: this node has it
             return
         await self._cold(request, key)
 
