@@ -14,6 +14,7 @@ It imports nothing else of the mirror's.
 
 from ._coalesce import Coalescer, Signal
 from ._disk import defaultCacheDir, putInPlace, syncDirectory, writeAll
+from ._watched import LOOK_EVERY, WatchedFile
 from ._errors import NotFound, StoreError, Unavailable, UpstreamError
 from ._events import PAGE_OUTCOMES, REFRESH_OUTCOMES, UPSTREAM_OUTCOMES, Fanout, IMirrorEvents, NoEvents
 from ._idle import IdleTimer
@@ -35,6 +36,8 @@ from ._sockets import (
 )
 
 __all__ = [
+    "LOOK_EVERY",
+    "WatchedFile",
     "defaultCacheDir",
     "BULK",
     "canonicalName",

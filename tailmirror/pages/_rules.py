@@ -10,7 +10,6 @@ C{waive ID} lines, for advisories.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -144,21 +143,17 @@ def parsePolicyFile(text: str, path: str) -> Rules:
     return Rules(tuple(deny), tuple(allowOnly), frozenset(waived))
 
 
-def readPolicyFile(path: str) -> tuple[Rules, tuple[int, int, int]]:
+def policyFileRules(data: bytes, path: str) -> Rules:
     """
-    A policy file's rules, and what identifies its version on disk.
+    The rules of a policy file's bytes.
 
-    @raise OSError: if it cannot be read.
-    @raise ValueError: if a line is not a rule.
+    @raise ValueError: if it is not UTF-8, or a line is not a rule.
     """
-    with open(path, "rb") as f:
-        stat = os.fstat(f.fileno())
-        data = f.read()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not UTF-8") from None
-    return parsePolicyFile(text, path), (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    return parsePolicyFile(text, path)
 
 
 def rulesOf(deny: Iterable[str] = (), allowOnly: Iterable[str] = (), waive: Iterable[str] = ()) -> Rules:

@@ -23,11 +23,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from ..base import RunInThread
+from ..base import LOOK_EVERY, RunInThread, WatchedFile
 from ..upstream import readBody
 from ._advisories import Advisories, Advisory, readAdvisories
 from ._policy import Policy
-from ._rules import Rules, readPolicyFile
+from ._rules import Rules, policyFileRules
 
 __all__ = ["PolicySources", "SourceError"]
 
@@ -40,8 +40,8 @@ class SourceError(Exception):
 
 log = Logger()
 
-#: Seconds between looks at the policy file, and at advisory paths.
-LOOK_EVERY = 1.0
+#: Seconds between walks of the advisory paths (the policy file is looked
+#: at every LOOK_EVERY).
 WALK_EVERY = 10.0
 #: The most bytes of a feed taken.
 FEED_MAX = 512 * 1024 * 1024
@@ -120,9 +120,10 @@ class PolicySources:
         self._run = runInThread
         self._rules = rules
         self.policyFile = policyFile
-        self._fileRules = Rules()
-        self._fileSeen: tuple[int, int, int] | None = None
-        self._fileError: str | None = None
+        self._file = (
+            None if policyFile is None
+            else WatchedFile(policyFile, lambda data: policyFileRules(data, policyFile), clock, "the policy file")
+        )
         self._sources = [_Source(s, s.startswith(("http://", "https://"))) for s in advisories]
         self.refresh = refresh
         self._client = client
@@ -139,9 +140,9 @@ class PolicySources:
             be read, the policy file holds a line that is no rule, or an
             advisory path is neither a directory, a zip nor JSON.
         """
-        if self.policyFile is not None:
+        if self._file is not None:
             try:
-                self._fileRules, self._fileSeen = readPolicyFile(self.policyFile)
+                self._file.load()
             except (OSError, ValueError) as e:
                 raise SourceError(f"--policy-file cannot be read ({getattr(e, 'strerror', None) or e}): {self.policyFile}") from None
         for source in self._sources:
@@ -185,7 +186,8 @@ class PolicySources:
 
     def _apply(self) -> None:
         everything = [a for source in self._sources for a in source.advisories]
-        self.policy.update(self._rules + self._fileRules, Advisories(everything))
+        fileRules = self._file.value if self._file is not None else Rules()
+        self.policy.update(self._rules + fileRules, Advisories(everything))
 
     def _took(self, source: _Source, advisories: list[Advisory], skipped: list[str]) -> None:
         source.advisories = advisories
@@ -197,23 +199,12 @@ class PolicySources:
         log.info("{count} advisories of the PyPI ecosystem read from {source}", count=len(advisories), source=source.where)
 
     def _lookAtPolicyFile(self) -> None:
-        if self.policyFile is None:
+        if self._file is None:
             return
-        try:
-            stat = os.stat(self.policyFile)
-            if (stat.st_size, stat.st_mtime_ns, stat.st_ino) == self._fileSeen:
-                return
-            self._fileRules, self._fileSeen = readPolicyFile(self.policyFile)
-        except (OSError, ValueError) as e:
-            why = getattr(e, "strerror", None) or str(e)
-            if why != self._fileError:
-                self._fileError = why
-                log.error("cannot read the policy file {path} again ({why}); its last reading holds",
-                          path=self.policyFile, why=why)
-            return
-        self._fileError = None
-        log.info("read the policy file {path} again: it changed", path=self.policyFile)
-        self._apply()
+        seen = self._file.generation
+        self._file.current()
+        if self._file.generation != seen:
+            self._apply()
 
     async def _reread(self, source: _Source) -> None:
         source.busy = True
@@ -309,7 +300,7 @@ class PolicySources:
             "waived": sorted(rules.waived),
             "denyAdvisories": self.policy.denyAdvisories,
             "policyFile": self.policyFile,
-            "policyFileError": self._fileError,
+            "policyFileError": self._file.failing if self._file is not None else None,
             "advisories": self.policy.advisories.count,
             "sources": [source.facts() for source in self._sources],
             "heldBack": [

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from collections import OrderedDict
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import bcrypt
 from twisted.cred.checkers import ICredentialsChecker
@@ -33,7 +32,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from ..base import RunInThread
+from ..base import RunInThread, WatchedFile
 
 __all__ = [
     "AUTH_FORMATS",
@@ -54,8 +53,6 @@ AUTH_FORMATS = {
     "tokens": "NAME:sha256:HEX lines, the sha256 of each bearer token ('tailmirror token NAME' makes one)",
 }
 
-#: Seconds between looks at whether a file changed.
-LOOK_EVERY = 1.0
 #: Right passwords remembered, at most.
 REMEMBERED = 4096
 #: A bcrypt hash checked for a name the file does not have, so that such a
@@ -80,60 +77,6 @@ class BearerToken:
         return "BearerToken(...)"
 
 
-class _Watched:
-    """
-    A file read again, by C{parse}, when its size, time or inode changes
-    (looked at once a second at most); if it cannot be read or parsed, the
-    last good reading holds and the log says why, once.
-    """
-
-    def __init__(self, path: str, parse: Callable[[bytes], Any], clock: IReactorTime) -> None:
-        self.path = path
-        self._parse = parse
-        self._clock = clock
-        self._seen: tuple[int, int, int] | None = None
-        self._lookedAt = float("-inf")
-        self._failing: str | None = None
-        self.value: Any = None
-        #: Bumped at every reading.
-        self.generation = 0
-
-    def load(self) -> None:
-        """
-        Read the file now.
-
-        @raise OSError: if it cannot be read.
-        @raise ValueError: if it is not of its form.
-        """
-        with open(self.path, "rb") as f:
-            stat = os.fstat(f.fileno())
-            data = f.read()
-        self.value = self._parse(data)
-        self._seen = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        self.generation += 1
-
-    def current(self) -> Any:
-        """
-        The file's reading, read again first if it changed.
-        """
-        now = self._clock.seconds()
-        if now - self._lookedAt < LOOK_EVERY:
-            return self.value
-        self._lookedAt = now
-        try:
-            stat = os.stat(self.path)
-            if (stat.st_size, stat.st_mtime_ns, stat.st_ino) != self._seen:
-                self.load()
-                log.info("read {path} again: it changed", path=self.path)
-            self._failing = None
-        except (OSError, ValueError) as e:
-            why = getattr(e, "strerror", None) or str(e)
-            if why != self._failing:
-                self._failing = why
-                log.error("cannot read {path} again ({why}); the last reading holds", path=self.path, why=why)
-        return self.value
-
-
 def _lines(data: bytes, path: str) -> Iterable[tuple[int, str]]:
     try:
         text = data.decode("utf-8")
@@ -154,7 +97,7 @@ class HtpasswdChecker:
     credentialInterfaces = (IUsernamePassword,)
 
     def __init__(self, path: str, clock: IReactorTime, runInThread: RunInThread) -> None:
-        self._file = _Watched(path, self._parse, clock)
+        self._file = WatchedFile(path, self._parse, clock, "the file of --auth htpasswd")
         self._file.load()
         self._run = runInThread
         self._key = secrets.token_bytes(32)
@@ -235,7 +178,7 @@ class TokenChecker:
     credentialInterfaces = (IBearerToken, IUsernamePassword)
 
     def __init__(self, path: str, clock: IReactorTime) -> None:
-        self._file = _Watched(path, self._parse, clock)
+        self._file = WatchedFile(path, self._parse, clock, "the file of --auth tokens")
         self._file.load()
 
     def _parse(self, data: bytes) -> list[tuple[bytes, bytes]]:

@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from twisted.logger import LogLevel
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._optiongroups import parseDate
@@ -128,7 +128,8 @@ class RuleTests(SynchronousTestCase):
         for _ in range(3):
             h.clock.advance(2)
         self.assertEqual(listed(h.get("/simple/urllib3/", JSON)), ["urllib3-1.26.5.tar.gz"])
-        self.assertEqual(len([e for e in log.formats(LogLevel.error) if "policy file" in e]), 1)
+        errors = [formatEvent(e) for e in log.events if e.get("log_level") == LogLevel.error]
+        self.assertEqual(len([e for e in errors if "cannot read the policy file" in e]), 1, errors)
 
 
 class AdvisoryTests(SynchronousTestCase):
