@@ -11,7 +11,7 @@ from twisted.web.server import Request
 
 from ..base import NotFound, Unavailable
 
-__all__ = ["answerFor", "etagMatches", "header", "plain", "refuse", "respond"]
+__all__ = ["answerFor", "etagMatches", "header", "plain", "redirect", "refuse", "respond"]
 
 
 def answerFor(error: NotFound | Unavailable, missing: str = "not found") -> tuple[int, str]:
@@ -34,6 +34,18 @@ def plain(request: IRequest, status: int, text: str) -> bytes:
     body = (" ".join(text.split()) + "\n").encode("utf-8")
     request.setHeader("Content-Length", str(len(body)))
     return body
+
+
+def redirect(request: IRequest, location: str) -> bytes:
+    """
+    A permanent redirect to a location relative to the request's path,
+    keeping its query string.
+    """
+    query = request.uri.partition(b"?")[2]
+    if query:
+        location += "?" + query.decode("latin-1")
+    request.setHeader("Location", location)
+    return plain(request, 301, f"moved to {location}")
 
 
 def header(request: IRequest, name: str) -> str | None:

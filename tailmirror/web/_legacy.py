@@ -14,7 +14,7 @@ from twisted.web.iweb import IRequest
 
 from ..base import NotFound, Unavailable, canonicalName
 from ..pages import LegacyJSON
-from ._answers import answerFor, etagMatches, header, plain
+from ._answers import answerFor, etagMatches, header, plain, redirect
 
 __all__ = ["isJSONAPI", "rootURL", "sendLegacy"]
 
@@ -53,10 +53,7 @@ async def sendLegacy(request: IRequest, legacy: LegacyJSON, name: str, version: 
     if canonical is None:
         return plain(request, 404, "not a valid project name")
     if canonical != name:
-        location = f"../{canonical}/json" if version is None else f"../../{canonical}/{quote(version)}/json"
-        request.setResponseCode(301)
-        request.setHeader("Location", location)
-        return plain(request, 301, f"moved to {location}")
+        return redirect(request, f"../{canonical}/json" if version is None else f"../../{canonical}/{quote(version)}/json")
     try:
         body, etag = await legacy.answer(canonical, version, rootURL(request))
     except (NotFound, Unavailable) as e:

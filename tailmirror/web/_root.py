@@ -25,7 +25,7 @@ from ..base import PYPI, IndexLayout, NotFound, Unavailable, canonicalName
 from ..files import FileStore
 from ..observe import Health, MirrorMetrics, MirrorStatus
 from ..pages import Body, LegacyJSON, ProjectPages, Served
-from ._answers import answerFor, etagMatches, header, plain
+from ._answers import answerFor, etagMatches, header, plain, redirect
 from ._file import ALLOW, FileResource
 from ._front import askTheMirror, fromFront
 from ._observers import MetricsOnly, sendHealth, sendMetrics
@@ -38,18 +38,6 @@ log = Logger()
 
 _READ = ["GET", "HEAD"]
 STALE_HEADER = "Tailmirror-Stale"
-
-
-def redirect(request: IRequest, location: str) -> bytes:
-    """
-    A permanent redirect to a location relative to the request's path,
-    keeping its query string.
-    """
-    query = request.uri.partition(b"?")[2]
-    if query:
-        location += "?" + query.decode("latin-1")
-    request.setHeader("Location", location)
-    return plain(request, 301, f"moved to {location}")
 
 
 def wantsRevalidation(request: IRequest) -> bool:
