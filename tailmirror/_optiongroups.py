@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from twisted.python import usage
 
 from ._values import credentialsFor, named, noThreads
 from .base import DEFAULT_INDEX
+from .files import parseStore
 from .pages import ADVISORY_MODES, POLICY_FILE_FORMAT, parseDuration, parsePolicyFile, parseRule
 from .upstream import FILE_FORMAT, Credentials, parseHostPort
 from .web import AUTH_FORMATS, checkerFor
@@ -291,10 +293,6 @@ class StoreOptions(_Group):
         """
         Check the store's options (the bucket itself is checked at start).
         """
-        from urllib.parse import urlsplit
-
-        from .files import parseStore
-
         if self["store"] is not None:
             try:
                 parseStore(self["store"])

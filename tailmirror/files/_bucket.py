@@ -18,7 +18,6 @@ cold file at once only one downloads it from upstream.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -276,18 +275,3 @@ class Bucket:
 
     def release(self, sha256: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key(("+leases", sha256)))
-
-    def read(self, key: str, f: BinaryIO) -> int:
-        """
-        Write an object's bytes into C{f} (a check of a kept object).
-        """
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        total = 0
-        while chunk := body.read(1 << 20):
-            f.write(chunk)
-            total += len(chunk)
-        return total
-
-
-def fileSize(f: BinaryIO) -> int:
-    return os.fstat(f.fileno()).st_size

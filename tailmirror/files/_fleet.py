@@ -82,6 +82,7 @@ class Fleet(NoEvents):
         self.readFromBucket = 0
         self.failing: str | None = None
         self.failingSince: float | None = None
+        self._saidNoLeases = False
         #: Starts a download of a file, from upstream (set by the assembly).
         self.redownload: Callable[[FileKey], object] | None = None
 
@@ -120,9 +121,6 @@ class Fleet(NoEvents):
                 if self.redownload is not None:
                     # Once this download is done with (it is still the file's).
                     self._clock.callLater(0, self.redownload, key)
-
-    def fileEvicted(self, key: FileKey, size: int) -> None:
-        pass
 
     # Uploads ----------------------------------------------------------------
 
@@ -254,7 +252,7 @@ class Fleet(NoEvents):
             self._failed(e)
             return None
         if taken is None:
-            if self.bucket.conditional is False and not getattr(self, "_saidNoLeases", False):
+            if self.bucket.conditional is False and not self._saidNoLeases:
                 self._saidNoLeases = True
                 log.warn("the store takes no conditional writes (If-None-Match): nodes that miss the same "
                          "file at once each download it from upstream")

@@ -24,7 +24,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 from twisted.internet.interfaces import IReactorTime
 
-from ..base import Coalescer, FileKey, IndexLayout, NotFound, RunInThread, Unavailable, dumpJSON, loadJSON
+from ..base import Coalescer, FileKey, IndexLayout, NotFound, RunInThread, Unavailable, dumpJSON, loadJSON, shardOf
 from ..upstream import Upstream
 from ._advisories import Advisory
 from ._policy import Policy, timeOf, versionOf
@@ -158,19 +158,29 @@ def _fromMetadata(metadata: bytes | None) -> dict[str, Any]:
     return info
 
 
+def newestWheel(page: dict[str, Any], version: str | None) -> dict[str, Any] | None:
+    """
+    The wheel of a page whose core metadata describes C{version}, or the
+    newest release.  CPU work: run it off the reactor.
+    """
+    files = [(f, v) for f in page["files"] if f["filename"].endswith(".whl") and (v := versionOf(f["filename"]))]
+    wanted = version or _latest([v for _, v in files])
+    return next((f for f, v in files if v == wanted), None)
+
+
 def synthesize(
     page: dict[str, Any], name: str, version: str | None, base: str, layout: IndexLayout,
-    policy: Policy, now: float, metadata: bytes | None, lastSerial: str | None,
+    policy: Policy, metadata: bytes | None, lastSerial: str | None,
 ) -> dict[str, Any]:
     """
-    A JSON API document made from a project page (as the policy serves
-    it) and, if the mirror keeps it, the newest release's core metadata.
-    CPU work: run it off the reactor.
+    A JSON API document made from a project page as the policy serves it
+    (L{Policy.view}'s) and, if the mirror keeps it, the newest release's
+    core metadata.  CPU work: run it off the reactor.
 
     @raise NotFound: for a version the page has no file of.
     """
     releases: dict[str, list[dict[str, Any]]] = {}
-    for entry in policy.view(name, page, now).page["files"]:
+    for entry in page["files"]:
         each = versionOf(entry["filename"])
         if each is None:
             continue
@@ -295,7 +305,6 @@ class LegacyJSON:
         body = await self._document(name, version)
         now = self._clock.seconds()
         layout = pages.layout
-        document: dict[str, Any]
         if body is not None:
             url = self.url(name, version)
 
@@ -312,20 +321,18 @@ class LegacyJSON:
             if found is not None:
                 return self._answer(found)
         page, lastSerial = await pages.pageNow(name)
-        metadata = None
-        if self.metadataOf is not None:
-            newest = self._newestWheel(page, name, version, now)
-            if newest is not None:
-                key = layout.parse(("/" + layout.linkPath(newest["filename"], newest["url"], newest.get("hashes") or {}) + ".metadata").encode("utf-8"))
-                if key is not None:
-                    metadata = await self.metadataOf(key)
-        document = await self._run(synthesize, page, name, version, base, layout, policy, now, metadata, lastSerial)
-        return self._answer(document)
 
-    def _newestWheel(self, page: dict[str, Any], name: str, version: str | None, now: float) -> dict[str, Any] | None:
-        files = [f for f in page["files"] if f["filename"].endswith(".whl") and versionOf(f["filename"])]
-        wanted = version or _latest([versionOf(f["filename"]) or "" for f in files])
-        return next((f for f in files if versionOf(f["filename"]) == wanted), None)
+        def served() -> tuple[dict[str, Any], dict[str, Any] | None]:
+            viewed = policy.view(name, page, now).page
+            return viewed, newestWheel(viewed, version)
+
+        viewed, newest = await self._run(served)
+        metadata = None
+        if self.metadataOf is not None and newest is not None:
+            shard = shardOf(newest["url"], newest.get("hashes") or {})
+            metadata = await self.metadataOf(FileKey(shard, newest["filename"], True, layout.name))
+        document = await self._run(synthesize, viewed, name, version, base, layout, policy, metadata, lastSerial)
+        return self._answer(document)
 
     @staticmethod
     def _answer(document: dict[str, Any]) -> tuple[bytes, str]:

@@ -240,16 +240,6 @@ class Policy:
             return advisory
         return None
 
-    def hides(self, name: str, uploaded: float | None, now: float) -> float | None:
-        """
-        Until when a file of C{name} uploaded at C{uploaded} is held back
-        by the cooldown or the freeze date (infinity for a file without an
-        upload time that is denied, or one after the freeze date); L{None}
-        if it is not.
-        """
-        held = self._timeHeld(name, uploaded, now)
-        return None if held is None else held.until
-
     def _timeHeld(self, name: str, uploaded: float | None, now: float) -> Held | None:
         cooling = self.cools(name)
         if not cooling and self.excludeNewer is None:

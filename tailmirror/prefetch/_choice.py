@@ -208,7 +208,7 @@ def choose(
             rank = min((client.tags.get(t, math.inf) for t in c.tags), default=math.inf)
             if rank == math.inf:
                 continue
-        if policy is not None and policy.hides(name, c.uploaded, now) is not None:
+        if policy is not None and policy.holds(name, c.filename, c.uploaded, now) is not None:
             continue
         # A pre-release only where the specifier names one, or none else fits.
         final = not c.version.is_prerelease or specifier.prereleases is True

@@ -15,6 +15,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
+from tailmirror.pages import rulesOf
 from tailmirror.prefetch import _picks
 from tailmirror.prefetch._choice import Candidate, candidatesOf, choose, requirementsOf
 from tailmirror.prefetch._clients import OWN, clientOf
@@ -249,6 +250,11 @@ class ChoiceTests(SynchronousTestCase):
         policy = Policy(cooldown=3 * 86400)
         now = 1704758400 + 86400  # a day after 2.0's upload
         self.assertEqual(self.pick(*files, policy=policy, now=now), "p-1.0-py3-none-any.whl")
+        # A rule, or a freeze date, as well.
+        self.assertEqual(self.pick(*files, policy=Policy(rules=rulesOf(deny=["p==2.0"])), now=now),
+                         "p-1.0-py3-none-any.whl")
+        self.assertEqual(self.pick(*files, policy=Policy(excludeNewer=1704758400 - 86400), now=now),
+                         "p-1.0-py3-none-any.whl")
 
     def test_quarantined(self) -> None:
         page = {"project-status": {"status": "quarantined"}, "files": [
