@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import bcrypt
-from twisted.logger import LogLevel
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror.upstream import Credentials
@@ -257,3 +257,26 @@ class ProbeTests(SynchronousTestCase):
         asked.addCallback(treq.json_content).addCallback(answer.append)
         probes.flush()
         self.assertEqual(answer, [{"status": "ready", "journal": "replayed"}])
+
+
+class HtpasswdFormTests(SynchronousTestCase):
+    def test_onlyBcrypt(self) -> None:
+        """
+        Entries with another kind of hash (MD5, SHA-1, crypt) are skipped,
+        with a warning that names the user; they cannot read.
+        """
+        from twisted.internet.task import Clock
+
+        from ..harness import runSynchronously
+        from tailmirror.web._passwords import HtpasswdChecker
+
+        path = Path(tempfile.mkdtemp()) / "users"
+        htpasswd(path, alice=PASSWORD)
+        path.write_text(path.read_text() + "bob:$apr1$abc$defghijklmnopqrstuv\ncarol:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")
+        log = CapturedLog(self)
+        checker = HtpasswdChecker(str(path), Clock(), runSynchronously)
+        self.assertEqual(checker.names, 1)
+        warned = " ".join(formatEvent(e) for e in log.events if e.get("log_level") == LogLevel.warn)
+        self.assertIn("bob", warned)
+        self.assertIn("carol", warned)
+        self.assertNotIn("$apr1$", warned)
