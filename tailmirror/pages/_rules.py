@@ -11,6 +11,7 @@ C{waive ID} lines, for advisories.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -82,10 +83,10 @@ class Rules:
     def __add__(self, other: "Rules") -> "Rules":
         return Rules(self.deny + other.deny, self.allowOnly + other.allowOnly, self.waived | other.waived)
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
         """
-        The projects some rule names.
+        The projects some rule names (made once: a warm file asks).
         """
         return frozenset(r.name for r in (*self.deny, *self.allowOnly))
 
