@@ -48,6 +48,10 @@ BACKLOG_MAX = 32 * 1024 * 1024
 INLINE_MAX = 64 * 1024
 
 
+#: How the reason of a download whose bytes failed their check begins.
+CORRUPT = "upstream sent a corrupt file"
+
+
 class Follower:
     """
     What a L{Download} tells of its progress: something sending its bytes.
@@ -450,7 +454,7 @@ def _reason(e: BaseException, download: Download) -> Unavailable:
     if isinstance(e, NotFound):
         return Unavailable(404, "no such file")
     if isinstance(e, _Corrupt):
-        return UpstreamError(502, f"upstream sent a corrupt file: {e}")
+        return UpstreamError(502, f"{CORRUPT}: {e}")
     if isinstance(e, _BodyTooLong):
         return UpstreamError(502, f"upstream sent more than the {download.length} bytes expected")
     if isinstance(e, OSError):

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from ..base import FileKey, NoEvents, RunInThread, UpstreamError
 from ..upstream import Fetched, FileSink, Priority, Upstream
 from ._bucket import Bucket, PageCopy, _why
+from ._download import CORRUPT
 from ._tree import FileTree
 
 __all__ = ["Fleet", "FleetUpstream"]
@@ -81,7 +82,6 @@ class Fleet(NoEvents):
         self.failedPuts = 0
         self.readFromBucket = 0
         self.failing: str | None = None
-        self.failingSince: float | None = None
         self._saidNoLeases = False
         #: Starts a download of a file, from upstream (set by the assembly).
         self.redownload: Callable[[FileKey], object] | None = None
@@ -111,11 +111,10 @@ class Fleet(NoEvents):
         if parts in self.fromBucket:
             self.fromBucket.discard(parts)
             self.known.discard(parts)
-            if "corrupt" in reason:
+            if reason.startswith(CORRUPT):
                 # The bucket's bytes are wrong: never served; fetched from
                 # upstream and put over them.
                 self.bad.add(parts)
-                self.known.discard(parts)
                 log.error("the bucket's copy of {file} is corrupt ({reason}); fetching it from upstream "
                           "to replace it", file=key.filename, reason=reason)
                 if self.redownload is not None:
@@ -144,7 +143,7 @@ class Fleet(NoEvents):
         except Exception as e:
             file.close()
             self.failedPuts += 1
-            self._failed(e)
+            self.failed(_why(e))
             if self._tree.has(key):
                 await deferLater(self._clock, wait, lambda: None)
                 await self._upload(key, min(RETRY_MOST, wait * 2))
@@ -162,16 +161,11 @@ class Fleet(NoEvents):
             log.info("the bucket's copy of {file} is replaced with verified bytes", file=key.filename)
         self._release(parts)
 
-    def noteFailure(self, why: str) -> None:
+    def failed(self, why: str) -> None:
         """
-        The bucket failed a read: say so once per outage.
+        The bucket failed a call: say so once per outage.
         """
-        self._failed(RuntimeError(why))
-
-    def _failed(self, e: BaseException) -> None:
-        why = _why(e) if not isinstance(e, RuntimeError) else str(e)
         if self.failing is None:
-            self.failingSince = self._clock.seconds()
             log.error("the store fails ({why}); the mirror serves from its disk and upstream, and "
                       "retries its puts ({pending} pending)", why=why, pending=self.pending)
         self.failing = why
@@ -179,7 +173,7 @@ class Fleet(NoEvents):
     def _recovered(self) -> None:
         if self.failing is not None:
             log.info("the store answers again")
-        self.failing = self.failingSince = None
+        self.failing = None
 
     def _release(self, parts: tuple[str, ...]) -> None:
         sha = self.leases.pop(parts, None)
@@ -190,7 +184,7 @@ class Fleet(NoEvents):
         try:
             return await self._run(f, *args)
         except Exception as e:
-            self._failed(e)
+            self.failed(_why(e))
             return None
 
     # Reading ------------------------------------------------------------------
@@ -221,7 +215,7 @@ class Fleet(NoEvents):
             try:
                 found = await self._run(look)
             except Exception as e:
-                self._failed(e)
+                self.failed(_why(e))
                 return None
             self._recovered()
             if found is None:
@@ -230,7 +224,7 @@ class Fleet(NoEvents):
         try:
             url: str = await self._run(self.urlOf, parts)
         except Exception as e:
-            self._failed(e)
+            self.failed(_why(e))
             return None
         return url
 
@@ -249,7 +243,7 @@ class Fleet(NoEvents):
         try:
             taken = await self._run(self.bucket.lease, lease)
         except Exception as e:
-            self._failed(e)
+            self.failed(_why(e))
             return None
         if taken is None:
             if self.bucket.conditional is False and not self._saidNoLeases:
@@ -356,6 +350,6 @@ class FleetUpstream:
                 # The bucket did not answer with the object: upstream then.
                 self._fleet.fromBucket.discard(key.storeParts)
                 self._fleet.known.discard(key.storeParts)
-                self._fleet.noteFailure(e.reason)
+                self._fleet.failed(e.reason)
         await self._upstream.fetchFile(url, sink, background)
 
