@@ -107,11 +107,10 @@ class Reach:
     ) -> None:
         self.origins = {(host.lower(), port) for host, port in origins}
         self.allowed = tuple((host.lower(), port) for host, port in allowed)
-        #: The addresses each upstream's host resolved to, by port.
-        self._originAddresses: dict[int, set[str]] = {}
-        for host, port in self.origins:
-            if refusedKind(host) is not None:
-                self._originAddresses.setdefault(port, set()).add(host)
+        #: The addresses each upstream's host (and port) last resolved to.
+        self._originAddresses: dict[tuple[str, int], frozenset[str]] = {
+            (host, port): frozenset([host]) for host, port in self.origins if refusedKind(host) is not None
+        }
 
     def isOrigin(self, host: str, port: int) -> bool:
         return (host.lower(), port) in self.origins
@@ -120,18 +119,18 @@ class Reach:
         host = host.lower()
         return any(host == each and wanted in (None, port) for each, wanted in self.allowed)
 
-    def learned(self, port: int, addresses: Iterable[str]) -> None:
+    def learned(self, host: str, port: int, addresses: Iterable[str]) -> None:
         """
-        An upstream's host, on C{port}, resolved to C{addresses}.
+        An upstream's host, on C{port}, resolved to C{addresses} (its
+        addresses now, in place of those it had).
         """
-        self._originAddresses.setdefault(port, set()).update(addresses)
+        self._originAddresses[(host.lower(), port)] = frozenset(addresses)
 
     def unlearnedOrigins(self, port: int) -> list[str]:
         """
         The upstreams' host names on C{port} whose addresses are not known yet.
         """
-        known = self._originAddresses.get(port, ())
-        return [host for host, each in self.origins if each == port and not known and refusedKind(host) is None]
+        return [host for host, each in self.origins if each == port and (host, port) not in self._originAddresses]
 
     def judge(self, host: str, port: int, addresses: Sequence[str]) -> tuple[list[str], str | None]:
         """
@@ -142,7 +141,7 @@ class Reach:
             return list(addresses), None
         kept: list[str] = []
         refusal = None
-        originAddresses = self._originAddresses.get(port, set())
+        originAddresses = set().union(*(found for (_, each), found in self._originAddresses.items() if each == port))
         for each in addresses:
             kind = refusedKind(each)
             if kind is None or each in originAddresses or self._allows(each, port):
@@ -220,7 +219,7 @@ class GuardedResolver:
             found = await self._resolve(hostName, portNumber, addressTypes, transportSemantics)
             hosts = [h for h in map(_hostOf, found) if h is not None]
             if reach.isOrigin(hostName, portNumber):
-                reach.learned(portNumber, hosts)
+                reach.learned(hostName, portNumber, hosts)
                 return found
             if any(refusedKind(h) is not None for h in hosts):
                 # Is it the upstream's own address?  Learn where its host is.
@@ -229,8 +228,8 @@ class GuardedResolver:
                     origins = await gatherResults(
                         [self._resolve(name, portNumber, addressTypes, transportSemantics) for name in unlearned]
                     )
-                    for each in origins:
-                        reach.learned(portNumber, [h for h in map(_hostOf, each) if h is not None])
+                    for name, each in zip(unlearned, origins):
+                        reach.learned(name, portNumber, [h for h in map(_hostOf, each) if h is not None])
             kept, self.refusal = reach.judge(hostName, portNumber, hosts)
             return [a for a in found if _hostOf(a) in kept]
 

@@ -43,7 +43,7 @@ class RefusedAddressTests(SynchronousTestCase):
         # Upstream's own name, whatever it resolves to.
         self.assertEqual(reach.judge("localhost", 8080, ["127.0.0.1"]), (["127.0.0.1"], None))
         # Its addresses, once known, at its port only.
-        reach.learned(8080, ["127.0.0.1"])
+        reach.learned("localhost", 8080, ["127.0.0.1"])
         self.assertEqual(reach.judge("other.test", 8080, ["127.0.0.1"]), (["127.0.0.1"], None))
         kept, why = reach.judge("other.test", 9090, ["127.0.0.1"])
         self.assertEqual(kept, [])
@@ -58,6 +58,9 @@ class RefusedAddressTests(SynchronousTestCase):
         # Refused addresses are dropped; the rest kept.
         self.assertEqual(reach.judge("mixed.test", 80, ["10.1.1.1", "8.8.8.8"]), (["8.8.8.8"], None))
         self.assertIn("[fe80::1]:80", reach.judge("fe80::1", 80, ["fe80::1"])[1] or "")
+        # An upstream's host that resolves elsewhere now: its old address is no longer its.
+        reach.learned("localhost", 8080, ["127.0.0.2"])
+        self.assertEqual(reach.judge("other.test", 8080, ["127.0.0.1"])[0], [])
 
     def test_hostPort(self) -> None:
         self.assertEqual(parseHostPort("Files.Internal"), ("files.internal", None))
