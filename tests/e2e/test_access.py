@@ -189,7 +189,7 @@ def test_upstreamSecretNeverShown(kind: str, tmp_path: Path) -> None:
         (tmp_path / "netrc").write_text(f"machine 127.0.0.1 login me password {secret}\n")
         env["NETRC"] = str(tmp_path / "netrc")
     cache = tmp_path / "cache"
-    mirror = _mirrorWith(url, cache, args, env)
+    mirror = MirrorProcess(url, cache, *args, env=env)
     surfaces: dict[str, bytes] = {}
     try:
         python = freshVenv(tmp_path / "venv")
@@ -234,24 +234,6 @@ def test_upstreamSecretNeverShown(kind: str, tmp_path: Path) -> None:
     for name, content in surfaces.items():
         for secretText in secrets:
             assert secretText.encode() not in content, f"the secret is in {name}"
-
-
-def _mirrorWith(url: str, cache: Path, args: list[str], env: dict[str, str]) -> MirrorProcess:
-    """
-    A mirror run with C{env} added to its environment.
-    """
-    import os
-
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return MirrorProcess(url, cache, *args)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_refusedLinks(tmp_path: Path) -> None:
