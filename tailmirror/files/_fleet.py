@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from typing import Any, Callable
+from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -41,8 +42,12 @@ RETRY_MOST = 300.0
 #: Seconds a node waits for another node's download to reach the bucket.
 WAIT_FOR_OTHERS = 15.0
 POLL_EVERY = 0.25
-#: Seconds a presigned URL is good for.
+#: Seconds a presigned URL is good for, and for how long one is handed
+#: out again (a client it is sent to has four minutes left to use it).
 PRESIGNED_FOR = 300
+URL_REUSED_FOR = 60.0
+#: Presigned URLs kept, at most.
+URLS_KEPT = 4096
 
 
 class Fleet(NoEvents):
@@ -70,6 +75,8 @@ class Fleet(NoEvents):
         self.waitForOthers = waitForOthers
         #: Store paths known to be in the bucket.
         self.known: set[tuple[str, ...]] = set()
+        #: Presigned URLs made lately, and when, by store path.
+        self._urls: dict[tuple[str, ...], tuple[str, float]] = {}
         #: Store paths whose bucket object proved corrupt: fetched from
         #: upstream, and put over it.
         self.bad: set[tuple[str, ...]] = set()
@@ -192,13 +199,30 @@ class Fleet(NoEvents):
     def urlOf(self, parts: tuple[str, ...]) -> str:
         """
         Where clients read an object: the public URL, or a presigned one.
+        Blocking (presigning may refresh the store's credentials): call it
+        in a thread.
         """
         key = self.bucket.key(parts)
         if self.publicURL is not None:
-            from urllib.parse import quote
-
             return self.publicURL + quote(key)
         return self.bucket.presign(key, PRESIGNED_FOR)
+
+    def redirectTo(self, key: FileKey) -> str | None:
+        """
+        A URL that a client may be sent to for a file known to be in the
+        bucket, made lately, without waiting for anything; L{None} if none
+        is at hand (L{locate} makes one).  A hot file's redirects cost one
+        presigning a minute, not one a request.
+        """
+        parts = key.storeParts
+        if parts not in self.known or parts in self.bad:
+            return None
+        if self.publicURL is not None:
+            return self.publicURL + quote(self.bucket.key(parts))
+        made = self._urls.get(parts)
+        if made is None or self._clock.seconds() - made[1] >= URL_REUSED_FOR:
+            return None
+        return made[0]
 
     async def locate(self, key: FileKey) -> str | None:
         """
@@ -226,6 +250,9 @@ class Fleet(NoEvents):
         except Exception as e:
             self.failed(_why(e))
             return None
+        if len(self._urls) >= URLS_KEPT:
+            self._urls.clear()
+        self._urls[parts] = (url, self._clock.seconds())
         return url
 
     async def beforeUpstream(self, key: FileKey) -> str | None:

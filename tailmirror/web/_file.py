@@ -162,7 +162,11 @@ class FileResource(Resource):
         fleet = self._store.fleet
         if fleet is not None and fleet.redirect and front is None:
             # --store-redirect: a file in the bucket is read from there.
-            # (Presigning may refresh the store's credentials: in a thread.)
+            # (Presigning may refresh the store's credentials: in a thread,
+            # unless a URL made lately is at hand.)
+            url = fleet.redirectTo(key)
+            if url is not None:
+                return self._toBucket(request, key, url)
             if key.storeParts in fleet.known or not self._tree.has(key):
                 d = ensureDeferred(self._bucketOrCold(request, key))
                 d.addErrback(self._failed, request, key)

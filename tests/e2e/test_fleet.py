@@ -220,6 +220,10 @@ def test_redirects(s3: S3Process, tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.build_opener(NoFollow()).open(url, timeout=30)
         assert caught.value.code == 307
+        # A hot file's redirects reuse a URL presigned lately (a minute).
+        with pytest.raises(urllib.error.HTTPError) as again:
+            urllib.request.build_opener(NoFollow()).open(url, timeout=30)
+        assert again.value.headers["Location"] == caught.value.headers["Location"]
         assert caught.value.headers["Location"].startswith(s3.endpoint + f"/{s3.bucket}/fleet/root/pypi/%2Bf/")
         for name, install in (("pip", pipInstall), ("uv", uvInstall)):
             python = freshVenv(tmp_path / name)
