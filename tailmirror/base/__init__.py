@@ -25,6 +25,8 @@ from ._names import canonicalName, noteUnreadable, safeFilename, usableSha256
 from ._offload import SMALL_FILE, SMALL_PAGE, RunInThread, offload
 from ._sockets import (
     BULK,
+    MSG_MORE,
+    gathered,
     holdsBytes,
     plainConnection,
     readInBulk,
@@ -40,6 +42,8 @@ __all__ = [
     "WatchedFile",
     "defaultCacheDir",
     "BULK",
+    "gathered",
+    "MSG_MORE",
     "canonicalName",
     "Coalescer",
     "DEFAULT_INDEX",

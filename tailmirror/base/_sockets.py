@@ -6,14 +6,20 @@ bulk, and writes that leave at once when nothing is queued.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable
+import socket
+from contextlib import contextmanager
+from errno import ENOBUFS, EWOULDBLOCK
+from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.tcp import Connection
+from twisted.python.util import untilConcludes
 
 __all__ = [
     "BULK",
+    "gathered",
     "holdsBytes",
+    "MSG_MORE",
     "plainConnection",
     "readInBulk",
     "rememberHost",
@@ -62,6 +68,69 @@ def sendInBulk(transport: Any) -> None:
         descriptor.SEND_LIMIT = max(descriptor.SEND_LIMIT, BULK)
 
 
+#: The flag that tells the kernel more bytes follow at once (Linux); none
+#: elsewhere, where what is gathered is sent as it is.
+MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
+
+
+class _Through:
+    """
+    The writes of a connection that writes through (see L{writeThrough}),
+    and what it gathers (see L{gathered}).
+    """
+
+    def __init__(self, descriptor: Connection) -> None:
+        self.descriptor = descriptor
+        self.buffered = descriptor.write
+        self.bufferedSequence = descriptor.writeSequence
+        #: What is written while gathering, to be sent as one.
+        self.gathering: list[bytes] | None = None
+
+    def idle(self) -> bool:
+        # The socket is not waiting to take earlier bytes, and nothing holds
+        # writes back.
+        d = self.descriptor
+        return bool(
+            d.connected
+            and not d.disconnecting
+            and not d._writeDisconnected
+            and not d._tempDataBuffer
+            and d.offset == len(d.dataBuffer)
+            and (d.producer is None or (d.streamingProducer and not d.producerPaused))
+        )
+
+    def write(self, data: bytes) -> None:
+        if self.gathering is not None and type(data) is bytes:
+            self.gathering.append(data)
+        else:
+            self.send(data)
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        iovec = list(iovec)
+        if iovec and all(type(each) is bytes for each in iovec):
+            self.write(b"".join(iovec))
+        else:
+            self.bufferedSequence(iovec)
+
+    def send(self, data: bytes, flags: int = 0) -> None:
+        """
+        Hand C{data} to the socket now if nothing waits before it, and
+        buffer what it does not take.
+        """
+        if type(data) is bytes and data and self.idle():
+            try:
+                sent = untilConcludes(self.descriptor.socket.send, data, flags)
+            except OSError as e:
+                # Full: buffered below.  Lost: buffered too, and the reactor
+                # finds the loss and reports it, as for any write.
+                sent = 0 if e.errno in (EWOULDBLOCK, ENOBUFS) else -1
+            if sent == len(data):
+                return
+            if sent > 0:
+                data = data[sent:]
+        self.buffered(data)
+
+
 def writeThrough(transport: Any) -> None:
     """
     Have a TCP connection hand what it is given to its socket at once, when
@@ -82,40 +151,36 @@ def writeThrough(transport: Any) -> None:
     descriptor = socketOf(transport)
     if not isinstance(descriptor, Connection):
         return
-    buffered = descriptor.write
-    bufferedSequence = descriptor.writeSequence
+    through = _Through(descriptor)
+    descriptor.write = through.write  # type: ignore[method-assign]
+    descriptor.writeSequence = through.writeSequence  # type: ignore[method-assign]
+    descriptor._tailmirrorThrough = through  # type: ignore[attr-defined]
 
-    def idle() -> bool:
-        # The socket is not waiting to take earlier bytes, and nothing holds
-        # writes back.
-        d = descriptor
-        return bool(
-            d.connected
-            and not d.disconnecting
-            and not d._writeDisconnected
-            and not d._tempDataBuffer
-            and d.offset == len(d.dataBuffer)
-            and (d.producer is None or (d.streamingProducer and not d.producerPaused))
-        )
 
-    def write(data: bytes) -> None:
-        if type(data) is bytes and data and idle():
-            sent = descriptor.writeSomeData(data)
-            if isinstance(sent, int) and sent > 0:
-                if sent == len(data):
-                    return
-                data = data[sent:]
-        buffered(data)
+@contextmanager
+def gathered(transport: Any, more: bool = False) -> Iterator[None]:
+    """
+    Send what is written to C{transport} within as one, at the end: a
+    response's headers and its first bytes in one segment rather than two,
+    the client woken once for them.  With C{more}, what is gathered is
+    marked as having more to follow at once (C{MSG_MORE}): a file the
+    kernel sends next, whose first bytes then leave with the headers.
 
-    def writeSequence(iovec: Iterable[bytes]) -> None:
-        iovec = list(iovec)
-        if iovec and all(type(each) is bytes for each in iovec) and idle():
-            write(b"".join(iovec))
-        else:
-            bufferedSequence(iovec)
-
-    descriptor.write = write  # type: ignore[method-assign]
-    descriptor.writeSequence = writeSequence  # type: ignore[method-assign]
+    Only a connection that writes through gathers; within another gathering
+    this adds nothing (the outer one sends).
+    """
+    through: _Through | None = getattr(socketOf(transport), "_tailmirrorThrough", None)
+    if through is None or through.gathering is not None:
+        yield
+        return
+    gathering: list[bytes] = []
+    through.gathering = gathering
+    try:
+        yield
+    finally:
+        through.gathering = None
+        if gathering:
+            through.send(b"".join(gathering), MSG_MORE if more else 0)
 
 
 def plainConnection(transport: Any) -> Connection | None:

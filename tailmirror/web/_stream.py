@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from ..base import BULK, IdleTimer, holdsBytes, plainConnection, sendInBulk, stopWaiting, whenWritable
+from ..base import BULK, IdleTimer, gathered, holdsBytes, plainConnection, sendInBulk, stopWaiting, whenWritable
 from ..files import Download, Follower, OpenFile
 from ._answers import refuse
 
@@ -187,7 +187,10 @@ class Stream(Follower):
         turn = SENDFILE_TURN
         while not self._paused and not self.done and self.offset < limit:
             if not self._request.startedWriting:
-                self._request.write(b"")  # the headers, before any byte of the body
+                # The headers, before any byte of the body, and with its
+                # first bytes: marked as having more to follow.
+                with gathered(socket, more=True):
+                    self._request.write(b"")
                 if getattr(self._request, "chunked", False):
                     # A body of a length not known (upstream did not say),
                     # sent in chunks: their framing is the request's to

@@ -32,6 +32,7 @@ from tailmirror.web._passwords import newToken
 from tailmirror._mirror import Settings
 from tailmirror._service import MirrorService
 from tailmirror.base._layout import FileKey, mirrorPath, parseFilePath
+from tailmirror.base import _sockets
 from tailmirror.web import _stream
 
 from ..certs import Authority
@@ -202,6 +203,38 @@ class SendfileTests(TestCase):
         status, headers, body = _parse(await (await self.fetch(base, _request(filePath(f), method="HEAD"))).done)
         self.assertEqual((status, int(headers["content-length"]), body), (200, f.size, b""))
         self.assertEqual(self.calls, calls)
+
+    async def test_headersLeaveWithFirstBytes(self) -> None:
+        """
+        An answer's headers go to the socket in one write with its first
+        bytes: a page's headers and body together; a warm file's headers
+        marked as having more to follow at once (C{MSG_MORE}), so the
+        kernel sends them with the file's first bytes.  Twisted wrote them
+        apart, a segment of headers alone and the client woken for it.
+        """
+        f = sdist("foo", "1.0", size=MB)
+        mirror, base = self.mirror(f)
+        await self.warm(mirror, base, f)
+        sent: list[tuple[bytes, int]] = []
+        real = _sockets.untilConcludes
+
+        def recording(call: Any, *args: Any) -> Any:
+            if getattr(call, "__name__", "") == "send":
+                sent.append((bytes(args[0]), args[1] if len(args) > 1 else 0))
+            return real(call, *args)
+
+        self.patch(_sockets, "untilConcludes", recording)
+        status, headers, body = _parse(await (await self.fetch(base, _request(filePath(f)))).done)
+        self.assertEqual((status, hashlib.sha256(body).hexdigest()), (200, f.sha256))
+        [(head, flags)] = sent
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n"), head)
+        self.assertEqual(flags, socket.MSG_MORE)
+        del sent[:]
+        status, _, body = _parse(await (await self.fetch(base, _request("/simple/foo/", "Accept: application/vnd.pypi.simple.v1+json"))).done)
+        self.assertEqual(status, 200)
+        [(whole, flags)] = sent
+        self.assertEqual((whole.partition(b"\r\n\r\n")[2], flags), (body, 0))
+        self.assertIn(f.filename.encode(), body)
 
     async def test_slowClient(self) -> None:
         """
