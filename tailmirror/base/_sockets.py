@@ -208,23 +208,38 @@ def whenWritable(connection: Connection, callback: Callable[[], object]) -> None
     connection's own registration with the reactor (its C{doWrite}): a
     second registration of the same socket would take the connection's
     place in the reactor, reads and all.
+
+    A callback that waits again (a file sent a turn at a time) keeps the
+    registration; one that does not, with nothing held, ends it.  Nothing
+    held, the connection's own C{doWrite} is not called: it would only send
+    nothing, a system call, and end the registration, another.
     """
 
     def writable() -> object:
         stopWaiting(connection)
-        # Whatever the connection holds goes first; holding nothing, it
-        # stops asking the reactor to write.
-        why = connection.doWrite()
-        if why:
-            return why  # lost: the reactor disconnects it, and says so
         if holdsBytes(connection):
-            connection.doWrite = writable  # type: ignore[method-assign]
-            return None
+            # Whatever the connection holds goes first; holding nothing
+            # after, it stops asking the reactor to write.
+            why = connection.doWrite()
+            if why:
+                return why  # lost: the reactor disconnects it, and says so
+            if holdsBytes(connection):
+                connection.doWrite = writable  # type: ignore[method-assign]
+                return None
         callback()
+        if not _waiting(connection) and not holdsBytes(connection) and not connection.disconnecting:
+            connection.stopWriting()
         return None
 
     connection.doWrite = writable  # type: ignore[method-assign]
     connection.startWriting()
+
+
+def _waiting(connection: Connection) -> bool:
+    """
+    Whether a wait of L{whenWritable} is on.
+    """
+    return "doWrite" in connection.__dict__
 
 
 def stopWaiting(connection: Connection) -> None:

@@ -200,8 +200,9 @@ class Stream(Follower):
             if turn <= 0 or holdsBytes(socket):
                 self._awaitRoom()
                 return False
+            asked = min(limit - self.offset, turn)
             try:
-                sent = sendfile(socket.fileno(), self._file.fd, self.offset, min(limit - self.offset, turn))
+                sent = sendfile(socket.fileno(), self._file.fd, self.offset, asked)
             except BlockingIOError:
                 self._awaitRoom()
                 return False
@@ -217,6 +218,14 @@ class Stream(Follower):
             self.offset += sent
             self._request.sentLength += sent
             turn -= sent
+            if sent < asked:
+                # The socket is full.  Asked again at once, it would take
+                # the little its reader has freed meanwhile, a call for
+                # each read, every one contending with the reader for the
+                # socket; once it says it has room (a third of its buffer
+                # free), one call fills it again.
+                self._awaitRoom()
+                return False
         return not self.done and not self._paused
 
     def _awaitRoom(self) -> None:

@@ -236,6 +236,44 @@ class SendfileTests(TestCase):
         self.assertEqual((whole.partition(b"\r\n\r\n")[2], flags), (body, 0))
         self.assertIn(f.filename.encode(), body)
 
+    async def test_fullSocketWaitsForRoom(self) -> None:
+        """
+        A socket that takes part of what C{sendfile} offers is full: the
+        rest goes once the reactor says it has room, not by asking again at
+        once for the little its reader freed meanwhile.  Waiting, and
+        waiting again, costs no empty write to the socket.
+        """
+        f = sdist("foo", "1.0", size=3 * MB)
+        mirror, base = self.mirror(f)
+        await self.warm(mirror, base, f)
+        real = _stream.sendfile
+        turn = {"partial": False, "again": 0, "calls": 0}
+
+        def partial(out: int, fd: int, offset: int, count: int) -> int:
+            if turn["partial"]:
+                turn["again"] += 1
+            turn["calls"] += 1
+            sent = real(out, fd, offset, max(1, count // 2))  # as a full socket takes a part
+            turn["partial"] = True
+            reactor.callLater(0, turn.__setitem__, "partial", False)  # the reactor's next turn
+            return sent
+
+        empty = []
+        writeSomeData = Connection.writeSomeData
+
+        def writing(connection: Connection, data: bytes) -> Any:
+            if not data:
+                empty.append(connection)
+            return writeSomeData(connection, data)
+
+        self.patch(_stream, "sendfile", partial)
+        self.patch(Connection, "writeSomeData", writing)
+        status, _, body = _parse(await (await self.fetch(base, _request(filePath(f)))).done)
+        self.assertEqual((status, hashlib.sha256(body).hexdigest()), (200, f.sha256))
+        self.assertGreater(turn["calls"], 10)
+        self.assertEqual(turn["again"], 0)
+        self.assertLessEqual(len(empty), 1, "one at most: Twisted's, closing the connection")
+
     async def test_slowClient(self) -> None:
         """
         A client that stops reading holds the file's descriptor (a use the
