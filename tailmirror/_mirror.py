@@ -311,13 +311,15 @@ def buildMirror(
     clients: Mapping[str, Any] = {},
     bucket: Bucket | None = None,
     storeThreads: RunInThread | None = None,
+    journalThreads: RunInThread | None = None,
 ) -> Mirror:
     """
     A mirror of C{settings.upstream}, and of C{settings.indexes}, over
     C{client} (a C{treq} HTTP client; an index in C{clients}, by name, over
     its own), its files also in C{bucket} (through C{storeThreads}), its
     time from C{clock}, its disk and CPU work through
-    C{runInThread}, its events to C{subscribers}, its free space read by
+    C{runInThread} (its journals' records through C{journalThreads}, if
+    given), its events to C{subscribers}, its free space read by
     C{space} and its tree walked by C{walk}.
     """
     metrics = MirrorMetrics(clock)
@@ -382,6 +384,7 @@ def buildMirror(
             policy=policy,
             layout=layout,
             renderCacheBytes=settings.renderCacheBytes,
+            writeInThread=journalThreads,
         )
         indexes[each.name] = Index(each, layout, upstream, journal, pages, asked)
     tree = FileTree(

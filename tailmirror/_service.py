@@ -106,6 +106,13 @@ class MirrorService(Service):
         def inStoreThread(f: Any, *args: Any) -> Any:
             return deferToThreadPool(reactor, self._storePool, f, *args)
 
+        #: The journals' records are written in a thread of their own: one
+        #: at a time, whatever the pool is busy with.
+        self._journalPool = ThreadPool(minthreads=1, maxthreads=1, name="tailmirror-journal")
+
+        def inJournalThread(f: Any, *args: Any) -> Any:
+            return deferToThreadPool(reactor, self._journalPool, f, *args)
+
         if settings.store is not None:
             try:
                 name, prefix = parseStore(settings.store)
@@ -117,7 +124,7 @@ class MirrorService(Service):
         # lock from the reactor for most of a minute.
         self.mirror = buildMirror(
             settings, client, reactor, runInThread, subscribers, walk=walkInChild, clients=perIndex,
-            bucket=self._bucket, storeThreads=inStoreThread,
+            bucket=self._bucket, storeThreads=inStoreThread, journalThreads=inJournalThread,
         )
         self.pages = self.mirror.pages
         self.files = self.mirror.files
@@ -183,6 +190,7 @@ class MirrorService(Service):
             self._lock.release()
             raise StartFailure(f"--cache-dir cannot be written ({e.strerror}): {where}") from None
         self._previousHandler = signal.signal(signal.SIGUSR2, self._compactOnSignal)
+        self._journalPool.start()
         super().startService()
 
     async def probeUpstream(self) -> None:
@@ -234,6 +242,10 @@ class MirrorService(Service):
         if self._previousHandler is not None:
             signal.signal(signal.SIGUSR2, self._previousHandler)
             self._previousHandler = None
+        if self._journalPool.started:
+            # A record being written is written whole before the journal
+            # is closed.
+            self._journalPool.stop()
         if wasRunning:
             self.mirror.close()
             self._lock.release()

@@ -30,22 +30,38 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, TypeVar
 
+from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from ..base import RunInThread, loadJSON, syncDirectory, writeAll
 from ._records import Entry, JournalFile, checkedHeader, pageHeader, recordLine
 
-__all__ = ["Entry", "Journal"]
+__all__ = ["Entry", "Journal", "Pending"]
 
 log = Logger()
+T = TypeVar("T")
 
 _decoder = json.JSONDecoder()
 _HEADER_PREFIX = 4096
 
 #: A journal smaller than this is never compacted automatically.
 COMPACT_ABOVE = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Pending(Generic[T]):
+    """
+    A record to append, and what it does once written (settled): on the
+    reactor thread, where the index is changed, after the record is in the
+    file.  A record that cannot be written changes nothing.
+    """
+
+    line: bytes
+    #: Given the file and where in it the record starts.
+    settle: Callable[[JournalFile, int], T]
 
 
 class Journal:
@@ -181,20 +197,29 @@ class Journal:
         else:
             raise ValueError("not a journal record")
 
-    def _append(self, line: bytes) -> int:
+    def write(self, line: bytes) -> tuple[JournalFile, int]:
         """
-        Append one record in one write; undo a partial write.
+        Append one record in one write; undo a partial write.  Disk work:
+        it may run in a thread, one write at a time, while no compaction
+        carries records over (see L{compact}'s C{exclusive}).
 
-        @return: where the record starts in the file.
+        @return: the file and where in it the record starts.
         """
-        fd, start = self._file.fd, self._size
+        f = self._file
+        fd, start = f.fd, self._size
         try:
             writeAll(fd, line)
         except OSError:
             os.ftruncate(fd, start)
             raise
         self._size = start + len(line)
-        return start
+        return f, start
+
+    def commit(self, pending: Pending[T]) -> T:
+        """
+        Write a record here and now, and settle it.
+        """
+        return pending.settle(*self.write(pending.line))
 
     def _replace(self, name: str, entry: Entry | None) -> None:
         """
@@ -207,6 +232,51 @@ class Journal:
             self.index[name] = entry
             self._live += entry.record
 
+    def pageRecord(
+        self,
+        name: str,
+        etag: str | None,
+        fetched: float,
+        page: bytes,
+        digest: str | None = None,
+        status: str | None = None,
+        lastSerial: str | None = None,
+    ) -> Pending[Entry]:
+        """
+        The record of a page freshly fetched from upstream, given as JSON
+        bytes, with the digest of the upstream body it was made from, the
+        project's status and upstream's serial; settled, the project's
+        latest entry.
+        """
+        line, offset = recordLine(pageHeader(name, fetched, etag, digest, status, lastSerial), page)
+
+        def settle(f: JournalFile, start: int) -> Entry:
+            entry = Entry(name, etag, fetched, (f, start + offset, len(page)), len(line), digest, status, lastSerial)
+            self._replace(name, entry)
+            return entry
+
+        return Pending(line, settle)
+
+    def freshRecord(self, entry: Entry, fetched: float) -> Pending[None]:
+        """
+        The record that upstream confirmed a page unchanged.
+        """
+
+        def settle(f: JournalFile, start: int) -> None:
+            entry.fetched = fetched
+
+        return Pending(recordLine({"name": entry.name, "fetched": fetched})[0], settle)
+
+    def goneRecord(self, name: str, fetched: float) -> Pending[None]:
+        """
+        The record that upstream no longer has a project.
+        """
+
+        def settle(f: JournalFile, start: int) -> None:
+            self._replace(name, None)
+
+        return Pending(recordLine({"name": name, "fetched": fetched, "gone": True})[0], settle)
+
     def appendPage(
         self,
         name: str,
@@ -218,30 +288,21 @@ class Journal:
         lastSerial: str | None = None,
     ) -> Entry:
         """
-        Record a page freshly fetched from upstream, given as JSON bytes,
-        with the digest of the upstream body it was made from, the
-        project's status and upstream's serial.
+        Record a page freshly fetched from upstream (see L{pageRecord}).
         """
-        line, offset = recordLine(pageHeader(name, fetched, etag, digest, status, lastSerial), page)
-        start = self._append(line)
-        where = (self._file, start + offset, len(page))
-        entry = Entry(name, etag, fetched, where, len(line), digest, status, lastSerial)
-        self._replace(name, entry)
-        return entry
+        return self.commit(self.pageRecord(name, etag, fetched, page, digest, status, lastSerial))
 
     def appendFresh(self, entry: Entry, fetched: float) -> None:
         """
         Record that upstream confirmed a page unchanged.
         """
-        self._append(recordLine({"name": entry.name, "fetched": fetched})[0])
-        entry.fetched = fetched
+        self.commit(self.freshRecord(entry, fetched))
 
     def appendGone(self, name: str, fetched: float) -> None:
         """
         Record that upstream no longer has a project.
         """
-        self._append(recordLine({"name": name, "fetched": fetched, "gone": True})[0])
-        self._replace(name, None)
+        self.commit(self.goneRecord(name, fetched))
 
     def forget(self, entry: Entry) -> None:
         """
@@ -288,12 +349,14 @@ class Journal:
             and self._size - self._live > self._live
         )
 
-    async def compact(self, runInThread: RunInThread) -> tuple[int, int]:
+    async def compact(self, runInThread: RunInThread, exclusive: DeferredLock | None = None) -> tuple[int, int]:
         """
         Rewrite the journal with only its live records, atomically: the
         live records are copied to a new file off the reactor thread, the
         records appended meanwhile are carried over on it, and the new file
         is renamed over the journal.  A failure leaves the journal as it was.
+        Records written in a thread are written holding C{exclusive}, which
+        the carrying over holds too: none is half written as it is copied.
 
         @return: the journal's size before and after.
         """
@@ -309,10 +372,16 @@ class Journal:
             ]
             fd, places = await runInThread(self._writeLive, target, plan)
             new = JournalFile(fd)
-            if self._file is not old:
-                new.close()
-                raise RuntimeError("the journal was closed meanwhile")
-            self._carryOver(old, before, new, plan, places)
+            if exclusive is not None:
+                await exclusive.acquire()
+            try:
+                if self._file is not old:
+                    new.close()
+                    raise RuntimeError("the journal was closed meanwhile")
+                self._carryOver(old, before, new, plan, places)
+            finally:
+                if exclusive is not None:
+                    exclusive.release()
         except BaseException:
             if os.path.exists(target):
                 os.unlink(target)

@@ -1,20 +1,21 @@
 """
-The journal as the pages keep it: an append that fails says so clearly,
-records are made durable soon after they are written, off the reactor, and
-the journal is compacted when dead records dominate it.
+The journal as the pages keep it: records written off the reactor, one at a
+time and in order, an append that fails saying so clearly; records made
+durable soon after they are written, and the journal compacted when dead
+records dominate it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import TypeVar
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..base import RunInThread, StoreError
-from ._journal import Journal
+from ._journal import Journal, Pending
 
 __all__ = ["JournalKeeper", "SYNC_AFTER"]
 
@@ -29,26 +30,48 @@ SYNC_AFTER = 1.0
 class JournalKeeper:
     """
     Writes to a L{Journal}, syncs and compacts it, on C{clock}'s time and
-    with C{runInThread} for the disk work.
+    with C{runInThread} for the disk work; records are written with
+    C{writeInThread} (by default C{runInThread}), one at a time.
     """
 
-    def __init__(self, journal: Journal, clock: IReactorTime, runInThread: RunInThread) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        clock: IReactorTime,
+        runInThread: RunInThread,
+        writeInThread: RunInThread | None = None,
+    ) -> None:
         self._journal = journal
         self._clock = clock
         self._run = runInThread
+        self._write = writeInThread if writeInThread is not None else runInThread
+        #: Held while a record is written, and while a compaction carries
+        #: records over to its new file.
+        self._writing = DeferredLock()
         self._syncing: IDelayedCall | None = None
 
-    def write(self, append: Callable[..., T], *args: Any) -> T:
+    async def write(self, pending: Pending[T]) -> T:
         """
-        Append to the journal, turning a failed write into a clear error;
-        have the record made durable soon, and the journal compacted when
-        dead records dominate it.
+        Append a record to the journal, off the reactor thread, and settle
+        it, in the order records are given; turn a failed write into a clear
+        error.  Have the record made durable soon, and the journal compacted
+        when dead records dominate it.
+
+        A page's record is a page's worth of bytes, and a write to a file
+        can wait on the file system's own journal (ext4 commits it while
+        files are synced): written on the reactor thread, it held every
+        client for up to 13 ms a page through a cold install.
         """
+        await self._writing.acquire()
         try:
-            result = append(*args)
-        except OSError as e:
-            log.error("cannot write the journal: {reason}", reason=str(e))
-            raise StoreError.cannotWrite(e) from None
+            try:
+                f, start = await self._write(self._journal.write, pending.line)
+            except OSError as e:
+                log.error("cannot write the journal: {reason}", reason=str(e))
+                raise StoreError.cannotWrite(e) from None
+            result = pending.settle(f, start)
+        finally:
+            self._writing.release()
         if self._syncing is None:
             self._syncing = self._clock.callLater(SYNC_AFTER, self._sync)
         if self._journal.wantsCompaction():
@@ -89,7 +112,7 @@ class JournalKeeper:
                 reason=failure.getErrorMessage(),
             )
 
-        d = Deferred.fromCoroutine(self._journal.compact(self._run))
+        d = Deferred.fromCoroutine(self._journal.compact(self._run, self._writing))
         return d.addCallbacks(done, failed)
 
     def close(self) -> None:

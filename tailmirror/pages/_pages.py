@@ -81,9 +81,12 @@ class ProjectPages:
         events: IMirrorEvents | None = None,
         linksKept: int = LINKS_KEPT,
         layout: IndexLayout = PYPI,
+        writeInThread: RunInThread | None = None,
     ) -> None:
         self._journal = journal
-        self._keeper = JournalKeeper(journal, clock, runInThread)
+        #: Records are written with C{writeInThread} (a thread of their own,
+        #: so that none waits behind the pool's other work), or C{runInThread}.
+        self._keeper = JournalKeeper(journal, clock, runInThread, writeInThread)
         self._workshop = Workshop(journal, runInThread)
         #: The index whose pages these are: where their files are linked.
         self.layout = layout
@@ -366,19 +369,19 @@ class ProjectPages:
             self._health.answered()
             self._missing.said(name)
             if old is not None:
-                self._keeper.write(self._journal.appendGone, name, self._clock.seconds())
+                await self._keeper.write(self._journal.goneRecord(name, self._clock.seconds()))
                 self._generation += 1
             raise
         self._health.answered()
         self._missing.found(name)
         now = self._clock.seconds()
         if fetched.status == 304 and old is not None:
-            return self._unchanged(old, now)
+            return await self._unchanged(old, now)
         digest = await offload(self._run, len(fetched.body) <= SMALL_PAGE, bodyDigest, fetched.body)
         if old is not None and old.digest == digest:
             # An upstream without ETags answers every revalidation in full:
             # the same bytes cost no parse, no render and no record.
-            return self._unchanged(old, now)
+            return await self._unchanged(old, now)
         # A page the prefetch fetched for itself (in the background) is made
         # into each view (addView), which it asks for next; one a client
         # waits for is answered first, and made into a view only if a
@@ -391,9 +394,9 @@ class ProjectPages:
             gone = await self._links.delisted(old, prepared.links)
             if gone:
                 self.onDelisted(gone)
-        return self._record(name, fetched, now, prepared, digest, form, isNew=old is None)
+        return await self._record(name, fetched, now, prepared, digest, form, isNew=old is None)
 
-    def _unchanged(self, old: Entry, now: float) -> Entry:
+    async def _unchanged(self, old: Entry, now: float) -> Entry:
         """
         Upstream confirmed a page unchanged: it is fresh again.
         """
@@ -403,10 +406,10 @@ class ProjectPages:
             # restart at worst revalidates once more.
             old.fetched = now
         else:
-            self._keeper.write(self._journal.appendFresh, old, now)
+            await self._keeper.write(self._journal.freshRecord(old, now))
         return old
 
-    def _record(
+    async def _record(
         self,
         name: str,
         fetched: Fetched,
@@ -419,15 +422,10 @@ class ProjectPages:
         """
         Keep a new page: in the journal, the index and the render cache.
         """
-        entry = self._keeper.write(
-            self._journal.appendPage,
-            name,
-            fetched.etag,
-            now,
-            prepared.pageJSON,
-            digest,
-            prepared.status,
-            fetched.lastSerial,
+        entry = await self._keeper.write(
+            self._journal.pageRecord(
+                name, fetched.etag, now, prepared.pageJSON, digest, prepared.status, fetched.lastSerial
+            )
         )
         if isNew:
             self._generation += 1

@@ -6,18 +6,29 @@ import errno
 import json
 import os
 import tempfile
+import threading
 
 from typing import Any
 
+import treq
 from hypothesis import given, settings, strategies as st
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.logger import LogLevel
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Site
 
-from tailmirror.pages._journal import Journal
+from tailmirror._mirror import Settings
+from tailmirror.base import StoreError
+from tailmirror.pages._journal import Journal, Pending
+from tailmirror.pages._keeper import JournalKeeper
 
-from ..harness import CapturedLog
+from ..fakeindex import FakeIndex, FakeProject, sdist
+from ..harness import CapturedLog, Threads, startMirror
 
 
 def page(n: int) -> bytes:
@@ -367,3 +378,130 @@ class CompactionTests(SynchronousTestCase):
             self.assertFalse(self.journal.wantsCompaction())
             applyOps(self.journal, {}, [("b", i, "page")], clock)
         self.assertTrue(self.journal.wantsCompaction())
+
+
+class KeeperTests(SynchronousTestCase):
+    """
+    The pages' records are written off the reactor thread, one at a time
+    and in order, and settled (the index changed) only once written.
+    """
+
+    def setUp(self) -> None:
+        self.path = os.path.join(tempfile.mkdtemp(), "journal.jsonl")
+        self.journal = Journal(self.path, compactAbove=1 << 40)
+        self.journal.open()
+        self.addCleanup(self.journal.close)
+        self.writes = Threads(held=("write",))
+        self.clock = Clock()
+        self.keeper = JournalKeeper(self.journal, self.clock, maybeDeferred, self.writes)
+
+    def write(self, pending: Pending[Any]) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self.keeper.write(pending))
+
+    def test_inOrderOneAtATime(self) -> None:
+        """
+        Records given at once are written one at a time, in order, each
+        settled as it is written: nothing is in the index, or the file,
+        before its write.
+        """
+        done = [
+            self.write(self.journal.pageRecord("a", '"1"', 1.0, pageOf("a", 1))),
+            self.write(self.journal.pageRecord("b", '"1"', 2.0, pageOf("b", 1))),
+            self.write(self.journal.goneRecord("a", 3.0)),
+            self.write(self.journal.pageRecord("c", '"1"', 4.0, pageOf("c", 1))),
+        ]
+        seen = []
+        while self.writes.waiting:
+            self.assertEqual(len(self.writes.waiting), 1, "one write at a time")
+            seen.append(sorted(self.journal.index))
+            self.writes.release()
+        self.assertEqual(seen, [[], ["a"], ["a", "b"], ["b"]])
+        entries = [self.successResultOf(d) for d in done]
+        self.assertEqual(self.journal.readPage(entries[3])["n"], 1)
+        self.assertEqual(sorted(self.journal.index), ["b", "c"])
+        self.assertEqual(self.journal.size, os.path.getsize(self.path))
+        replayed = Journal(self.path)
+        self.addCleanup(replayed.close)
+        self.assertEqual(sorted(replayed.open()), ["b", "c"])
+        self.assertTrue(self.clock.getDelayedCalls(), "a sync is due")
+
+    def test_failedWrite(self) -> None:
+        """
+        A record that cannot be written is a clear error and changes
+        nothing; the records after it are written.
+        """
+        self.writes.held = set()
+        self.successResultOf(self.write(self.journal.pageRecord("a", None, 1.0, pageOf("a", 1))))
+        size = self.journal.size
+        write = os.write
+
+        def full(fd: int, data: Any) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        self.patch(os, "write", full)
+        log = CapturedLog(self)
+        failure = self.failureResultOf(self.write(self.journal.pageRecord("b", None, 2.0, pageOf("b", 1))))
+        failure.trap(StoreError)
+        self.assertEqual(failure.value.status, 507)
+        self.assertIn("cannot write the journal", log.formats(LogLevel.error)[0])
+        self.assertEqual((sorted(self.journal.index), self.journal.size, os.path.getsize(self.path)), (["a"], size, size))
+        self.patch(os, "write", write)
+        self.successResultOf(self.write(self.journal.pageRecord("b", None, 3.0, pageOf("b", 2))))
+        self.assertEqual(sorted(self.journal.index), ["a", "b"])
+
+    def test_compactionWaitsForAWrite(self) -> None:
+        """
+        A compaction carries the records appended meanwhile over only once
+        the record being written is written whole; none is lost.
+        """
+        self.writes.held = set()
+        model: dict = {}
+        for i in range(6):
+            for name in "ab":
+                self.successResultOf(self.write(self.journal.pageRecord(name, f'"{i}"', float(i), pageOf(name, i))))
+                model[name] = i
+        self.writes.held = {"write"}
+        written = self.write(self.journal.pageRecord("c", '"9"', 9.0, pageOf("c", 9)))
+        compacted = self.keeper.compact()
+        self.assertTrue(self.journal.compacting, "waiting for the write")
+        self.writes.release()
+        self.successResultOf(written)
+        self.successResultOf(compacted)
+        self.assertFalse(self.journal.compacting)
+        self.assertEqual(self.journal.compactions, 1)
+        model["c"] = 9
+        for journal in (self.journal, Journal(self.path)):
+            if journal is not self.journal:
+                journal.open()
+                self.addCleanup(journal.close)
+            self.assertEqual({name: journal.readPage(e)["n"] for name, e in journal.index.items()}, model)
+        self.assertEqual(self.journal.size, os.path.getsize(self.path))
+
+
+class JournalThreadTests(TestCase):
+    """
+    In a running mirror, pages' records are written in the journal's own
+    thread, never on the reactor's.
+    """
+
+    async def test_writtenInItsOwnThread(self) -> None:
+        threads: list[str] = []
+        write = Journal.write
+
+        def recording(journal: Journal, line: bytes) -> Any:
+            threads.append(threading.current_thread().name)
+            return write(journal, line)
+
+        self.patch(Journal, "write", recording)
+        index = FakeIndex([FakeProject("foo", [sdist("foo", "1.0")])])
+        upstream = reactor.listenTCP(0, Site(index), interface="127.0.0.1")  # type: ignore[arg-type]  # Twisted types it ServerFactory[_ProtoWithFactory] only
+        self.addCleanup(upstream.stopListening)
+        address = upstream.getHost()
+        assert isinstance(address, IPv4Address)
+        mirror, base = startMirror(self, Settings(f"http://127.0.0.1:{address.port}/simple/", tempfile.mkdtemp()))
+        response = await treq.get(f"{base}/simple/foo/", pool=HTTPConnectionPool(reactor, persistent=False))
+        self.assertEqual(response.code, 200)
+        self.assertIn(b"foo-1.0.tar.gz", await response.content())
+        self.assertEqual(len(threads), 1)
+        self.assertIn("journal", threads[0])
+        self.assertNotEqual(threads[0], threading.main_thread().name)

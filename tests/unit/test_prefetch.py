@@ -459,10 +459,11 @@ class PrefetchTests(SynchronousTestCase):
         The prefetch reads a core metadata file it downloaded from the
         download itself, once verified: the whole tree is fetched while no
         file of it is in the tree yet (the disk is slow to make them
-        durable), and nothing of it went through the pool but that, and the
-        one page the client waited for, listed for the prefetch's choice
-        from the journal after the client had it (the pages the prefetch
-        fetched itself are listed as they are parsed).
+        durable), and nothing of it went through the pool but that, the
+        journal's records, and the one page the client waited for, listed
+        for the prefetch's choice from the journal after the client had it
+        (the pages the prefetch fetched itself are listed as they are
+        parsed).
         """
         threads = Threads(held=("_place",))
         h = self.mirror(threads=threads)
@@ -470,7 +471,7 @@ class PrefetchTests(SynchronousTestCase):
         h.flush()
         self.assertEqual(len(self.asked(h)), 10)
         self.assertEqual(len(threads.waiting), 5)
-        self.assertEqual(set(threads.calls) - {"inventory"}, {"_place", "temporary", "readAndMake"})
+        self.assertEqual(set(threads.calls) - {"inventory"}, {"_place", "temporary", "readAndMake", "write"})
         self.assertEqual(threads.calls.count("readAndMake"), 1)
         threads.release()
         h.flush()
