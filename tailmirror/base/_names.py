@@ -61,8 +61,11 @@ def usableSha256(hashes: object) -> str | None:
     if not isinstance(hashes, dict):
         return None
     value = hashes.get("sha256")
-    if isinstance(value, str) and _SHA256.fullmatch(value.lower()):
-        return value.lower()
+    if isinstance(value, str) and len(value) == 64:
+        # Lowered once, matched once: twice per file of every page parsed.
+        value = value.lower()
+        if _SHA256.fullmatch(value):
+            return value
     return None
 
 
