@@ -100,14 +100,22 @@ class _Through:
         )
 
     def write(self, data: bytes) -> None:
-        if self.gathering is not None and type(data) is bytes:
+        if self.gathering is not None:
+            if not isinstance(data, bytes):
+                raise TypeError("Data must be bytes")  # as Twisted says
             self.gathering.append(data)
         else:
             self.send(data)
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
         iovec = list(iovec)
-        if iovec and all(type(each) is bytes for each in iovec):
+        if self.gathering is not None:
+            # Twisted takes any bytes-like in a sequence: all that is
+            # written while gathering goes out together, in order.
+            if any(isinstance(each, str) for each in iovec):
+                raise TypeError("Data must not be string")  # as Twisted says
+            self.gathering.extend(bytes(each) for each in iovec)
+        elif iovec and all(type(each) is bytes for each in iovec):
             self.write(b"".join(iovec))
         else:
             self.bufferedSequence(iovec)

@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from tailmirror.web._access import AccessLog, MirrorSite
 from tailmirror.files._download import Download
-from tailmirror.base._sockets import BULK, socketOf
+from tailmirror.base._sockets import BULK, gathered, socketOf
 from tailmirror.base._layout import mirrorPath
 from tailmirror.observe._metrics import MirrorMetrics
 from tailmirror.web._stream import Stream
@@ -503,6 +503,25 @@ class WriteThroughTests(TestCase):
         got = await deferToThread(receiveAll, far)
         self.assertEqual(len(got), len(big) + 8)
         self.assertTrue(got == big + b"and then")
+
+    async def test_gatheredInOrder(self) -> None:
+        """
+        What is written while gathering, in writes or in sequences (of any
+        bytes-like, as Twisted takes them), goes out in one send at the end,
+        in the order written, and after whatever was written before it.
+        """
+        protocol, far = await self.upstream()
+        assert protocol.transport is not None
+        transport = protocol.transport
+        transport.write(b"before ")
+        with gathered(transport):
+            transport.write(b"one ")
+            transport.write(b"two ")
+            transport.writeSequence([b"three ", cast(bytes, bytearray(b"four "))])
+            self.assertEqual(receive(far, 7), b"before ", "nothing gathered has gone yet")
+        transport.write(b"after")
+        transport.loseConnection()
+        self.assertEqual(await deferToThread(receiveAll, far), b"one two three four after")
 
     async def test_pullProducerAskedForMore(self) -> None:
         """
