@@ -96,7 +96,7 @@ def startup(work: Path, projects: int, files: int) -> None:
         page = json.loads(project.jsonPage())
         for f in page["files"]:
             f["url"] = "https://upstream.invalid/files/" + f["filename"]
-        journal.appendPage(project.name, f'"{i}"', now, json.dumps(page, separators=(",", ":")).encode())
+        journal.commit(journal.pageRecord(project.name, f'"{i}"', now, json.dumps(page, separators=(",", ":")).encode()))
     journal.close()
     size = os.path.getsize(cache / "journal.jsonl") / 2**20
     mirror = MirrorProcess("http://127.0.0.1:9/simple/", cache)

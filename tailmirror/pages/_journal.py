@@ -277,33 +277,6 @@ class Journal:
 
         return Pending(recordLine({"name": name, "fetched": fetched, "gone": True})[0], settle)
 
-    def appendPage(
-        self,
-        name: str,
-        etag: str | None,
-        fetched: float,
-        page: bytes,
-        digest: str | None = None,
-        status: str | None = None,
-        lastSerial: str | None = None,
-    ) -> Entry:
-        """
-        Record a page freshly fetched from upstream (see L{pageRecord}).
-        """
-        return self.commit(self.pageRecord(name, etag, fetched, page, digest, status, lastSerial))
-
-    def appendFresh(self, entry: Entry, fetched: float) -> None:
-        """
-        Record that upstream confirmed a page unchanged.
-        """
-        self.commit(self.freshRecord(entry, fetched))
-
-    def appendGone(self, name: str, fetched: float) -> None:
-        """
-        Record that upstream no longer has a project.
-        """
-        self.commit(self.goneRecord(name, fetched))
-
     def forget(self, entry: Entry) -> None:
         """
         Forget a project whose page cannot be read back, so that it is

@@ -56,7 +56,7 @@ class JournalTests(SynchronousTestCase):
         journal's size before the tail comes last.
         """
         journal, _ = self.reopen()
-        journal.appendPage("a", None, 1.0, page(1))
+        journal.commit(journal.pageRecord("a", None, 1.0, page(1)))
         journal.close()
         whole = os.path.getsize(self.path)
         with open(self.path, "ab") as f:
@@ -75,12 +75,12 @@ class JournalTests(SynchronousTestCase):
         """
         journal, index = self.reopen()
         self.assertEqual(index, {})
-        journal.appendPage("a", '"e1"', 10.0, page(1))
-        second = journal.appendPage("a", '"e2"', 20.0, page(2))
-        journal.appendFresh(second, 30.0)
-        journal.appendPage("b", None, 40.0, page(3))
-        journal.appendPage("c", None, 50.0, page(4))
-        journal.appendGone("c", 60.0)
+        journal.commit(journal.pageRecord("a", '"e1"', 10.0, page(1)))
+        second = journal.commit(journal.pageRecord("a", '"e2"', 20.0, page(2)))
+        journal.commit(journal.freshRecord(second, 30.0))
+        journal.commit(journal.pageRecord("b", None, 40.0, page(3)))
+        journal.commit(journal.pageRecord("c", None, 50.0, page(4)))
+        journal.commit(journal.goneRecord("c", 60.0))
         journal.close()
         journal, index = self.reopen()
         self.assertEqual(sorted(index), ["a", "b"])
@@ -94,8 +94,8 @@ class JournalTests(SynchronousTestCase):
         Each record is one JSON value on one line.
         """
         journal, _ = self.reopen()
-        journal.appendPage("a", '"x\\"y\n"', 1.0, page(1))
-        journal.appendGone("a", 2.0)
+        journal.commit(journal.pageRecord("a", '"x\\"y\n"', 1.0, page(1)))
+        journal.commit(journal.goneRecord("a", 2.0))
         with open(self.path, "rb") as f:
             lines = f.read().split(b"\n")
         self.assertEqual(lines[-1], b"")
@@ -112,7 +112,7 @@ class JournalTests(SynchronousTestCase):
         journal, index, whole = self.reopenDamaged(torn, "torn last record")
         self.assertEqual(sorted(index), ["a"])
         self.assertEqual(os.path.getsize(self.path), whole)
-        journal.appendPage("c", None, 3.0, page(3))
+        journal.commit(journal.pageRecord("c", None, 3.0, page(3)))
         journal.close()
         journal, index = self.reopen()
         self.assertEqual(sorted(index), ["a", "c"])
@@ -124,7 +124,7 @@ class JournalTests(SynchronousTestCase):
         never fatal.
         """
         journal, _, _ = self.reopenDamaged(b"\x00\x00garbage\n", "unreadable record")
-        journal.appendPage("b", None, 2.0, page(2))
+        journal.commit(journal.pageRecord("b", None, 2.0, page(2)))
         journal.close()
         journal, index = self.reopen()
         self.assertEqual(sorted(index), ["a", "b"])
@@ -135,7 +135,7 @@ class JournalTests(SynchronousTestCase):
         was, and the index too; writing resumes when space returns.
         """
         journal, _ = self.reopen()
-        journal.appendPage("a", None, 1.0, page(1))
+        journal.commit(journal.pageRecord("a", None, 1.0, page(1)))
         size, live = os.path.getsize(self.path), journal.live
         write = os.write
 
@@ -145,12 +145,12 @@ class JournalTests(SynchronousTestCase):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
         self.patch(os, "write", full)
-        self.assertRaises(OSError, journal.appendPage, "b", None, 2.0, page(2))
-        self.assertRaises(OSError, journal.appendGone, "a", 2.0)
+        self.assertRaises(OSError, journal.commit, journal.pageRecord("b", None, 2.0, page(2)))
+        self.assertRaises(OSError, journal.commit, journal.goneRecord("a", 2.0))
         self.assertEqual((os.path.getsize(self.path), journal.size), (size, size))
         self.assertEqual((sorted(journal.index), journal.live), (["a"], live))
         self.patch(os, "write", write)
-        journal.appendPage("b", None, 3.0, page(3))
+        journal.commit(journal.pageRecord("b", None, 3.0, page(3)))
         journal.close()
         journal, index = self.reopen()
         self.assertEqual(sorted(index), ["a", "b"])
@@ -169,11 +169,11 @@ class JournalTests(SynchronousTestCase):
         latest: dict[str, tuple[str, Any]] = {}
         for i, (name, text, gone) in enumerate(ops):
             if gone:
-                journal.appendGone(name, float(i))
+                journal.commit(journal.goneRecord(name, float(i)))
                 latest.pop(name, None)
             else:
                 body = json.dumps({"t": text, "files": []}, ensure_ascii=False).encode()
-                journal.appendPage(name, text, float(i), body)
+                journal.commit(journal.pageRecord(name, text, float(i), body))
                 latest[name] = (text, json.loads(body))
         journal.close()
         journal = Journal(path)
@@ -223,13 +223,13 @@ def applyOps(journal: Journal, model: dict, ops: list, clock: list) -> None:
     for name, n, kind in ops:
         clock[0] += 1.0
         if kind == "page":
-            journal.appendPage(name, f'"{n}"', clock[0], pageOf(name, n, pad=n % 50))
+            journal.commit(journal.pageRecord(name, f'"{n}"', clock[0], pageOf(name, n, pad=n % 50)))
             model[name] = (n, clock[0])
         elif kind == "gone":
-            journal.appendGone(name, clock[0])
+            journal.commit(journal.goneRecord(name, clock[0]))
             model.pop(name, None)
         elif name in model:
-            journal.appendFresh(journal.index[name], clock[0])
+            journal.commit(journal.freshRecord(journal.index[name], clock[0]))
             model[name] = (model[name][0], clock[0])
 
 

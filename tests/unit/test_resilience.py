@@ -452,7 +452,7 @@ _records = st.one_of(
 
 class ReplayTests(SynchronousTestCase):
     def good(self, journal: Journal, name: str) -> None:
-        journal.appendPage(name, '"e"', 1.0, json.dumps({"meta": {}, "name": name, "files": []}).encode(), "d" * 64)
+        journal.commit(journal.pageRecord(name, '"e"', 1.0, json.dumps({"meta": {}, "name": name, "files": []}).encode(), "d" * 64))
 
     @settings(max_examples=150, deadline=None)
     @given(st.lists(_records, max_size=6))
