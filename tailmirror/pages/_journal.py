@@ -328,8 +328,10 @@ class Journal:
         live records are copied to a new file off the reactor thread, the
         records appended meanwhile are carried over on it, and the new file
         is renamed over the journal.  A failure leaves the journal as it was.
-        Records written in a thread are written holding C{exclusive}, which
-        the carrying over holds too: none is half written as it is copied.
+        Records written in a thread are written and settled holding
+        C{exclusive}, which the compaction holds too while it takes stock of
+        the live records and while it carries the others over: none is
+        half written, or written but not yet in the index, as it does.
 
         @return: the journal's size before and after.
         """
@@ -337,24 +339,23 @@ class Journal:
             raise RuntimeError("a compaction is running already")
         self.compacting = True
         target = self.path + ".compact"
-        old, before = self._file, self._size
+        held = exclusive if exclusive is not None else DeferredLock()
         try:
-            plan = [
-                (e, e.where, pageHeader(e.name, e.fetched, e.etag, e.digest, e.status, e.lastSerial))
-                for e in self.index.values()
-            ]
+            # Holding the lock, no record is between its write and its
+            # settling: every record below C{before} is in the index.
+            async with held:
+                old, before = self._file, self._size
+                plan = [
+                    (e, e.where, pageHeader(e.name, e.fetched, e.etag, e.digest, e.status, e.lastSerial))
+                    for e in self.index.values()
+                ]
             fd, places = await runInThread(self._writeLive, target, plan)
             new = JournalFile(fd)
-            if exclusive is not None:
-                await exclusive.acquire()
-            try:
+            async with held:
                 if self._file is not old:
                     new.close()
                     raise RuntimeError("the journal was closed meanwhile")
                 self._carryOver(old, before, new, plan, places)
-            finally:
-                if exclusive is not None:
-                    exclusive.release()
         except BaseException:
             if os.path.exists(target):
                 os.unlink(target)

@@ -478,6 +478,34 @@ class KeeperTests(SynchronousTestCase):
         self.assertEqual(self.journal.size, os.path.getsize(self.path))
 
 
+    def test_compactionBetweenWriteAndSettling(self) -> None:
+        """
+        A compaction that begins while a record is written but not yet
+        settled in the index takes stock only once it is: the record is
+        neither left out of the new journal nor misplaced in it.
+        """
+        writes = Held()  # writes at once, hands over the result when told
+        keeper = JournalKeeper(self.journal, self.clock, maybeDeferred, writes)
+        for i in range(4):
+            d = Deferred.fromCoroutine(keeper.write(self.journal.pageRecord("a", f'"{i}"', float(i), pageOf("a", i))))
+            writes.release()
+            self.successResultOf(d)
+        written = Deferred.fromCoroutine(keeper.write(self.journal.pageRecord("c", '"9"', 9.0, pageOf("c", 9))))
+        self.assertEqual(self.journal.size, os.path.getsize(self.path), "written, not settled")
+        self.assertNotIn("c", self.journal.index)
+        compacted = keeper.compact()
+        writes.release()
+        self.successResultOf(written)
+        self.successResultOf(compacted)
+        self.assertEqual(self.journal.compactions, 1)
+        self.assertEqual(self.journal.size, os.path.getsize(self.path))
+        for journal in (self.journal, Journal(self.path)):
+            if journal is not self.journal:
+                journal.open()
+                self.addCleanup(journal.close)
+            self.assertEqual({name: journal.readPage(e)["n"] for name, e in journal.index.items()}, {"a": 3, "c": 9})
+
+
 class JournalThreadTests(TestCase):
     """
     In a running mirror, pages' records are written in the journal's own
