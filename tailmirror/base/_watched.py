@@ -64,11 +64,19 @@ class WatchedFile:
             return self.value
         self._lookedAt = now
         try:
-            stat = os.stat(self.path)
-            if (stat.st_size, stat.st_mtime_ns, stat.st_ino) != self._seen:
+            try:
+                stat = os.stat(self.path)
+            except OSError:
+                self._seen = None  # read again once it is back, changed or not
+                raise
+            seen = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            if seen != self._seen:
+                # Each version of the file is read once, good or not: a
+                # broken one is not read again every second.
+                self._seen = seen
                 self.load()
                 log.info("read {what} {path} again: it changed", what=self.what, path=self.path)
-            self.failing = None
+                self.failing = None
         except (OSError, ValueError) as e:
             why = getattr(e, "strerror", None) or str(e)
             if why != self.failing:
