@@ -123,7 +123,7 @@ class Throttle:
             return 0.0
         if over == 1:
             log.warn(
-                "{failures} failed logins from {address} (the last as {name!r}); its answers are slowed",
+                "{failures} failed logins from {address} (the last as {name}); its answers are slowed",
                 failures=burst.failures,
                 address=address,
                 name=name,
@@ -157,12 +157,6 @@ def credentialsOf(request: IRequest) -> Any:
     return False
 
 
-def _nameOf(credentials: Any) -> str:
-    if IBearerToken.providedBy(credentials):
-        return "a bearer token"
-    return str(credentials.username.decode("utf-8", "backslashreplace"))[:64]
-
-
 class Guard(Resource):
     """
     The mirror's tree behind a portal: logged in to, request by request,
@@ -173,7 +167,7 @@ class Guard(Resource):
 
     def __init__(self, resource: Resource, checker: Any, clock: IReactorTime, bearer: bool) -> None:
         super().__init__()
-        self._resource = resource
+        self._checker = checker
         self._portal = Portal(_Readers(resource), [checker])
         self._clock = clock
         self.throttle = Throttle(clock)
@@ -187,6 +181,7 @@ class Guard(Resource):
 
     def render(self, request: IRequest) -> Any:
         header = request.getHeader(b"authorization")
+        digest = None
         if header:
             # Credentials that logged in within the last second are let in
             # again at once: a client's hundred requests of an install cost
@@ -199,14 +194,14 @@ class Guard(Resource):
         if credentials is None:
             return self._unauthorized(request, "credentials are needed to read this mirror")
         if credentials is False:
-            return self._failed(request, "-", "the credentials cannot be read")
+            return self._failed(request, "credentials that cannot be read", "the credentials cannot be read")
         d = self._portal.login(credentials, None, IResource)
         answered: list[Any] = []
         waiting = False
 
         def handle(result: Any) -> None:
             try:
-                outcome = self._loggedIn(result, request, credentials)
+                outcome = self._loggedIn(result, request, credentials, digest)
             except Exception:
                 log.failure("serving {path}", path=request.path.decode("latin-1")[:200])
                 outcome = plain(request, 500, "internal error; the mirror's log says more")
@@ -222,20 +217,30 @@ class Guard(Resource):
         waiting = True
         return NOT_DONE_YET
 
-    def _loggedIn(self, result: Any, request: IRequest, credentials: Any) -> Any:
+    def _loggedIn(self, result: Any, request: IRequest, credentials: Any, digest: bytes | None) -> Any:
         if isinstance(result, Failure):
             if not result.check(LoginFailed):
                 log.failure("checking credentials", result)
-            return self._failed(request, _nameOf(credentials), "wrong credentials")
+            return self._failed(request, self._nameOf(credentials), "wrong credentials")
         _, resource, _ = result
         self.throttle.succeeded(_addressOf(request))
-        header = request.getHeader(b"authorization")
-        if header:
+        if digest is not None:
             if len(self._recent) >= RECENT_KEPT:
                 self._recent.clear()
-            digest = hmac.new(self._key, header, hashlib.sha256).digest()
             self._recent[digest] = (resource, self._clock.seconds() + RECENT_FOR)
         return resource.render(request)
+
+    def _nameOf(self, credentials: Any) -> str:
+        """
+        The name wrong credentials tried, for the log: only a name the
+        files of credentials have (a token pasted where the name goes is a
+        secret all the same).
+        """
+        if IBearerToken.providedBy(credentials):
+            return "a bearer token"
+        if not self._checker.knows(credentials.username):
+            return "a name not known"
+        return repr(credentials.username.decode("utf-8", "backslashreplace")[:64])
 
     def _unauthorized(self, request: IRequest, reason: str) -> bytes:
         request.responseHeaders.setRawHeaders(b"www-authenticate", [c.encode("ascii") for c in self._challenges])

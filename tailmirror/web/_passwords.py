@@ -7,7 +7,9 @@ kinds of file, each read again when it changes, without a restart.
   constant time, in a thread: a check costs tens of milliseconds of CPU).
   A password once found right is remembered (by a keyed digest, never as
   it is) until the file changes, so a client's hundred requests of an
-  install cost one check.
+  install cost one check; the same credentials asked at once (uv's first
+  burst) share one check, and only a few checks run at once, so wrong
+  passwords sent in a flood cannot fill the thread pool.
 - C{tokens:PATH}: C{NAME:sha256:HEX} lines, the sha256 of a bearer token
   and the name the access log shows for it (C{tailmirror token NAME} makes
   one).  A token is taken as a bearer token, and as the password of Basic
@@ -20,19 +22,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, Iterable
 
 import bcrypt
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from ..base import RunInThread, WatchedFile
+from ..base import Coalescer, RunInThread, WatchedFile
 
 __all__ = [
     "AUTH_FORMATS",
@@ -55,9 +59,36 @@ AUTH_FORMATS = {
 
 #: Right passwords remembered, at most.
 REMEMBERED = 4096
-#: A bcrypt hash checked for a name the file does not have, so that such a
-#: name costs as long as a wrong password does.
-_DECOY = bcrypt.hashpw(b"decoy", bcrypt.gensalt(10))
+#: bcrypt checks run at once, at most: each holds a thread of the pool the
+#: mirror's disk work runs in for tens of milliseconds.
+CHECKS_AT_ONCE = 2
+
+
+@cache
+def _emptyDecoy() -> bytes:
+    """
+    A bcrypt hash to check a name against where the file has none at all.
+    """
+    return bcrypt.hashpw(b"decoy", bcrypt.gensalt(5))
+
+
+@dataclass(frozen=True)
+class _Users:
+    """
+    A reading of an htpasswd file: each name's hash, and the hash a name
+    the file does not have is checked against (one of the file's own, of
+    its commonest cost), so that such a name costs as long as a wrong
+    password does and tells nothing of which names there are.
+    """
+
+    hashes: dict[bytes, bytes]
+    decoy: bytes | None
+
+    @classmethod
+    def of(cls, hashes: dict[bytes, bytes]) -> "_Users":
+        costs = Counter(hashed[4:6] for hashed in hashes.values())
+        commonest = costs.most_common(1)[0][0] if costs else None
+        return cls(hashes, next((h for h in hashes.values() if h[4:6] == commonest), None))
 
 
 class IBearerToken(Interface):
@@ -103,8 +134,11 @@ class HtpasswdChecker:
         self._key = secrets.token_bytes(32)
         #: Keyed digests of right (name, password) pairs, by reading.
         self._right: OrderedDict[bytes, int] = OrderedDict()
+        #: Checks under way, by keyed digest and reading: joined, not run again.
+        self._checking: Coalescer[bool] = Coalescer()
+        self._checks = DeferredSemaphore(CHECKS_AT_ONCE)
 
-    def _parse(self, data: bytes) -> dict[bytes, bytes]:
+    def _parse(self, data: bytes) -> _Users:
         users: dict[bytes, bytes] = {}
         for number, line in _lines(data, self._file.path):
             name, colon, hashed = line.partition(":")
@@ -119,32 +153,41 @@ class HtpasswdChecker:
                 )
                 continue
             users[name.encode("utf-8")] = hashed.encode("ascii")
-        return users
+        return _Users.of(users)
 
     @property
     def names(self) -> int:
-        return len(self._file.current())
+        return len(self._file.current().hashes)
+
+    def knows(self, name: bytes) -> bool:
+        """
+        Whether the file has C{name}.
+        """
+        return name in self._file.current().hashes
 
     def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
-        users: dict[bytes, bytes] = self._file.current()
+        users: _Users = self._file.current()
         name: bytes = credentials.username
         password: bytes = credentials.password
-        hashed = users.get(name)
+        hashed = users.hashes.get(name)
         digest = hmac.new(self._key, b"%d\0%s\0%s" % (len(name), name, password), hashlib.sha256).digest()
-        if hashed is not None and self._right.get(digest) == self._file.generation:
+        generation = self._file.generation
+        if hashed is not None and self._right.get(digest) == generation:
             self._right.move_to_end(digest)
             return succeed(name)
+
+        def check() -> Deferred[bool]:
+            return self._checks.run(self._run, _checkpw, password, hashed or users.decoy or _emptyDecoy())
 
         def checked(right: bool) -> bytes:
             if not right or hashed is None:
                 raise UnauthorizedLogin()
-            self._right[digest] = self._file.generation
+            self._right[digest] = generation
             if len(self._right) > REMEMBERED:
                 self._right.popitem(last=False)
             return name
 
-        d: Deferred[bool] = self._run(_checkpw, password, hashed or _DECOY)
-        return d.addCallback(checked)
+        return self._checking.run((digest, generation), check).addCallback(checked)
 
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:
@@ -186,14 +229,24 @@ class TokenChecker:
         for number, line in _lines(data, self._file.path):
             name, _, rest = line.partition(":")
             kind, _, digest = rest.partition(":")
-            if not name or kind != "sha256" or len(digest) != 64 or not _isHex(digest):
+            try:
+                raw = bytes.fromhex(digest) if len(digest) == 64 else b""
+            except ValueError:
+                raw = b""
+            if not name or kind != "sha256" or len(raw) != 32:
                 raise ValueError(f"{self._file.path} line {number} is not NAME:sha256:HEX")
-            tokens.append((name.encode("utf-8"), bytes.fromhex(digest)))
+            tokens.append((name.encode("utf-8"), raw))
         return tokens
 
     @property
     def names(self) -> int:
         return len(self._file.current())
+
+    def knows(self, name: bytes) -> bool:
+        """
+        Whether the file has a token named C{name}.
+        """
+        return any(name == each for each, _ in self._file.current())
 
     def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
         token = credentials.token if IBearerToken.providedBy(credentials) else credentials.password
@@ -205,14 +258,6 @@ class TokenChecker:
         return fail(UnauthorizedLogin()) if found is None else succeed(found)
 
 
-def _isHex(text: str) -> bool:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return True
-
-
 @implementer(ICredentialsChecker)
 class AnyOf:
     """
@@ -220,8 +265,16 @@ class AnyOf:
     """
 
     def __init__(self, checkers: list[Any]) -> None:
-        self._checkers = checkers
+        # Tokens first: a token sent as a Basic password (as pip and uv send
+        # it) costs a digest there, where a bcrypt check comes first.
+        self._checkers = sorted(checkers, key=lambda c: isinstance(c, HtpasswdChecker))
         self.credentialInterfaces = tuple({i for c in checkers for i in c.credentialInterfaces})
+
+    def knows(self, name: bytes) -> bool:
+        """
+        Whether any checker's file has C{name}.
+        """
+        return any(checker.knows(name) for checker in self._checkers)
 
     async def _first(self, credentials: Any) -> bytes | tuple[()]:
         for checker in self._checkers:

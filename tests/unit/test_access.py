@@ -16,15 +16,19 @@ import tempfile
 from pathlib import Path
 
 import bcrypt
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror.upstream import Credentials
 from tailmirror.web._guard import FREE_FAILURES
-from tailmirror.web._passwords import newToken
+from tailmirror.web._passwords import CHECKS_AT_ONCE, AnyOf, HtpasswdChecker, TokenChecker, newToken
 
 from ..fakeindex import FakeFile, FakeProject, sdist
-from ..harness import JSON, CapturedLog, Harness, filePath
+from ..harness import JSON, CapturedLog, Harness, Threads, filePath
 from ..wheels import tree
 
 PASSWORD = "correct horse"
@@ -193,6 +197,18 @@ class ReadAccessTests(SynchronousTestCase):
         warnings = [e for e in self.log.formats(LogLevel.warn) if "failed logins" in e]
         self.assertEqual(len(warnings), 1)
         self.assertNotIn("guess", self.log.text())
+        self.assertIn("'alice'", self.log.text())
+
+    def test_unknownNameNotLogged(self) -> None:
+        """
+        A name the files of credentials do not have is not logged: it may
+        be a token pasted where the name goes.
+        """
+        for _ in range(FREE_FAILURES + 1):
+            self.h.start("GET", "/simple/", basic(self.token, "x"))
+            self.h.flush()
+        self.assertIn("failed logins", self.log.text())
+        self.assertNotIn(self.token, self.log.text())
 
 
 class UpstreamCredentialsTests(SynchronousTestCase):
@@ -280,3 +296,59 @@ class HtpasswdFormTests(SynchronousTestCase):
         self.assertIn("bob", warned)
         self.assertIn("carol", warned)
         self.assertNotIn("$apr1$", warned)
+
+
+class CheckerTests(SynchronousTestCase):
+    """
+    The htpasswd checker's bcrypt checks: a name the file lacks checked
+    against one of the file's own hashes; the same credentials asked at
+    once checked once; a few checks at once, at most; tokens tried first.
+    """
+
+    def setUp(self) -> None:
+        self.path = Path(tempfile.mkdtemp()) / "users"
+        htpasswd(self.path, alice="right", bob="other")
+        self.threads = Threads(held=("_checkpw",))
+        self.checker = HtpasswdChecker(str(self.path), Clock(), self.threads)
+
+    def test_decoyOfTheFile(self) -> None:
+        """
+        A name the file does not have is checked against a hash of the
+        file's, of the cost its names have: as slow as a wrong password.
+        """
+        d = self.checker.requestAvatarId(UsernamePassword(b"mallory", b"right"))
+        [(_, _, (_, hashed))] = self.threads.waiting
+        self.assertIn(hashed.decode(), self.path.read_text())
+        self.threads.release()
+        self.failureResultOf(d).trap(UnauthorizedLogin)
+
+    def test_sharedAndCapped(self) -> None:
+        """
+        The same credentials asked at once share one check; different ones
+        wait for a free place past CHECKS_AT_ONCE; each gets its answer.
+        """
+        answers: list[object] = []
+        for _ in range(5):
+            self.checker.requestAvatarId(UsernamePassword(b"alice", b"right")).addBoth(answers.append)
+        for i in range(4):
+            self.checker.requestAvatarId(UsernamePassword(b"bob", b"wrong%d" % i)).addBoth(answers.append)
+        self.assertEqual(len(self.threads.waiting), CHECKS_AT_ONCE)
+        while self.threads.waiting:
+            self.threads.release()
+        self.assertEqual(self.threads.calls.count("_checkpw"), 5)
+        self.assertEqual(answers[:5], [b"alice"] * 5)
+        self.assertEqual(len(answers), 9)
+        for failure in answers[5:]:
+            assert isinstance(failure, Failure)
+            failure.trap(UnauthorizedLogin)
+
+    def test_tokensFirst(self) -> None:
+        """
+        A token sent as a Basic password is taken without a bcrypt check.
+        """
+        token, line = newToken("ci")
+        tokens = self.path.parent / "tokens"
+        tokens.write_text(line + "\n")
+        either = AnyOf([self.checker, TokenChecker(str(tokens), Clock())])
+        self.assertEqual(self.successResultOf(either.requestAvatarId(UsernamePassword(b"x", token.encode()))), b"ci")
+        self.assertEqual(self.threads.calls, [])
