@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from twisted.python import usage
 
-from ._values import credentialsFor, named, noThreads
+from ._values import credentialsFor, isHTTPURL, named, noThreads
 from .base import DEFAULT_INDEX
 from .files import parseStore
 from .pages import ADVISORY_MODES, POLICY_FILE_FORMAT, parseDuration, parsePolicyFile, parseRule
@@ -303,6 +302,5 @@ class StoreOptions(_Group):
         for option in ("store-endpoint", "store-public-url"):
             value = self[option]
             if value is not None:
-                parts = urlsplit(value)
-                if parts.scheme not in ("http", "https") or not parts.hostname:
+                if not isHTTPURL(value):
                     raise usage.UsageError(f"--{option} takes an http:// or https:// URL, not {value!r}")

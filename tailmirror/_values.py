@@ -7,16 +7,30 @@ option.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.python import usage
 
 from .base import DEFAULT_INDEX, indexName
 from .upstream import Credentials, credentialsFromFile, credentialsFromNetrc, withoutUserinfo
 
-__all__ = ["count", "credentialsFor", "named", "noThreads", "seconds", "sizeOrShare"]
+__all__ = ["count", "credentialsFor", "isHTTPURL", "named", "noThreads", "seconds", "sizeOrShare"]
 
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def isHTTPURL(url: str) -> bool:
+    """
+    Whether C{url} is an http:// or https:// URL with a host, and a port
+    if any that is one (C{:99999} would fail only when first used).
+    """
+    parts = urlsplit(url)
+    try:
+        parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def count(option: str, value: str, units: bool = False, zero: bool = False) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
@@ -18,7 +17,7 @@ from ._pipindex import pipIndex
 from ._service import MirrorService, Settings, TailmirrorService
 from ._version import __version__
 from ._optiongroups import AccessOptions, PolicyOptions, StoreOptions
-from ._values import count as _count, named as _named, seconds as _seconds, sizeOrShare as _sizeOrShare
+from ._values import count as _count, isHTTPURL as _isHTTPURL, named as _named, seconds as _seconds, sizeOrShare as _sizeOrShare
 from .base import DEFAULT_INDEX, canonicalName, defaultCacheDir
 from .pages import parseDuration, rulesOf
 from .prefetch import MODES
@@ -203,8 +202,7 @@ class Options(AccessOptions, PolicyOptions, StoreOptions, usage.Options):
         name, url = _named("index", value, "NAME=URL")
         if name in self["index"]:
             raise usage.UsageError(f"--index {name} is given twice")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not _isHTTPURL(url):
             raise usage.UsageError(
                 f"--index {name}= takes an http:// or https:// URL, not {withoutUserinfo(url)[0]!r}"
             )
@@ -305,8 +303,7 @@ class Options(AccessOptions, PolicyOptions, StoreOptions, usage.Options):
                     "Simple API root URL of the index to mirror; no pip here says which it uses"
                 )
             upstream, self["upstream-source"] = found
-        parts = urlsplit(upstream)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not _isHTTPURL(upstream):
             raise usage.UsageError(
                 f"--upstream takes an http:// or https:// URL, not {withoutUserinfo(upstream)[0]!r}"
                 + ("" if self["upstream-source"] == "--upstream" else f" (from {self['upstream-source']})")

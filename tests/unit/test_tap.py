@@ -47,6 +47,15 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((options["page-requests"], options["file-requests"]), (32, 64))
         self.assertIsNone(options["ca-certs"])
 
+    def test_portOutOfRange(self) -> None:
+        """
+        A URL whose port is no port is a usage error where it is given,
+        not a traceback when the mirror first uses it.
+        """
+        self.assertUsage(["-u", "http://h:99999/simple/"], "--upstream", "http://h:99999/simple/")
+        self.assertUsage(["-u", UP, "--index", "other=https://h:0x1/simple/"], "--index other=")
+        self.assertUsage(["-u", UP, "--store", "s3://b", "--store-endpoint", "http://s3:70000"], "--store-endpoint")
+
     def test_cacheDirByDefault(self) -> None:
         """
         Without --cache-dir, the user's cache directory, wherever the mirror
