@@ -21,7 +21,7 @@ import os
 from typing import Any, Callable
 from urllib.parse import quote
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -39,6 +39,9 @@ log = Logger()
 #: Seconds between retries of a failed put, doubling to the most.
 RETRY_FIRST = 1.0
 RETRY_MOST = 300.0
+#: Uploads at once, at most: the store's threads are also where the
+#: lookups run that a client waiting for a cold file needs.
+UPLOADS_AT_ONCE = 4
 #: Seconds a node waits for another node's download to reach the bucket.
 WAIT_FOR_OTHERS = 15.0
 POLL_EVERY = 0.25
@@ -85,6 +88,7 @@ class Fleet(NoEvents):
         #: Leases held, by store path: the sha256 they are taken by.
         self.leases: dict[tuple[str, ...], str] = {}
         self.pending = 0
+        self._uploads = DeferredSemaphore(UPLOADS_AT_ONCE)
         self.put = 0
         self.failedPuts = 0
         self.readFromBucket = 0
@@ -131,42 +135,56 @@ class Fleet(NoEvents):
     # Uploads ----------------------------------------------------------------
 
     async def _upload(self, key: FileKey, wait: float) -> None:
+        """
+        Put a kept file in the bucket, retried with backoff while the tree
+        has it; a few at once (L{UPLOADS_AT_ONCE}).
+        """
         parts = key.storeParts
+        replace = parts in self.bad
+        try:
+            while True:
+                try:
+                    sent = await self._uploads.run(self._put, key, replace)
+                    break
+                except Exception as e:
+                    self.failedPuts += 1
+                    self.failed(_why(e))
+                    assert self._tree is not None
+                    if not self._tree.has(key):
+                        return
+                    await deferLater(self._clock, wait, lambda: None)
+                    wait = min(RETRY_MOST, wait * 2)
+            if not sent:
+                return  # evicted already: another node, or a later download, puts it
+            self.put += 1
+            self.bad.discard(parts)
+            self.known.add(parts)
+            self._recovered()
+            if replace:
+                log.info("the bucket's copy of {file} is replaced with verified bytes", file=key.filename)
+        finally:
+            self.pending -= 1
+            self._release(parts)
+
+    async def _put(self, key: FileKey, replace: bool) -> bool:
+        """
+        Put a file of the tree in the bucket: whether it was still there to.
+        """
         assert self._tree is not None
         file = self._tree.openFile(key)
         if file is None:
-            self.pending -= 1
-            self._release(parts)
-            return  # evicted already: another node, or a later download, puts it
-        replace = parts in self.bad
+            return False
         try:
 
             def send() -> bool:
                 with os.fdopen(os.dup(file.fd), "rb") as f:
                     f.seek(0)
-                    return self.bucket.upload(self.bucket.key(parts), f, file.size, replace=replace)
+                    return self.bucket.upload(self.bucket.key(key.storeParts), f, file.size, replace=replace)
 
             await self._run(send)
-        except Exception as e:
+        finally:
             file.close()
-            self.failedPuts += 1
-            self.failed(_why(e))
-            if self._tree.has(key):
-                await deferLater(self._clock, wait, lambda: None)
-                await self._upload(key, min(RETRY_MOST, wait * 2))
-                return
-            self.pending -= 1
-            self._release(parts)
-            return
-        file.close()
-        self.pending -= 1
-        self.put += 1
-        self.bad.discard(parts)
-        self.known.add(parts)
-        self._recovered()
-        if replace:
-            log.info("the bucket's copy of {file} is replaced with verified bytes", file=key.filename)
-        self._release(parts)
+        return True
 
     def failed(self, why: str) -> None:
         """
@@ -189,10 +207,12 @@ class Fleet(NoEvents):
 
     async def _call(self, f: Callable[..., Any], *args: Any) -> Any:
         try:
-            return await self._run(f, *args)
+            result = await self._run(f, *args)
         except Exception as e:
             self.failed(_why(e))
             return None
+        self._recovered()
+        return result
 
     # Reading ------------------------------------------------------------------
 
