@@ -266,6 +266,14 @@ class Policy:
         Why a file of project C{name} is held back now; L{None} if it is
         not.
         """
+        return self.refuses(name, filename) or self._timeHeld(name, uploaded, now)
+
+    def refuses(self, name: str, filename: str) -> Held | None:
+        """
+        Why a file of project C{name} is refused by a rule or an advisory,
+        whatever its page says or whether any lists it: they need only its
+        project and version.  L{None} if neither refuses it.
+        """
         version = versionOf(filename)
         rule = self.rules.refusal(name, version) if self.rules.deny or self.rules.allowOnly else None
         if rule is not None:
@@ -274,7 +282,7 @@ class Policy:
         if advisory is not None:
             summary = f": {advisory.summary}" if advisory.summary else ""
             return Held("advisory", f"this file is held back by advisory {advisory.id}{summary}", what=advisory.id)
-        return self._timeHeld(name, uploaded, now)
+        return None
 
     def heldBack(self) -> list[tuple[str, str, str, list[str]]]:
         """

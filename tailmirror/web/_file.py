@@ -124,17 +124,21 @@ class FileResource(Resource):
         """
         Serve a file unless the policy holds it back (a rule, an advisory,
         the cooldown, the freeze date): by its link on its project's page.
-        A file no page lists any more (a pinned one) is served if the
-        mirror has it.
+        A file no page lists any more, or whose page cannot be had now, is
+        held back by the rules and advisories all the same (they need only
+        its name), and otherwise served if the mirror has it.
         """
         try:
             link = await self._store.resolve(key)
         except (NotFound, Unavailable):
             link = None
-        held, project = None, link.project if link is not None else None
+        policy = self._store.pagesOf(key).policy
+        project = link.project if link is not None else None
         if link is not None and project is not None:
-            policy = self._store.pagesOf(key).policy
             held = policy.holds(project, key.filename, link.uploaded, self._store.clock.seconds())
+        else:
+            project = next(iter(projectsOf(key.filename)), None)
+            held = policy.refuses(project, key.filename) if project is not None else None
         if held is not None:
             if front == "ask":
                 askTheMirror(request)

@@ -132,6 +132,29 @@ class RuleTests(SynchronousTestCase):
         self.assertEqual(len([e for e in errors if "cannot read the policy file" in e]), 1, errors)
 
 
+    def test_deniedWhenNoPageListsIt(self) -> None:
+        """
+        A kept file no page lists any more (upstream delisted it, or took
+        the whole project down) is refused by a rule all the same: the
+        rule needs only the file's name.
+        """
+        path = Path(tempfile.mkdtemp()) / "policy"
+        path.write_text("# nothing denied yet\n")
+        old = sdist("urllib3", "1.26.5")
+        project = FakeProject("urllib3", [old, sdist("urllib3", "1.26.6")])
+        h = Harness([project], policyFile=str(path), revalidateFloor=0)
+        self.addCleanup(h.mirror.close)
+        self.assertEqual(h.get(filePath(old)).code, 200)
+        project.files.remove(old)
+        self.assertEqual(listed(h.get("/simple/urllib3/", {**JSON, "Cache-Control": "max-age=0"})), ["urllib3-1.26.6.tar.gz"])
+        self.assertEqual(h.get(filePath(old)).code, 200, "kept, and served while no rule denies it")
+        path.write_text("deny urllib3==1.26.5\n")
+        h.clock.advance(2)
+        denied = h.get(filePath(old))
+        self.assertEqual(denied.code, 403)
+        self.assertIn(b"urllib3==1.26.5", denied.body)
+
+
 class AdvisoryTests(SynchronousTestCase):
     def test_ranges(self) -> None:
         advisory = parseOSV(osv("GHSA-1", "Foo_Bar", versions=["0.9"], events=[
