@@ -17,7 +17,7 @@ from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 
 from ..base import canonicalName
-from ..pages import versionOf
+from ..pages import normalVersion
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,7 +63,7 @@ def _sha256(value: str) -> str | None:
 def _pin(requirement: Requirement) -> str | None:
     specifiers = list(requirement.specifier)
     if len(specifiers) == 1 and specifiers[0].operator in ("==", "===") and "*" not in specifiers[0].version:
-        return versionOf(f"x-{specifiers[0].version}.tar.gz") or specifiers[0].version
+        return normalVersion(specifiers[0].version) or specifiers[0].version
     return None
 
 

@@ -21,7 +21,7 @@ from ._legacy import LegacyJSON
 from ._links import FileLink, metadataOffered, projectsOf
 from ._pages import RENDER_CACHE_BYTES, ProjectPages
 from ._advisories import Advisories, Advisory, readAdvisories
-from ._policy import ADVISORY_MODES, QUARANTINED, Held, Policy, parseDuration, uploadTime, versionOf
+from ._policy import ADVISORY_MODES, QUARANTINED, Held, Policy, normalVersion, parseDuration, uploadTime, versionOf
 from ._rules import POLICY_FILE_FORMAT, Rule, Rules, parsePolicyFile, parseRule, rulesOf
 from ._sources import PolicySources, SourceError
 from ._render import renderProjectHTML, renderProjectJSON, renderRootHTML, renderRootJSON
@@ -59,5 +59,6 @@ __all__ = [
     "renderRootJSON",
     "Served",
     "uploadTime",
+    "normalVersion",
     "versionOf",
 ]

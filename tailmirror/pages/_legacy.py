@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from ..base import Coalescer, FileKey, IndexLayout, NotFound, RunInThread, Unavailable, dumpJSON, loadJSON, shardOf
 from ..upstream import Upstream
 from ._advisories import Advisory
-from ._policy import Policy, timeOf, versionOf
+from ._policy import Policy, normalVersion, timeOf, versionOf
 
 __all__ = ["LegacyJSON"]
 
@@ -121,7 +121,7 @@ def rewrite(
             out["info"] = dict(info, version=newest)
             out["urls"] = out["releases"][newest]
     about = version or (out.get("info") or {}).get("version")
-    out["vulnerabilities"] = _vulnerabilities(policy, name, versionOf(f"{name}-{about}.tar.gz") if about else None,
+    out["vulnerabilities"] = _vulnerabilities(policy, name, normalVersion(about) if about else None,
                                               document.get("vulnerabilities"))
     return out
 

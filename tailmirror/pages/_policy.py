@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from ._advisories import Advisories, Advisory
 from ._rules import Rules
@@ -93,6 +94,17 @@ def versionOf(filename: str) -> str | None:
             return str(parse_wheel_filename(filename)[1])
         return str(parse_sdist_filename(filename)[1])
     except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+        return None
+
+
+def normalVersion(version: str) -> str | None:
+    """
+    A version as written, normalized (C{1.0.0-1} is C{1.0.0.post1}); L{None}
+    if it is no version.
+    """
+    try:
+        return str(Version(version))
+    except InvalidVersion:
         return None
 
 
@@ -336,14 +348,7 @@ class Policy:
         out = dict(page, files=kept)
         gone = hiddenVersions - keptVersions
         if isinstance(page.get("versions"), list) and gone:
-            out["versions"] = [v for v in page["versions"] if not (isinstance(v, str) and _normal(v) in gone)]
+            out["versions"] = [
+                v for v in page["versions"] if not (isinstance(v, str) and (normalVersion(v) or v) in gone)
+            ]
         return View(out, until, unknown)
-
-
-def _normal(version: str) -> str:
-    try:
-        from packaging.version import Version
-
-        return str(Version(version))
-    except ValueError:
-        return version

@@ -392,3 +392,20 @@ class LegacyJSONTests(SynchronousTestCase):
         document = json.loads(h.get("/pypi/requests/json").body)
         self.assertEqual(sorted(document["releases"]), ["2.32.0"])
         self.assertEqual(document["info"]["version"], "2.32.0")
+
+
+class VersionTests(SynchronousTestCase):
+    def test_normalVersion(self) -> None:
+        """
+        A version as written is normalized as a version, not read out of a
+        made-up file name (which took the part after a dash for all of it).
+        """
+        from packaging.requirements import Requirement
+
+        from tailmirror.offline._wanted import _pin
+        from tailmirror.pages import normalVersion
+
+        self.assertEqual(normalVersion("1.0-1"), "1.0.post1")
+        self.assertEqual(normalVersion("2.0RC1"), "2.0rc1")
+        self.assertIsNone(normalVersion("not a version"))
+        self.assertEqual(_pin(Requirement("foo==1.0-1")), "1.0.post1")
