@@ -15,7 +15,7 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -103,8 +103,10 @@ class Advisory:
     withdrawn: str | None = None
 
     def affects(self, name: str, version: str | None) -> bool:
+        return self.affectsVersion(name, _version(version))
+
+    def affectsVersion(self, name: str, parsed: Version | None) -> bool:
         found = self.affected.get(name)
-        parsed = _version(version)
         if found is None or parsed is None:
             return False
         versions, spans = found
@@ -271,8 +273,14 @@ class Advisories:
             for name in advisory.affected:
                 self.byProject.setdefault(name, []).append(advisory)
 
-    def affecting(self, name: str, version: str | None) -> list[Advisory]:
+    def affecting(
+        self, name: str, version: str | None, among: Callable[[Advisory], bool] = lambda advisory: True
+    ) -> list[Advisory]:
         """
-        The advisories that affect a version of a project.
+        The advisories that affect a version of a project (of those
+        C{among} takes, asked first: it is cheaper than a version's ranges).
         """
-        return [a for a in self.byProject.get(name, ()) if a.affects(name, version)]
+        parsed = _version(version)
+        if parsed is None:
+            return []
+        return [a for a in self.byProject.get(name, ()) if among(a) and a.affectsVersion(name, parsed)]

@@ -108,6 +108,11 @@ def normalVersion(version: str) -> str | None:
         return None
 
 
+#: Verdicts of advisories on versions remembered, at most (all forgotten at
+#: once past it).
+BLOCKING_KEPT = 65536
+
+
 @dataclass
 class View:
     """
@@ -175,6 +180,8 @@ class Policy:
         #: What the rules and advisories held back of the pages served,
         #: by (kind, what, project): the versions.
         self._held: dict[tuple[str, str, str], set[str]] = {}
+        #: Verdicts of L{blocking}, by generation, project and version.
+        self._blocking: dict[tuple[int, str, str | None], Advisory | None] = {}
 
     def update(self, rules: Rules | None = None, advisories: Advisories | None = None) -> None:
         """
@@ -241,16 +248,25 @@ class Policy:
         The advisory that holds back a version of a project, under
         C{--deny-advisories}, unless waived.
         """
-        if self.denyAdvisories == "off":
+        if self.denyAdvisories == "off" or name not in self.advisories.byProject:
             return None
-        waived = self.rules.waived
-        for advisory in self.advisories.affecting(name, version):
-            if self.denyAdvisories == "malicious" and not advisory.malicious:
-                continue
-            if waived and any(n in waived for n in advisory.names()):
-                continue
-            return advisory
-        return None
+        key = (self.generation, name, version)
+        try:
+            return self._blocking[key]  # a release's files share their version
+        except KeyError:
+            pass
+        waived, maliciousOnly = self.rules.waived, self.denyAdvisories == "malicious"
+
+        def counts(advisory: Advisory) -> bool:
+            return (advisory.malicious or not maliciousOnly) and not (
+                waived and any(n in waived for n in advisory.names())
+            )
+
+        found = self.advisories.affecting(name, version, counts)
+        if len(self._blocking) >= BLOCKING_KEPT:
+            self._blocking.clear()
+        verdict = self._blocking[key] = found[0] if found else None
+        return verdict
 
     def _timeHeld(self, name: str, uploaded: float | None, now: float) -> Held | None:
         cooling = self.cools(name)

@@ -18,7 +18,7 @@ from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tailmirror._optiongroups import parseDate
-from tailmirror.pages import Advisories, parsePolicyFile, parseRule, readAdvisories, rulesOf, versionOf
+from tailmirror.pages import Advisories, Policy, parsePolicyFile, parseRule, readAdvisories, rulesOf, versionOf
 from tailmirror.pages._advisories import parseOSV
 
 from ..fakeindex import FakeProject, sdist
@@ -229,6 +229,22 @@ class AdvisoryTests(SynchronousTestCase):
         h = self.advised(denyAdvisories="vulnerable", rules=rulesOf(waive=["CVE-2024-1"]))
         self.assertEqual(len(listed(h.get("/simple/requests/", JSON))), 3)
         self.assertEqual(listed(h.get("/simple/evil-pkg/", JSON)), [])
+
+    def test_verdictFollowsChanges(self) -> None:
+        """
+        A version's verdict, remembered for the files that share it, is
+        asked again once the rules or the advisories change.
+        """
+        advisory = parseOSV(osv("MAL-9", "evil-pkg", versions=["1.0"]))
+        assert advisory is not None
+        policy = Policy(advisories=Advisories([advisory]))
+        self.assertEqual(getattr(policy.blocking("evil-pkg", "1.0"), "id", None), "MAL-9")
+        policy.update(rules=rulesOf(waive=["MAL-9"]))
+        self.assertIsNone(policy.blocking("evil-pkg", "1.0"))
+        policy.update(rules=rulesOf(), advisories=Advisories())
+        self.assertIsNone(policy.blocking("evil-pkg", "1.0"))
+        policy.update(advisories=Advisories([advisory]))
+        self.assertIsNotNone(policy.blocking("evil-pkg", "1.0"))
 
     def test_off(self) -> None:
         h = self.advised(denyAdvisories="off")
