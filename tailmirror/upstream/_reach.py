@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IAddress, IHostnameResolver, IHostResolu
 from zope.interface import implementer
 
 from ..base import UpstreamError
-from ._resolve import _Known
+from ._resolve import _Known, tell
 
 __all__ = ["REFUSED", "GuardedResolver", "Reach", "Refused", "parseHostPort"]
 
@@ -233,10 +233,7 @@ class GuardedResolver:
             kept, self.refusal = reach.judge(hostName, portNumber, hosts)
             return [a for a in found if _hostOf(a) in kept]
 
-        def tell(addresses: list[IAddress]) -> None:
-            for each in addresses:
-                resolutionReceiver.addressResolved(each)
-            resolutionReceiver.resolutionComplete()
-
-        Deferred.fromCoroutine(judged()).addCallbacks(tell, lambda failure: tell([]))
+        Deferred.fromCoroutine(judged()).addCallbacks(
+            lambda addresses: tell(resolutionReceiver, addresses), lambda failure: tell(resolutionReceiver, [])
+        )
         return resolution

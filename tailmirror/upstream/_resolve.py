@@ -74,7 +74,7 @@ class CachingResolver:
         found = self._known.get(key)
         if found is not None and 0 <= now - found[0] < self.seconds:
             resolution = _Known(hostName)
-            _answer(resolutionReceiver, resolution, found[1])
+            tell(resolutionReceiver, found[1], began=resolution)
             return resolution
         waiting = self._waiting.get(key)
         if waiting is not None:
@@ -105,16 +105,16 @@ class CachingResolver:
             if len(self._known) > NAMES_KEPT:
                 del self._known[next(iter(self._known))]
         for receiver in self._waiting.pop(key, ()):
-            for address in addresses:
-                receiver.addressResolved(address)
-            receiver.resolutionComplete()
+            tell(receiver, addresses)
 
 
-def _answer(receiver: IResolutionReceiver, resolution: IHostResolution, addresses: list[IAddress]) -> None:
+def tell(receiver: IResolutionReceiver, addresses: list[IAddress], began: IHostResolution | None = None) -> None:
     """
-    Tell a receiver the addresses kept for a name, all at once.
+    Tell a receiver the addresses found for a name, all at once, and that
+    that is all; that the resolution C{began} first, if given.
     """
-    receiver.resolutionBegan(resolution)
+    if began is not None:
+        receiver.resolutionBegan(began)
     for address in addresses:
         receiver.addressResolved(address)
     receiver.resolutionComplete()
