@@ -36,16 +36,6 @@ __all__ = ["Fleet", "FleetUpstream"]
 
 log = Logger()
 
-
-def shared(key: FileKey) -> bool:
-    """
-    Whether a file is one the bucket holds: a distribution whose path names
-    its sha256, which every read of it is checked against.  Never a file
-    without one, nor a core metadata file or a provenance object (one
-    upstream gives without a hash is read unchecked).
-    """
-    return key.shard[0] != "_url" and not key.metadata and not key.provenance
-
 #: Seconds between retries of a failed put, doubling to the most.
 RETRY_FIRST = 1.0
 RETRY_MOST = 300.0
@@ -121,8 +111,8 @@ class Fleet(NoEvents):
             self.fromBucket.discard(parts)
             self.known.add(parts)
             return
-        if not shared(key):
-            return
+        if key.shard[0] == "_url":
+            return  # no sha256: never put in the bucket
         self.pending += 1
         Deferred.fromCoroutine(self._upload(key, RETRY_FIRST))
 
@@ -259,7 +249,7 @@ class Fleet(NoEvents):
         A URL of the file in the bucket, if it is there (and not bad).
         """
         parts = key.storeParts
-        if not shared(key) or parts in self.bad:
+        if key.shard[0] == "_url" or parts in self.bad:
             return None
         if parts not in self.known:
 
@@ -293,7 +283,7 @@ class Fleet(NoEvents):
         node holds the lease, wait for its object a while.
         """
         found = await self.locate(key)
-        if found is not None or not shared(key):
+        if found is not None or key.shard[0] == "_url":
             return found
         parts = key.storeParts
         lease = hashlib.sha256("/".join(parts).encode("utf-8")).hexdigest()

@@ -112,20 +112,3 @@ class FleetTests(SynchronousTestCase):
         fleet.failed("the store is down")
         self.assertEqual(self.successResultOf(Deferred.fromCoroutine(fleet._call(lambda: 7))), 7)
         self.assertIsNone(fleet.failing)
-
-    def test_onlyDistributions(self) -> None:
-        """
-        Core metadata files and provenance objects are neither put in the
-        bucket nor looked for there: one upstream gives without a hash
-        would be read back unchecked.  A distribution is.
-        """
-        fleet, bucket, _ = self.fleet(maybeDeferred)
-        wheel = keyOf(1)
-        for suffix in (".metadata", ".provenance"):
-            other = parseFilePath(("/" + str(wheel) + suffix).encode())
-            assert other is not None and (other.metadata or other.provenance)
-            fleet.fileKept(other, 5, 0.0)
-            self.assertIsNone(self.successResultOf(Deferred.fromCoroutine(fleet.locate(other))))
-        self.assertEqual((bucket.uploaded, fleet.pending), ({}, 0))
-        fleet.fileKept(wheel, 5, 0.0)
-        self.assertEqual(list(bucket.uploaded), ["/".join(wheel.storeParts)])
